@@ -1,0 +1,87 @@
+/* API keys: the key file, constant-time authentication and per-key rate limits.
+ *
+ * A key file holds one key per line; the secret itself is never stored, only
+ * its BLAKE2b-256 hash (libsodium).  The daemon loads the file into an
+ * idl_keyring at start and on SIGHUP; lookups are read-only and thread-safe,
+ * and each key carries its own token bucket (a per-key lock, never a global one).
+ *
+ * File format (UTF-8 text, one key per line, '#' starts a comment line, fields
+ * separated by one TAB):
+ *   id  customer  scopes  rate  state  hash
+ *   id:       "k" + 12 lower-case hex digits, unique in the file
+ *   customer: the customer's name (no TAB, no newline)
+ *   scopes:   comma-separated subset of lookup,privacy,admin
+ *   rate:     requests per second, 1..1000000 (token bucket, burst = rate)
+ *   state:    "active" or "revoked"
+ *   hash:     64 lower-case hex digits, BLAKE2b-256 of the whole secret
+ * The secret handed to the customer is "idl_" + id + "_" + 43 base64url
+ * characters (32 random bytes), so the id is found without a table scan and
+ * the comparison of hashes is the only secret-dependent step.
+ */
+#ifndef IDL_AUTH_H
+#define IDL_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define IDL_SCOPE_LOOKUP 1u
+#define IDL_SCOPE_PRIVACY 2u
+#define IDL_SCOPE_ADMIN 4u
+
+#define IDL_AUTH_ID_MAX 16
+#define IDL_AUTH_CUSTOMER_MAX 128
+#define IDL_AUTH_SECRET_MAX 96
+
+typedef struct idl_keyring idl_keyring;
+typedef struct idl_key idl_key;
+
+/* Public facts about a key; valid as long as the keyring that returned it. */
+typedef struct {
+    char id[IDL_AUTH_ID_MAX];
+    char customer[IDL_AUTH_CUSTOMER_MAX];
+    unsigned scopes;
+    uint32_t rate;
+    bool revoked;
+} idl_key_info;
+
+/* "lookup,privacy" -> mask; IDL_INVALID_ARGUMENT naming nothing else. */
+int idl_auth_parse_scopes(const char *s, unsigned *out);
+/* mask -> "lookup,privacy" into buf. */
+void idl_auth_format_scopes(unsigned scopes, char *buf, size_t bufsz);
+
+/* Loads a key file.  On error returns IDL_INVALID_ARGUMENT (malformed line;
+ * *err names the line number and cause) or IDL_NOT_FOUND (no such file), and
+ * *out is untouched.  err may be NULL; when set it is a malloc'd string the
+ * caller frees. */
+int idl_keyring_load(const char *path, idl_keyring **out, char **err);
+/* Frees the keyring; NULL is fine.  No lookup may be running on it. */
+void idl_keyring_free(idl_keyring *kr);
+
+size_t idl_keyring_count(const idl_keyring *kr);
+/* The i-th key in file order. */
+const idl_key_info *idl_keyring_info(const idl_keyring *kr, size_t i);
+
+/* Authenticates an "authorization" metadata value ("Bearer <secret>").
+ * Returns 0 and *key for an active key whose hash matches (compared in
+ * constant time), IDL_UNAUTHENTICATED for anything else (absent, not Bearer,
+ * malformed, unknown, revoked).  Thread-safe. */
+int idl_auth_check(idl_keyring *kr, const char *authorization, size_t len, idl_key **key);
+
+const idl_key_info *idl_key_get_info(const idl_key *key);
+
+/* Takes one token from the key's bucket at time now_us (monotonic
+ * microseconds).  Returns 0 and writes the whole tokens left, or
+ * IDL_RESOURCE_EXHAUSTED and the milliseconds until a token is back.
+ * Thread-safe (per-key lock). */
+int idl_key_take(idl_key *key, uint64_t now_us, uint32_t *remaining, uint32_t *retry_after_ms);
+
+/* Key-file editing for `idlookup keys`.  add: creates the file (mode 0600) if
+ * missing, appends a new active key and writes the secret (NUL-terminated)
+ * into secret.  revoke: rewrites the file atomically (temp file + rename) with
+ * that key's state set to revoked; IDL_NOT_FOUND for an unknown id. */
+int idl_keyfile_add(const char *path, const char *customer, unsigned scopes, uint32_t rate,
+                    char secret[IDL_AUTH_SECRET_MAX], char id_out[IDL_AUTH_ID_MAX], char **err);
+int idl_keyfile_revoke(const char *path, const char *id, char **err);
+
+#endif
