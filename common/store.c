@@ -1,1 +1,832 @@
+/* The RocksDB record store (see store.h for the layout and the locking). */
+#include "store.h"
 #include "status.h"
+#include "wire.h"
+
+#include <pthread.h>
+#include <rocksdb/c.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#define XXH_INLINE_ALL /* streaming state on the stack, and inlined hot hashes */
+#include <xxhash.h>
+
+static const char *const cf_names[IDL_CF_COUNT] = {"default", "persons", "idx",
+                                                   "supp",    "log",     "logp"};
+
+/* Counters kept in the default column family, updated in the same batch as
+ * the change they count, so a crash never leaves them out of step. */
+#define CTR_PERSONS "c:persons_total"
+#define CTR_SUPPRESSED "c:persons_suppressed"
+#define CTR_PURGED "c:children_purged"
+
+struct idl_store {
+    rocksdb_t *db;
+    rocksdb_options_t *dbopts;
+    rocksdb_options_t *cfopts[IDL_CF_COUNT];
+    rocksdb_column_family_handle_t *cf[IDL_CF_COUNT];
+    rocksdb_cache_t *cache;
+    rocksdb_readoptions_t *ropts;
+    rocksdb_writeoptions_t *wopts;
+    rocksdb_writeoptions_t *wopts_sync;
+    pthread_mutex_t wlock;
+    bool secondary;
+    _Atomic uint64_t persons_total, persons_suppressed, children_purged;
+};
+
+struct idl_store_batch {
+    idl_store *s;
+    rocksdb_writebatch_t *wb;
+};
+
+struct idl_store_iter {
+    rocksdb_iterator_t *it;
+    rocksdb_readoptions_t *ro;
+    char *hi;
+};
+
+void idl_be64_put(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+uint64_t idl_be64_get(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* ---- keys ---- */
+
+static void hkey_parts(idl_hkey *k, const char *const *parts, size_t n)
+{
+    /* Parts are joined with ':' after the kind and '|' between values, as
+     * one streamed hash so no buffer has to hold the whole key. */
+    XXH3_state_t st;
+    XXH3_128bits_reset(&st);
+    for (size_t i = 0; i < n; i++) {
+        if (i == 1)
+            XXH3_128bits_update(&st, ":", 1);
+        else if (i > 1)
+            XXH3_128bits_update(&st, "|", 1);
+        XXH3_128bits_update(&st, parts[i], strlen(parts[i]));
+    }
+    XXH128_hash_t h = XXH3_128bits_digest(&st);
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, h);
+    memcpy(k->b, c.digest, 16);
+}
+
+void idl_hkey_make(idl_hkey *k, const char *kind, const char *norm)
+{
+    const char *p[2] = {kind, norm};
+    hkey_parts(k, p, 2);
+}
+
+void idl_hkey_addr(idl_hkey *k, const char *street, const char *zip)
+{
+    const char *p[3] = {"addr", street, zip};
+    hkey_parts(k, p, 3);
+}
+
+void idl_hkey_addrcs(idl_hkey *k, const char *street, const char *city, const char *state)
+{
+    const char *p[4] = {"addrcs", street, city, state};
+    hkey_parts(k, p, 4);
+}
+
+void idl_hkey_name(idl_hkey *k, const char *norm_last, const char *first_group)
+{
+    const char *p[3] = {"name", norm_last, first_group};
+    hkey_parts(k, p, 3);
+}
+
+uint64_t idl_person_id(const char *source_id)
+{
+    return XXH3_64bits(source_id, strlen(source_id));
+}
+
+void idl_person_id_format(uint64_t pid, char out[19])
+{
+    snprintf(out, 19, "p_%016llx", (unsigned long long)pid);
+}
+
+int idl_person_id_parse(const char *s, size_t len, uint64_t *pid)
+{
+    if (len != 18 || s[0] != 'p' || s[1] != '_')
+        return IDL_INVALID_ARGUMENT;
+    uint64_t v = 0;
+    for (size_t i = 2; i < 18; i++) {
+        char c = s[i];
+        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return IDL_INVALID_ARGUMENT;
+        v = (v << 4) | (uint64_t)d;
+    }
+    *pid = v;
+    return IDL_OK;
+}
+
+size_t idl_record_keys(const idl_record *r, idl_hkey *keys, size_t max, bool names)
+{
+    size_t n = 0;
+#define ADD(expr)                                                                                  \
+    do {                                                                                           \
+        if (n < max) {                                                                             \
+            expr;                                                                                  \
+            n++;                                                                                   \
+        }                                                                                          \
+    } while (0)
+    for (int i = 0; i < r->n_emails; i++)
+        ADD(idl_hkey_make(&keys[n], "email", r->emails[i]));
+    for (int i = 0; i < r->n_phones; i++)
+        ADD(idl_hkey_make(&keys[n], "phone", r->phones[i].number));
+    for (int i = 0; i < r->n_ips; i++)
+        ADD(idl_hkey_make(&keys[n], "ip", r->ips[i]));
+    for (int i = 0; i < r->n_addrs; i++) {
+        const idl_address *a = &r->addrs[i];
+        if (a->zip[0])
+            ADD(idl_hkey_addr(&keys[n], a->street, a->zip));
+        if (a->city[0] && a->state[0])
+            ADD(idl_hkey_addrcs(&keys[n], a->street, a->city, a->state));
+    }
+    if (names) {
+        const char *groups[16];
+        size_t ng = idl_nick_groups(r->norm_first, groups, 16);
+        for (size_t g = 0; g < ng; g++)
+            ADD(idl_hkey_name(&keys[n], r->norm_last, groups[g]));
+    }
+#undef ADD
+    return n;
+}
+
+/* ---- open / close ---- */
+
+static rocksdb_options_t *cf_options(idl_store *s, idl_cf cf, bool bulk)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(t, s->cache);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
+    if (cf != IDL_CF_LOG && cf != IDL_CF_LOGP)
+        rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom_full(10));
+    if (cf == IDL_CF_IDX) {
+        /* Lookups are prefix scans on the 16-byte identifier hash: filter on
+         * the prefix, not on whole keys that no query ever names. */
+        rocksdb_options_set_prefix_extractor(o, rocksdb_slicetransform_create_fixed_prefix(16));
+        rocksdb_block_based_options_set_whole_key_filtering(t, 0);
+        rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.05);
+    } else if (cf == IDL_CF_PERSONS || cf == IDL_CF_SUPP) {
+        rocksdb_options_set_memtable_whole_key_filtering(o, 1);
+        rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.05);
+    }
+    rocksdb_options_set_block_based_table_factory(o, t);
+    rocksdb_block_based_options_destroy(t);
+    size_t wb = bulk ? (size_t)128 << 20 : (size_t)32 << 20;
+    if (cf == IDL_CF_META || cf == IDL_CF_SUPP)
+        wb = (size_t)4 << 20;
+    rocksdb_options_set_write_buffer_size(o, wb);
+    rocksdb_options_set_compression(o, rocksdb_lz4_compression);
+    return o;
+}
+
+int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts, char err[256])
+{
+    idl_store_opts def = {0};
+    if (!opts)
+        opts = &def;
+    idl_store *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, 256, "out of memory");
+        return IDL_INTERNAL;
+    }
+    pthread_mutex_init(&s->wlock, NULL);
+    int rc = IDL_INTERNAL;
+    char *rerr = NULL;
+    s->cache = rocksdb_cache_create_lru((opts->cache_mb ? opts->cache_mb : 256) << 20);
+    s->dbopts = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(s->dbopts, 1);
+    rocksdb_options_set_create_missing_column_families(s->dbopts, 1);
+    rocksdb_options_increase_parallelism(s->dbopts, 2);
+    rocksdb_options_set_max_background_jobs(s->dbopts, 2);
+    rocksdb_options_set_info_log_level(s->dbopts, 2 /* WARN */);
+    rocksdb_options_set_keep_log_file_num(s->dbopts, 3);
+    rocksdb_options_set_max_open_files(s->dbopts, opts->secondary ? -1 : 512);
+    const rocksdb_options_t *cfo[IDL_CF_COUNT];
+    for (int i = 0; i < IDL_CF_COUNT; i++) {
+        s->cfopts[i] = cf_options(s, (idl_cf)i, opts->bulk);
+        cfo[i] = s->cfopts[i];
+    }
+    if (opts->secondary) {
+        s->secondary = true;
+        s->db = rocksdb_open_as_secondary_column_families(s->dbopts, path, opts->secondary,
+                                                          IDL_CF_COUNT, cf_names, cfo, s->cf,
+                                                          &rerr);
+    } else {
+        s->db = rocksdb_open_column_families(s->dbopts, path, IDL_CF_COUNT, cf_names, cfo, s->cf,
+                                             &rerr);
+    }
+    if (!s->db) {
+        if (rerr && (strstr(rerr, "lock") || strstr(rerr, "Resource temporarily unavailable")))
+            rc = IDL_UNAVAILABLE;
+        snprintf(err, 256, "cannot open store %s: %s%s", path, rerr ? rerr : "unknown error",
+                 rc == IDL_UNAVAILABLE ? " (is a daemon or another ingest using it?)" : "");
+        free(rerr);
+        goto fail;
+    }
+    s->ropts = rocksdb_readoptions_create();
+    s->wopts = rocksdb_writeoptions_create();
+    s->wopts_sync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->wopts_sync, 1);
+    /* Counters. */
+    const char *names[3] = {CTR_PERSONS, CTR_SUPPRESSED, CTR_PURGED};
+    _Atomic uint64_t *dst[3] = {&s->persons_total, &s->persons_suppressed, &s->children_purged};
+    for (int i = 0; i < 3; i++) {
+        char *v = NULL;
+        size_t vl = 0;
+        if (idl_store_raw_get(s, IDL_CF_META, names[i], strlen(names[i]), &v, &vl) == IDL_OK) {
+            if (vl == 8)
+                atomic_store(dst[i], idl_be64_get((const uint8_t *)v));
+            free(v);
+        }
+    }
+    *out = s;
+    return IDL_OK;
+fail:
+    idl_store_close(s);
+    return rc;
+}
+
+void idl_store_close(idl_store *s)
+{
+    if (!s)
+        return;
+    if (s->db) {
+        for (int i = 0; i < IDL_CF_COUNT; i++)
+            if (s->cf[i])
+                rocksdb_column_family_handle_destroy(s->cf[i]);
+        rocksdb_close(s->db);
+    }
+    for (int i = 0; i < IDL_CF_COUNT; i++)
+        if (s->cfopts[i])
+            rocksdb_options_destroy(s->cfopts[i]);
+    if (s->dbopts)
+        rocksdb_options_destroy(s->dbopts);
+    if (s->ropts)
+        rocksdb_readoptions_destroy(s->ropts);
+    if (s->wopts)
+        rocksdb_writeoptions_destroy(s->wopts);
+    if (s->wopts_sync)
+        rocksdb_writeoptions_destroy(s->wopts_sync);
+    if (s->cache)
+        rocksdb_cache_destroy(s->cache);
+    pthread_mutex_destroy(&s->wlock);
+    free(s);
+}
+
+int idl_store_catch_up(idl_store *s)
+{
+    char *rerr = NULL;
+    rocksdb_try_catch_up_with_primary(s->db, &rerr);
+    if (rerr) {
+        free(rerr);
+        return IDL_UNAVAILABLE;
+    }
+    return IDL_OK;
+}
+
+/* ---- raw access ---- */
+
+int idl_store_raw_get(idl_store *s, idl_cf cf, const void *k, size_t kl, char **val, size_t *vl)
+{
+    char *rerr = NULL;
+    size_t n = 0;
+    char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[cf], k, kl, &n, &rerr);
+    if (rerr) {
+        free(rerr);
+        return IDL_UNAVAILABLE;
+    }
+    if (!v)
+        return IDL_NOT_FOUND;
+    *val = v;
+    *vl = n;
+    return IDL_OK;
+}
+
+static bool exists(idl_store *s, idl_cf cf, const void *k, size_t kl)
+{
+    char *rerr = NULL;
+    rocksdb_pinnableslice_t *p = rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[cf], k, kl, &rerr);
+    free(rerr);
+    if (!p)
+        return false;
+    rocksdb_pinnableslice_destroy(p);
+    return true;
+}
+
+idl_store_batch *idl_store_batch_new(idl_store *s)
+{
+    idl_store_batch *b = malloc(sizeof(*b));
+    if (b) {
+        b->s = s;
+        b->wb = rocksdb_writebatch_create();
+    }
+    return b;
+}
+
+void idl_store_batch_put(idl_store_batch *b, idl_cf cf, const void *k, size_t kl, const void *v,
+                         size_t vl)
+{
+    rocksdb_writebatch_put_cf(b->wb, b->s->cf[cf], k, kl, v, vl);
+}
+
+void idl_store_batch_delete(idl_store_batch *b, idl_cf cf, const void *k, size_t kl)
+{
+    rocksdb_writebatch_delete_cf(b->wb, b->s->cf[cf], k, kl);
+}
+
+void idl_store_batch_delete_range(idl_store_batch *b, idl_cf cf, const void *lo, size_t lol,
+                                  const void *hi, size_t hil)
+{
+    rocksdb_writebatch_delete_range_cf(b->wb, b->s->cf[cf], lo, lol, hi, hil);
+}
+
+int idl_store_batch_commit(idl_store *s, idl_store_batch *b, bool sync)
+{
+    char *rerr = NULL;
+    rocksdb_write(s->db, sync ? s->wopts_sync : s->wopts, b->wb, &rerr);
+    if (rerr) {
+        free(rerr);
+        return IDL_UNAVAILABLE;
+    }
+    rocksdb_writebatch_clear(b->wb);
+    return IDL_OK;
+}
+
+void idl_store_batch_free(idl_store_batch *b)
+{
+    if (!b)
+        return;
+    rocksdb_writebatch_destroy(b->wb);
+    free(b);
+}
+
+int idl_store_iter_open(idl_store *s, idl_cf cf, const void *lo, size_t lol, const void *hi,
+                        size_t hil, idl_store_iter **out)
+{
+    idl_store_iter *it = calloc(1, sizeof(*it));
+    if (!it)
+        return IDL_INTERNAL;
+    it->ro = rocksdb_readoptions_create();
+    if (hi) {
+        it->hi = malloc(hil ? hil : 1);
+        if (!it->hi) {
+            rocksdb_readoptions_destroy(it->ro);
+            free(it);
+            return IDL_INTERNAL;
+        }
+        memcpy(it->hi, hi, hil);
+        rocksdb_readoptions_set_iterate_upper_bound(it->ro, it->hi, hil);
+    }
+    it->it = rocksdb_create_iterator_cf(s->db, it->ro, s->cf[cf]);
+    if (lo)
+        rocksdb_iter_seek(it->it, lo, lol);
+    else
+        rocksdb_iter_seek_to_first(it->it);
+    *out = it;
+    return IDL_OK;
+}
+
+bool idl_store_iter_valid(idl_store_iter *it)
+{
+    return rocksdb_iter_valid(it->it);
+}
+
+void idl_store_iter_next(idl_store_iter *it)
+{
+    rocksdb_iter_next(it->it);
+}
+
+const char *idl_store_iter_key(idl_store_iter *it, size_t *len)
+{
+    return rocksdb_iter_key(it->it, len);
+}
+
+const char *idl_store_iter_value(idl_store_iter *it, size_t *len)
+{
+    return rocksdb_iter_value(it->it, len);
+}
+
+void idl_store_iter_close(idl_store_iter *it)
+{
+    if (!it)
+        return;
+    rocksdb_iter_destroy(it->it);
+    rocksdb_readoptions_destroy(it->ro);
+    free(it->hi);
+    free(it);
+}
+
+/* ---- reads ---- */
+
+int idl_store_probe(idl_store *s, const idl_hkey *k, uint64_t *pids, size_t max, size_t *n,
+                    bool *more)
+{
+    uint8_t hi[16];
+    memcpy(hi, k->b, 16);
+    /* The upper bound is the prefix plus one, so the scan stops at the end
+     * of this identifier's entries. */
+    int i = 15;
+    while (i >= 0 && hi[i] == 0xff)
+        hi[i--] = 0;
+    size_t count = 0;
+    bool extra = false;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_prefix_same_as_start(ro, 1);
+    if (i >= 0) {
+        hi[i]++;
+        rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, 16);
+    }
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[IDL_CF_IDX]);
+    for (rocksdb_iter_seek(it, (const char *)k->b, 16); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kl;
+        const char *key = rocksdb_iter_key(it, &kl);
+        if (kl != 24 || memcmp(key, k->b, 16) != 0)
+            break;
+        if (count == max) {
+            extra = true;
+            break;
+        }
+        pids[count++] = idl_be64_get((const uint8_t *)key + 16);
+    }
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it, &rerr);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (rerr) {
+        free(rerr);
+        return IDL_UNAVAILABLE;
+    }
+    *n = count;
+    if (more)
+        *more = extra;
+    return IDL_OK;
+}
+
+int idl_store_get(idl_store *s, uint64_t pid, idl_record *r)
+{
+    uint8_t k[8];
+    idl_be64_put(k, pid);
+    char *rerr = NULL;
+    rocksdb_pinnableslice_t *p =
+        rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[IDL_CF_PERSONS], (const char *)k, 8, &rerr);
+    if (rerr) {
+        free(rerr);
+        return IDL_UNAVAILABLE;
+    }
+    if (!p)
+        return IDL_NOT_FOUND;
+    size_t vl;
+    const char *v = rocksdb_pinnableslice_value(p, &vl);
+    int rc = idl_record_unpack(v, vl, r);
+    rocksdb_pinnableslice_destroy(p);
+    return rc;
+}
+
+static void supp_pkey(uint8_t k[9], uint64_t pid)
+{
+    k[0] = 'p';
+    idl_be64_put(k + 1, pid);
+}
+
+static void supp_kkey(uint8_t k[17], const idl_hkey *h)
+{
+    k[0] = 'k';
+    memcpy(k + 1, h->b, 16);
+}
+
+bool idl_store_key_suppressed(idl_store *s, const idl_hkey *h)
+{
+    uint8_t k[17];
+    supp_kkey(k, h);
+    return exists(s, IDL_CF_SUPP, k, 17);
+}
+
+bool idl_store_person_suppressed(idl_store *s, uint64_t pid)
+{
+    uint8_t k[9];
+    supp_pkey(k, pid);
+    return exists(s, IDL_CF_SUPP, k, 9);
+}
+
+/* ---- writes ---- */
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void put_counter(idl_store_batch *b, const char *name, uint64_t v)
+{
+    uint8_t buf[8];
+    idl_be64_put(buf, v);
+    idl_store_batch_put(b, IDL_CF_META, name, strlen(name), buf, 8);
+}
+
+static void put_counters(idl_store *s, idl_store_batch *b, uint64_t total, uint64_t supp,
+                         uint64_t purged)
+{
+    put_counter(b, CTR_PERSONS, total);
+    put_counter(b, CTR_SUPPRESSED, supp);
+    put_counter(b, CTR_PURGED, purged);
+}
+
+static void index_delete(idl_store_batch *b, const idl_record *r, uint64_t pid)
+{
+    idl_hkey keys[IDL_RECORD_KEYS_MAX];
+    size_t n = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, true);
+    uint8_t k[24];
+    idl_be64_put(k + 16, pid);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(k, keys[i].b, 16);
+        idl_store_batch_delete(b, IDL_CF_IDX, k, 24);
+    }
+}
+
+static void person_delete(idl_store_batch *b, const idl_record *r, uint64_t pid)
+{
+    uint8_t k[8];
+    idl_be64_put(k, pid);
+    index_delete(b, r, pid);
+    idl_store_batch_delete(b, IDL_CF_PERSONS, k, 8);
+}
+
+/* True when any identifier of r is suppressed. */
+static bool carries_suppressed(idl_store *s, const idl_record *r)
+{
+    idl_hkey keys[IDL_RECORD_KEYS_MAX];
+    size_t n = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, false);
+    for (size_t i = 0; i < n; i++)
+        if (idl_store_key_suppressed(s, &keys[i]))
+            return true;
+    return false;
+}
+
+int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_result *res,
+                     bool sync)
+{
+    int rc = IDL_OK;
+    idl_store_batch *b = idl_store_batch_new(s);
+    idl_record *old = malloc(sizeof(*old));
+    uint64_t *batch_pids = malloc(n * sizeof(uint64_t) + 1);
+    idl_buf buf = {0};
+    if (!b || !old || !batch_pids) {
+        rc = IDL_INTERNAL;
+        goto out;
+    }
+    int y, m, d;
+    idl_today(&y, &m, &d);
+    pthread_mutex_lock(&s->wlock);
+    uint64_t total = atomic_load(&s->persons_total), supp = atomic_load(&s->persons_suppressed),
+             purged = atomic_load(&s->children_purged);
+    size_t nb = 0;
+    for (size_t i = 0; i < n && rc == IDL_OK; i++) {
+        const idl_record *r = &recs[i];
+        uint64_t pid = idl_person_id(r->source_id);
+        /* A second record for the same person in this batch must see the
+         * first one's writes: commit what we have before reading. */
+        for (size_t j = 0; j < nb; j++) {
+            if (batch_pids[j] == pid) {
+                put_counters(s, b, total, supp, purged);
+                rc = idl_store_batch_commit(s, b, sync);
+                nb = 0;
+                break;
+            }
+        }
+        if (rc)
+            break;
+        int g = idl_store_get(s, pid, old);
+        if (g != IDL_OK && g != IDL_NOT_FOUND && g != IDL_DATA_LOSS) {
+            rc = g;
+            break;
+        }
+        bool had = g == IDL_OK;
+        bool was_supp = idl_store_person_suppressed(s, pid);
+        idl_upsert_result out = {0};
+        uint8_t pk[8];
+        idl_be64_put(pk, pid);
+        if (idl_record_is_child(r, y, m, d)) {
+            out.outcome = IDL_UP_CHILD;
+            if (had) {
+                person_delete(b, old, pid);
+                total--;
+                if (was_supp)
+                    supp--;
+                purged++;
+                out.purged = true;
+            } else if (g == IDL_DATA_LOSS) {
+                idl_store_batch_delete(b, IDL_CF_PERSONS, pk, 8);
+            }
+        } else {
+            if (had)
+                index_delete(b, old, pid);
+            bool now_supp = was_supp || carries_suppressed(s, r);
+            if (now_supp && !was_supp) {
+                uint8_t sk[9], tv[8];
+                supp_pkey(sk, pid);
+                idl_be64_put(tv, now_us());
+                idl_store_batch_put(b, IDL_CF_SUPP, sk, 9, tv, 8);
+            }
+            idl_buf_reset(&buf);
+            msgpack_packer mp;
+            idl_buf_packer(&buf, &mp);
+            idl_record_pack(&mp, r);
+            if (buf.failed) {
+                rc = IDL_INTERNAL;
+                break;
+            }
+            idl_store_batch_put(b, IDL_CF_PERSONS, pk, 8, buf.data, buf.len);
+            idl_hkey keys[IDL_RECORD_KEYS_MAX];
+            size_t nk = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, true);
+            uint8_t ik[24];
+            idl_be64_put(ik + 16, pid);
+            for (size_t k = 0; k < nk; k++) {
+                memcpy(ik, keys[k].b, 16);
+                idl_store_batch_put(b, IDL_CF_IDX, ik, 24, "", 0);
+            }
+            out.outcome = had ? IDL_UP_UPDATED : IDL_UP_STORED;
+            out.suppressed = now_supp;
+            if (!had)
+                total++;
+            if (now_supp && (!had || !was_supp))
+                supp++;
+        }
+        if (res)
+            res[i] = out;
+        batch_pids[nb++] = pid;
+    }
+    if (rc == IDL_OK) {
+        put_counters(s, b, total, supp, purged);
+        rc = idl_store_batch_commit(s, b, sync);
+    }
+    if (rc == IDL_OK) {
+        atomic_store(&s->persons_total, total);
+        atomic_store(&s->persons_suppressed, supp);
+        atomic_store(&s->children_purged, purged);
+    } else {
+        /* Counters are re-read so that a failed batch leaves them as stored. */
+        char *v;
+        size_t vl;
+        if (idl_store_raw_get(s, IDL_CF_META, CTR_PERSONS, strlen(CTR_PERSONS), &v, &vl) == 0) {
+            if (vl == 8)
+                atomic_store(&s->persons_total, idl_be64_get((uint8_t *)v));
+            free(v);
+        }
+    }
+    pthread_mutex_unlock(&s->wlock);
+out:
+    idl_buf_free(&buf);
+    free(batch_pids);
+    free(old);
+    idl_store_batch_free(b);
+    return rc;
+}
+
+int idl_store_purge_child(idl_store *s, uint64_t pid)
+{
+    idl_record *r = malloc(sizeof(*r));
+    idl_store_batch *b = idl_store_batch_new(s);
+    int rc = IDL_INTERNAL;
+    if (!r || !b)
+        goto out;
+    int y, m, d;
+    idl_today(&y, &m, &d);
+    pthread_mutex_lock(&s->wlock);
+    rc = idl_store_get(s, pid, r);
+    if (rc == IDL_OK && idl_record_is_child(r, y, m, d)) {
+        bool was_supp = idl_store_person_suppressed(s, pid);
+        uint64_t total = atomic_load(&s->persons_total) - 1;
+        uint64_t supp = atomic_load(&s->persons_suppressed) - (was_supp ? 1 : 0);
+        uint64_t purged = atomic_load(&s->children_purged) + 1;
+        person_delete(b, r, pid);
+        put_counters(s, b, total, supp, purged);
+        rc = idl_store_batch_commit(s, b, false);
+        if (rc == IDL_OK) {
+            atomic_store(&s->persons_total, total);
+            atomic_store(&s->persons_suppressed, supp);
+            atomic_store(&s->children_purged, purged);
+        }
+    } else if (rc == IDL_NOT_FOUND) {
+        rc = IDL_OK;
+    }
+    pthread_mutex_unlock(&s->wlock);
+out:
+    idl_store_batch_free(b);
+    free(r);
+    return rc;
+}
+
+int idl_store_suppress(idl_store *s, const uint64_t *pids, size_t npids, const idl_hkey *keys,
+                       size_t nkeys, uint32_t *newly)
+{
+    idl_record *r = malloc(sizeof(*r));
+    idl_store_batch *b = idl_store_batch_new(s);
+    int rc = IDL_INTERNAL;
+    if (!r || !b)
+        goto out;
+    uint8_t tv[8];
+    idl_be64_put(tv, now_us());
+    uint32_t count = 0;
+    rc = IDL_OK;
+    pthread_mutex_lock(&s->wlock);
+    uint64_t supp = atomic_load(&s->persons_suppressed);
+    for (size_t i = 0; i < nkeys; i++) {
+        uint8_t k[17];
+        supp_kkey(k, &keys[i]);
+        idl_store_batch_put(b, IDL_CF_SUPP, k, 17, tv, 8);
+    }
+    for (size_t i = 0; i < npids && rc == IDL_OK; i++) {
+        bool dup = false;
+        for (size_t j = 0; j < i; j++)
+            dup |= pids[j] == pids[i];
+        if (dup)
+            continue;
+        int g = idl_store_get(s, pids[i], r);
+        if (g != IDL_OK && g != IDL_NOT_FOUND) {
+            rc = g;
+            break;
+        }
+        uint8_t pk[9];
+        supp_pkey(pk, pids[i]);
+        bool was = idl_store_person_suppressed(s, pids[i]);
+        idl_store_batch_put(b, IDL_CF_SUPP, pk, 9, tv, 8);
+        if (g == IDL_OK) {
+            /* Every identifier the person held goes too, so a later record
+             * carrying any of them stays hidden. */
+            idl_hkey pk16[IDL_RECORD_KEYS_MAX];
+            size_t nk = idl_record_keys(r, pk16, IDL_RECORD_KEYS_MAX, false);
+            for (size_t k = 0; k < nk; k++) {
+                uint8_t kk[17];
+                supp_kkey(kk, &pk16[k]);
+                idl_store_batch_put(b, IDL_CF_SUPP, kk, 17, tv, 8);
+            }
+            if (!was) {
+                count++;
+                supp++;
+            }
+        }
+    }
+    if (rc == IDL_OK) {
+        put_counter(b, CTR_SUPPRESSED, supp);
+        rc = idl_store_batch_commit(s, b, false);
+    }
+    if (rc == IDL_OK) {
+        atomic_store(&s->persons_suppressed, supp);
+        *newly = count;
+    }
+    pthread_mutex_unlock(&s->wlock);
+out:
+    idl_store_batch_free(b);
+    free(r);
+    return rc;
+}
+
+void idl_store_counts_get(idl_store *s, idl_store_counts *c)
+{
+    uint64_t total = atomic_load(&s->persons_total), supp = atomic_load(&s->persons_suppressed);
+    c->persons = total >= supp ? total - supp : 0;
+    c->suppressed = supp;
+    c->children_purged = atomic_load(&s->children_purged);
+}
+
+int idl_store_mark_once(idl_store *s, const void *key, size_t klen, bool *was_set)
+{
+    idl_store_batch *b = idl_store_batch_new(s);
+    if (!b)
+        return IDL_INTERNAL;
+    int rc = IDL_OK;
+    pthread_mutex_lock(&s->wlock);
+    if (exists(s, IDL_CF_META, key, klen)) {
+        *was_set = true;
+    } else {
+        uint8_t tv[8];
+        idl_be64_put(tv, now_us());
+        idl_store_batch_put(b, IDL_CF_META, key, klen, tv, 8);
+        rc = idl_store_batch_commit(s, b, false);
+        if (rc == IDL_OK)
+            *was_set = false;
+    }
+    pthread_mutex_unlock(&s->wlock);
+    idl_store_batch_free(b);
+    return rc;
+}

@@ -1,1 +1,153 @@
-/* in progress */
+/* The record store: RocksDB (C API) with one column family per concern.
+ *
+ *   persons  pid(8, big-endian)            -> record (record.h format)
+ *   idx      hkey(16) + pid(8)             -> ""          identifier -> persons
+ *   supp     'p' + pid(8) | 'k' + hkey(16) -> time_us(8)  opt-outs, apart from records
+ *   log      time_us(8) + seq(8)           -> entry       the query log (qlog.h)
+ *   logp     pid(8) + time_us(8) + seq(8)  -> customer    who received whom (Disclosures)
+ *   default  small metadata: counters, disclosure-request marks
+ * Index keys are XXH3-128 of "kind:normalized", so no identifier is a key in
+ * clear.  Reads are lock-free (RocksDB point reads and bounded prefix scans);
+ * writes that must read-modify-write (upsert, opt-out, purge, marks) take one
+ * writer mutex and commit one WriteBatch each, so every record and its index
+ * entries appear or vanish together.
+ */
+#ifndef IDL_STORE_H
+#define IDL_STORE_H
+
+#include "record.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct idl_store idl_store;
+
+typedef struct {
+    size_t cache_mb;       /* shared block cache; 0 = default (256 MiB) */
+    bool bulk;             /* bulk load (ingest): larger memtables, fewer syncs */
+    const char *secondary; /* open read-only as a RocksDB secondary with this scratch dir */
+} idl_store_opts;
+
+typedef enum {
+    IDL_CF_META = 0,
+    IDL_CF_PERSONS,
+    IDL_CF_IDX,
+    IDL_CF_SUPP,
+    IDL_CF_LOG,
+    IDL_CF_LOGP,
+    IDL_CF_COUNT
+} idl_cf;
+
+/* Opens (creating if missing) the store at path.  Returns 0, IDL_UNAVAILABLE
+ * when another process holds it (err says so), IDL_INTERNAL otherwise; err
+ * (256 bytes) is filled on failure. */
+int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts, char err[256]);
+/* Closes the store; NULL is fine.  No call may be running on it. */
+void idl_store_close(idl_store *s);
+/* Secondary instances only: catch up with the primary's writes. */
+int idl_store_catch_up(idl_store *s);
+
+/* ---- keys ---- */
+
+typedef struct {
+    uint8_t b[16];
+} idl_hkey;
+
+/* XXH3-128 of kind ":" norm; kinds: email, phone, ip, addr (STREET|ZIP),
+ * addrcs (STREET|CITY|ST), name (last|first-group). */
+void idl_hkey_make(idl_hkey *k, const char *kind, const char *norm);
+void idl_hkey_addr(idl_hkey *k, const char *street, const char *zip);
+void idl_hkey_addrcs(idl_hkey *k, const char *street, const char *city, const char *state);
+void idl_hkey_name(idl_hkey *k, const char *norm_last, const char *first_group);
+
+/* "p_" + hex(XXH3-64(source_id)) */
+uint64_t idl_person_id(const char *source_id);
+void idl_person_id_format(uint64_t pid, char out[19]);
+int idl_person_id_parse(const char *s, size_t len, uint64_t *pid);
+
+/* Every index key of a record: identifiers (email, phone, ip, addr, addrcs)
+ * and, when names is true, the name keys.  Returns the count (<= max). */
+size_t idl_record_keys(const idl_record *r, idl_hkey *keys, size_t max, bool names);
+#define IDL_RECORD_KEYS_MAX 64
+
+/* ---- reads (thread-safe, lock-free) ---- */
+
+/* Up to max person ids filed under k, ascending; *n the count.  *more is set
+ * when there were more than max. */
+int idl_store_probe(idl_store *s, const idl_hkey *k, uint64_t *pids, size_t max, size_t *n,
+                    bool *more);
+/* Reads a person.  IDL_NOT_FOUND when absent, IDL_DATA_LOSS when unreadable. */
+int idl_store_get(idl_store *s, uint64_t pid, idl_record *r);
+bool idl_store_key_suppressed(idl_store *s, const idl_hkey *k);
+bool idl_store_person_suppressed(idl_store *s, uint64_t pid);
+
+/* ---- writes (serialized by the writer mutex) ---- */
+
+typedef enum { IDL_UP_STORED, IDL_UP_UPDATED, IDL_UP_CHILD } idl_upsert_outcome;
+
+typedef struct {
+    idl_upsert_outcome outcome;
+    bool suppressed; /* stored or updated, and hidden by an opt-out */
+    bool purged;     /* a stored person became a child and was deleted */
+} idl_upsert_result;
+
+/* Upserts n records, in order, in as few WriteBatches as possible (a record
+ * and its index entries always share one).  sync: fsync the WAL (not needed
+ * for a process crash, only for power loss). */
+int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_result *res,
+                     bool sync);
+
+/* Deletes a person found to be a child at query time (record, index entries),
+ * if it still is one.  Counted in children_purged. */
+int idl_store_purge_child(idl_store *s, uint64_t pid);
+
+/* Opt-out: suppresses each person in pids (and every identifier they hold)
+ * and every key in keys.  *newly counts persons not suppressed before.
+ * Durable (WAL) when it returns. */
+int idl_store_suppress(idl_store *s, const uint64_t *pids, size_t npids, const idl_hkey *keys,
+                       size_t nkeys, uint32_t *newly);
+
+typedef struct {
+    uint64_t persons;    /* visible (stored, not suppressed) */
+    uint64_t suppressed; /* stored and suppressed */
+    uint64_t children_purged;
+} idl_store_counts;
+
+void idl_store_counts_get(idl_store *s, idl_store_counts *c);
+
+/* Sets a metadata mark once: returns 0 and *was_set = false when it set it,
+ * *was_set = true when the key already existed.  Durable when it returns. */
+int idl_store_mark_once(idl_store *s, const void *key, size_t klen, bool *was_set);
+
+/* ---- raw access for the query log and the analytics job ---- */
+
+typedef struct idl_store_batch idl_store_batch;
+/* A batch belongs to one store; it commits atomically or not at all. */
+idl_store_batch *idl_store_batch_new(idl_store *s);
+void idl_store_batch_put(idl_store_batch *b, idl_cf cf, const void *k, size_t kl, const void *v,
+                         size_t vl);
+void idl_store_batch_delete(idl_store_batch *b, idl_cf cf, const void *k, size_t kl);
+void idl_store_batch_delete_range(idl_store_batch *b, idl_cf cf, const void *lo, size_t lol,
+                                  const void *hi, size_t hil);
+int idl_store_batch_commit(idl_store *s, idl_store_batch *b, bool sync);
+void idl_store_batch_free(idl_store_batch *b);
+
+/* Point read of any column family; *val is malloc'd (caller frees). */
+int idl_store_raw_get(idl_store *s, idl_cf cf, const void *k, size_t kl, char **val, size_t *vl);
+
+/* Forward iteration over [lo, hi) in one column family (hi NULL = to the end). */
+typedef struct idl_store_iter idl_store_iter;
+int idl_store_iter_open(idl_store *s, idl_cf cf, const void *lo, size_t lol, const void *hi,
+                        size_t hil, idl_store_iter **out);
+bool idl_store_iter_valid(idl_store_iter *it);
+void idl_store_iter_next(idl_store_iter *it);
+const char *idl_store_iter_key(idl_store_iter *it, size_t *len);
+const char *idl_store_iter_value(idl_store_iter *it, size_t *len);
+void idl_store_iter_close(idl_store_iter *it);
+
+/* Big-endian helpers shared by the key layouts above. */
+void idl_be64_put(uint8_t *p, uint64_t v);
+uint64_t idl_be64_get(const uint8_t *p);
+
+#endif

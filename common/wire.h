@@ -1,1 +1,101 @@
-/* in progress */
+/* The wire codec: request and reply envelopes (API.md §2) over msgpack-c.
+ *
+ * Pure code, no sockets.  Every declared length and count from a peer is
+ * checked against the bytes actually present, and nesting depth and object
+ * count are capped, before msgpack-c allocates anything; a message that fails
+ * gets IDL_INVALID_ARGUMENT and a sentence naming the cause.  Decoded objects
+ * live in a caller-owned msgpack_zone that is cleared and reused per request.
+ */
+#ifndef IDL_WIRE_H
+#define IDL_WIRE_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define IDL_WIRE_MAX_MSG 65536     /* the transport refuses anything larger */
+#define IDL_WIRE_MAX_DEPTH 16      /* envelope + body + record + address */
+#define IDL_WIRE_MAX_OBJECTS 16384 /* a 64 KiB message of tiny objects stays well under */
+#define IDL_WIRE_MSG_MAX 256       /* error sentences */
+
+/* A decoded request.  Pointers point into the request bytes or the zone
+ * passed to idl_wire_decode_request, and live as long as both. */
+typedef struct {
+    uint64_t id;              /* 0 when has_id is false */
+    bool has_id;
+    const char *method;       /* not NUL-terminated; NULL when absent */
+    size_t method_len;
+    const char *auth;         /* meta.authorization; NULL when absent */
+    size_t auth_len;
+    bool has_timeout;
+    uint64_t timeout_ms;
+    const msgpack_object *body; /* NULL when absent (an empty map) */
+} idl_request;
+
+/* Checks the structure of one msgpack object that must span buf exactly:
+ * declared lengths against the bytes left, depth, object count.  Returns 0 or
+ * IDL_INVALID_ARGUMENT with a sentence in msg. */
+int idl_wire_check(const void *buf, size_t len, char msg[IDL_WIRE_MSG_MAX]);
+
+/* Decodes an envelope.  On IDL_INVALID_ARGUMENT, msg says why and req->id /
+ * req->has_id tell whether the id could still be read (the reply echoes it
+ * when it could: "missing method" keeps the id, "not a map" does not). */
+int idl_wire_decode_request(const void *buf, size_t len, msgpack_zone *zone, idl_request *req,
+                            char msg[IDL_WIRE_MSG_MAX]);
+
+/* Body field parsing: the table lists every field a method accepts with its
+ * type.  Unknown keys, non-string keys, duplicate keys and wrong types are
+ * IDL_INVALID_ARGUMENT with a message naming the field; nil counts as absent. */
+typedef enum {
+    IDL_FT_STR,
+    IDL_FT_UINT,   /* a non-negative integer */
+    IDL_FT_NUMBER, /* an integer or a float */
+    IDL_FT_MAP,
+    IDL_FT_ARRAY,
+    IDL_FT_BOOL,
+    IDL_FT_STR_OR_MAP,
+} idl_field_type;
+
+typedef struct {
+    const char *name;
+    idl_field_type type;
+    const msgpack_object *val; /* out: NULL when absent */
+} idl_field;
+
+/* body may be NULL (empty).  field_out, when set, receives the offending
+ * field name (static or pointing into the message) for details.field. */
+int idl_wire_fields(const msgpack_object *body, idl_field *fields, size_t n,
+                    char msg[IDL_WIRE_MSG_MAX], char field_out[64]);
+
+/* Copies a msgpack str into a NUL-terminated buffer; IDL_INVALID_ARGUMENT when
+ * it does not fit. */
+int idl_wire_str(const msgpack_object *o, char *buf, size_t bufsz);
+
+/* Numeric helpers for validated fields. */
+uint64_t idl_wire_uint(const msgpack_object *o);
+double idl_wire_number(const msgpack_object *o);
+
+/* Packs a C string as msgpack str (nil for NULL). */
+void idl_wire_pack_cstr(msgpack_packer *pk, const char *s);
+void idl_wire_pack_str(msgpack_packer *pk, const char *s, size_t len);
+
+/* True when o is a str equal to s. */
+bool idl_wire_str_eq(const msgpack_object *o, const char *s);
+
+/* A msgpack_packer writer that appends to an nng-independent growing buffer.
+ * Used per request context and reused without freeing between requests. */
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+    bool failed; /* an allocation failed or a fixed buffer is full */
+    bool fixed;  /* data is caller-owned memory of cap bytes: never realloc'd */
+} idl_buf;
+
+void idl_buf_reset(idl_buf *b);
+void idl_buf_free(idl_buf *b);
+int idl_buf_write(void *data, const char *buf, size_t len); /* msgpack_packer_write */
+void idl_buf_packer(idl_buf *b, msgpack_packer *pk);
+
+#endif

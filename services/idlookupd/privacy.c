@@ -1,0 +1,223 @@
+/* Privacy methods: OptOut (suppression) and Disclosures (California "Shine
+ * the Light": which customers received a person in a year). */
+#include "server.h"
+#include "status.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PRIVACY_MAX_PERSONS 256
+
+static const char *const id_fields[10] = {"email", "phone", "first_name", "last_name", "street",
+                                          "unit",  "city",  "state",      "zip",       "ip"};
+
+/* Resolves person_id or an identifier set into person ids.  With a person_id,
+ * an unknown id is NOT_FOUND. */
+static int resolve(idld_call *c, const idl_field *f, bool include_suppressed, idld_query *q,
+                   bool *by_id, uint64_t *pids, size_t *n)
+{
+    const msgpack_object *pidf = f[10].val;
+    *by_id = pidf != NULL;
+    if (pidf) {
+        for (int i = 0; i < 10; i++)
+            if (f[i].val)
+                return idld_fail(c, IDL_INVALID_ARGUMENT, f[i].name,
+                                 "give either 'person_id' or identifiers, not both ('%s')",
+                                 f[i].name);
+        uint64_t pid;
+        if (idl_person_id_parse(pidf->via.str.ptr, pidf->via.str.size, &pid))
+            return idld_fail(c, IDL_INVALID_ARGUMENT, "person_id",
+                             "field 'person_id' must look like p_ followed by 16 hex digits");
+        idld_fingerprint(c, "person_id", "given");
+        if (idl_store_get(c->st->store, pid, &c->scratch->tmp) != IDL_OK)
+            return idld_fail(c, IDL_NOT_FOUND, "person_id", "no person with that person_id");
+        pids[0] = pid;
+        *n = 1;
+        memset(q, 0, sizeof(*q));
+        return IDL_OK;
+    }
+    int rc = idld_query_parse(c, f, 10, q);
+    if (rc)
+        return rc;
+    return idld_query_all(c, q, include_suppressed, pids, PRIVACY_MAX_PERSONS, n);
+}
+
+static void init_fields(idl_field *f)
+{
+    for (int i = 0; i < 10; i++)
+        f[i] = (idl_field){id_fields[i], IDL_FT_STR, NULL};
+    f[10] = (idl_field){"person_id", IDL_FT_STR, NULL};
+    f[11] = (idl_field){"year", IDL_FT_UINT, NULL};
+}
+
+int idld_optout(idld_call *c)
+{
+    idl_field f[12];
+    init_fields(f);
+    if (idl_wire_fields(c->body, f, 11, c->msg, c->field))
+        return IDL_INVALID_ARGUMENT;
+    idld_query q;
+    bool by_id;
+    uint64_t pids[PRIVACY_MAX_PERSONS];
+    size_t n = 0;
+    int rc = resolve(c, f, true, &q, &by_id, pids, &n);
+    if (rc)
+        return rc;
+    idl_hkey keys[8];
+    size_t nk = by_id ? 0 : idld_query_keys(&q, keys, 8);
+    uint32_t newly = 0;
+    rc = idl_store_suppress(c->st->store, pids, n, keys, nk, &newly);
+    if (rc)
+        return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be written");
+    msgpack_pack_map(c->pk, 1);
+    idl_wire_pack_cstr(c->pk, "suppressed");
+    msgpack_pack_uint32(c->pk, newly);
+    return IDL_OK;
+}
+
+typedef struct {
+    char customer[IDL_QLOG_FIELD_MAX];
+    uint64_t count, first, last;
+} recipient;
+
+static int cmp_recipient(const void *a, const void *b)
+{
+    return strcmp(((const recipient *)a)->customer, ((const recipient *)b)->customer);
+}
+
+static void rfc3339(uint64_t us, char out[32])
+{
+    time_t t = (time_t)(us / 1000000u);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static uint64_t year_start_us(unsigned year)
+{
+    struct tm tm = {.tm_year = (int)year - 1900, .tm_mon = 0, .tm_mday = 1};
+    return (uint64_t)timegm(&tm) * 1000000u;
+}
+
+int idld_disclosures(idld_call *c)
+{
+    idl_field f[12];
+    init_fields(f);
+    if (idl_wire_fields(c->body, f, 12, c->msg, c->field))
+        return IDL_INVALID_ARGUMENT;
+    if (!f[11].val)
+        return idld_fail(c, IDL_INVALID_ARGUMENT, "year", "missing required field 'year'");
+    uint64_t year = idl_wire_uint(f[11].val);
+    if (year < 1970 || year > 9999)
+        return idld_fail(c, IDL_INVALID_ARGUMENT, "year", "field 'year' must be 1970..9999");
+    idld_query q;
+    bool by_id;
+    uint64_t pids[PRIVACY_MAX_PERSONS];
+    size_t n = 0;
+    /* Disclosures works for suppressed persons too (API.md): opting out does
+     * not take away the right to know who received one's data. */
+    int rc = resolve(c, f, true, &q, &by_id, pids, &n);
+    if (rc)
+        return rc;
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    unsigned this_year = (unsigned)tm.tm_year + 1900;
+    /* One request per person per calendar year of asking, whoever asks. */
+    for (size_t i = 0; i < n; i++) {
+        uint8_t k[14] = {'d', ':'};
+        idl_be64_put(k + 2, pids[i]);
+        k[10] = (uint8_t)(this_year >> 8);
+        k[11] = (uint8_t)this_year;
+        k[12] = k[13] = 0;
+        bool was = false;
+        if (idl_store_mark_once(c->st->store, k, 12, &was))
+            return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be written");
+        if (was)
+            return idld_fail(c, IDL_RESOURCE_EXHAUSTED, NULL,
+                             "the disclosure request for this person was already made in %u",
+                             this_year);
+    }
+    /* Searches answered up to now count, even those still in the log's
+     * buffers. */
+    if (c->st->qlog)
+        idl_qlog_flush(c->st->qlog);
+    uint64_t lo_t = year_start_us((unsigned)year), hi_t = year_start_us((unsigned)year + 1);
+    recipient *rs = NULL;
+    size_t nr = 0, cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t lo[16], hi[16];
+        idl_be64_put(lo, pids[i]);
+        idl_be64_put(lo + 8, lo_t);
+        idl_be64_put(hi, pids[i]);
+        idl_be64_put(hi + 8, hi_t);
+        idl_store_iter *it;
+        if (idl_store_iter_open(c->st->store, IDL_CF_LOGP, lo, 16, hi, 16, &it)) {
+            free(rs);
+            return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
+        }
+        for (; idl_store_iter_valid(it); idl_store_iter_next(it)) {
+            size_t kl, vl;
+            const char *k = idl_store_iter_key(it, &kl), *v = idl_store_iter_value(it, &vl);
+            if (kl != 24)
+                continue;
+            uint64_t t = idl_be64_get((const uint8_t *)k + 8);
+            char cust[IDL_QLOG_FIELD_MAX];
+            size_t cl = vl < sizeof cust - 1 ? vl : sizeof cust - 1;
+            memcpy(cust, v, cl);
+            cust[cl] = 0;
+            size_t j;
+            for (j = 0; j < nr; j++)
+                if (strcmp(rs[j].customer, cust) == 0)
+                    break;
+            if (j == nr) {
+                if (nr == cap) {
+                    cap = cap ? cap * 2 : 8;
+                    recipient *nrs = realloc(rs, cap * sizeof(*rs));
+                    if (!nrs) {
+                        idl_store_iter_close(it);
+                        free(rs);
+                        return idld_fail(c, IDL_INTERNAL, NULL, "out of memory");
+                    }
+                    rs = nrs;
+                }
+                memcpy(rs[nr].customer, cust, cl + 1);
+                rs[nr].count = 0;
+                rs[nr].first = t;
+                rs[nr].last = t;
+                nr++;
+            }
+            rs[j].count++;
+            if (t < rs[j].first)
+                rs[j].first = t;
+            if (t > rs[j].last)
+                rs[j].last = t;
+        }
+        idl_store_iter_close(it);
+    }
+    qsort(rs, nr, sizeof(*rs), cmp_recipient);
+    msgpack_packer *pk = c->pk;
+    msgpack_pack_map(pk, 2);
+    idl_wire_pack_cstr(pk, "year");
+    msgpack_pack_uint64(pk, year);
+    idl_wire_pack_cstr(pk, "recipients");
+    msgpack_pack_array(pk, nr);
+    for (size_t i = 0; i < nr; i++) {
+        char a[32], b[32];
+        rfc3339(rs[i].first, a);
+        rfc3339(rs[i].last, b);
+        msgpack_pack_map(pk, 4);
+        idl_wire_pack_cstr(pk, "customer");
+        idl_wire_pack_cstr(pk, rs[i].customer);
+        idl_wire_pack_cstr(pk, "disclosures");
+        msgpack_pack_uint64(pk, rs[i].count);
+        idl_wire_pack_cstr(pk, "first");
+        idl_wire_pack_cstr(pk, a);
+        idl_wire_pack_cstr(pk, "last");
+        idl_wire_pack_cstr(pk, b);
+    }
+    free(rs);
+    return IDL_OK;
+}
