@@ -32,6 +32,9 @@
 #define IDL_AUTH_ID_MAX 16
 #define IDL_AUTH_CUSTOMER_MAX 128
 #define IDL_AUTH_SECRET_MAX 96
+/* Bounds of a key's rate (requests per second). */
+#define IDL_AUTH_RATE_MIN 1u
+#define IDL_AUTH_RATE_MAX 1000000u
 
 typedef struct idl_keyring idl_keyring;
 typedef struct idl_key idl_key;
@@ -50,10 +53,16 @@ int idl_auth_parse_scopes(const char *s, unsigned *out);
 /* mask -> "lookup,privacy" into buf. */
 void idl_auth_format_scopes(unsigned scopes, char *buf, size_t bufsz);
 
+/* Checks a customer name as the key file can hold it: 1..IDL_AUTH_CUSTOMER_MAX-1
+ * bytes of UTF-8 without control characters (so no TAB or newline).  Returns 0,
+ * or IDL_INVALID_ARGUMENT and a short static phrase naming the cause in
+ * *why ("empty", "contains a TAB", ...). */
+int idl_auth_validate_customer(const char *customer, const char **why);
+
 /* Loads a key file.  On error returns IDL_INVALID_ARGUMENT (malformed line;
- * *err names the line number and cause) or IDL_NOT_FOUND (no such file), and
- * *out is untouched.  err may be NULL; when set it is a malloc'd string the
- * caller frees. */
+ * *err names the line number and cause), IDL_NOT_FOUND (no such file) or
+ * IDL_INTERNAL (any other I/O error), and *out is untouched.  err may be NULL;
+ * when set (only on error) it is a malloc'd string the caller frees. */
 int idl_keyring_load(const char *path, idl_keyring **out, char **err);
 /* Frees the keyring; NULL is fine.  No lookup may be running on it. */
 void idl_keyring_free(idl_keyring *kr);
@@ -76,10 +85,19 @@ const idl_key_info *idl_key_get_info(const idl_key *key);
  * Thread-safe (per-key lock). */
 int idl_key_take(idl_key *key, uint64_t now_us, uint32_t *remaining, uint32_t *retry_after_ms);
 
+/* The whole tokens the bucket would hold at now_us, taking none (for the
+ * ratelimit-remaining of calls that take no token themselves). */
+void idl_key_peek(idl_key *key, uint64_t now_us, uint32_t *remaining);
+
 /* Key-file editing for `idlookup keys`.  add: creates the file (mode 0600) if
  * missing, appends a new active key and writes the secret (NUL-terminated)
- * into secret.  revoke: rewrites the file atomically (temp file + rename) with
- * that key's state set to revoked; IDL_NOT_FOUND for an unknown id. */
+ * into secret and its id into id_out (both only on success).  revoke: rewrites
+ * the file atomically (temp file + rename) with that key's state set to
+ * revoked; IDL_NOT_FOUND for an unknown id or a missing file, 0 for a key that
+ * is already revoked.  Both refuse a file that does not parse (its load error),
+ * return IDL_INVALID_ARGUMENT for bad arguments and IDL_INTERNAL for I/O
+ * errors, and hold an exclusive flock(2) on the file while editing it, so
+ * concurrent edits are serialized.  err as for idl_keyring_load. */
 int idl_keyfile_add(const char *path, const char *customer, unsigned scopes, uint32_t rate,
                     char secret[IDL_AUTH_SECRET_MAX], char id_out[IDL_AUTH_ID_MAX], char **err);
 int idl_keyfile_revoke(const char *path, const char *id, char **err);
