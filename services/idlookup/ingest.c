@@ -1,0 +1,453 @@
+/* `idlookup ingest`: bulk NDJSON load into a store no daemon holds open.
+ *
+ * A reader fills chunks of lines, two parser threads turn them into
+ * normalized records (JSON parsing and libphonenumber are the expensive
+ * part), and the main thread writes chunks in file order, each as one
+ * RocksDB WriteBatch: a record and its index entries always land together,
+ * so an ingest killed halfway leaves a consistent store that a rerun
+ * completes (upserts are idempotent by source_id).
+ */
+#include "cli.h"
+#include "json.h"
+#include "record.h"
+#include "status.h"
+#include "store.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHUNK_LINES 1024
+#define SLOTS 8
+#define PARSERS 2
+#define MAX_REPORTS 1000 /* per kind; the rest are only counted */
+#define MAX_LINE (1 << 20)
+
+typedef enum { S_EMPTY, S_FILLED, S_PARSING, S_PARSED } slot_state;
+
+typedef struct {
+    slot_state state;
+    uint64_t seq;         /* chunk number, for in-order writing */
+    const char *file;
+    uint64_t first_line;  /* line number of lines[0] */
+    size_t n;
+    char *lines[CHUNK_LINES];
+    size_t lens[CHUNK_LINES];
+    uint64_t lineno[CHUNK_LINES];
+    /* parse results */
+    idl_record *recs; /* CHUNK_LINES records */
+    size_t nrecs;
+    uint64_t invalid, dropped;
+    idl_buf notes; /* "FILE:LINE: text\n" messages, errors then warnings */
+    uint64_t n_errors, n_warnings;
+} slot;
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    slot slots[SLOTS];
+    uint64_t next_fill, next_write;
+    bool eof;
+    bool failed;
+} pipeline;
+
+typedef struct {
+    slot *s;
+    uint64_t line;
+} warn_ctx;
+
+static void note(slot *s, const char *file, uint64_t line, const char *kind, const char *text)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "idlookup ingest: %s:%llu: %s%s\n", file,
+                     (unsigned long long)line, kind, text);
+    if (n > 0)
+        idl_buf_write(&s->notes, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+static void on_warning(void *ctx, const char *reason)
+{
+    warn_ctx *w = ctx;
+    w->s->n_warnings++;
+    note(w->s, w->s->file, w->line, "warning: ", reason);
+}
+
+static void parse_slot(slot *s)
+{
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 8192);
+    idl_buf mp = {0};
+    s->nrecs = 0;
+    s->invalid = s->dropped = 0;
+    s->n_errors = s->n_warnings = 0;
+    idl_buf_reset(&s->notes);
+    for (size_t i = 0; i < s->n; i++) {
+        uint64_t line = s->lineno[i];
+        json_error_t je;
+        json_t *v = json_loadb(s->lines[i], s->lens[i], 0, &je);
+        if (!v) {
+            char why[300];
+            snprintf(why, sizeof why, "not valid JSON (column %d: %s)", je.column, je.text);
+            note(s, s->file, line, "skipped: ", why);
+            s->invalid++;
+            s->n_errors++;
+            continue;
+        }
+        if (!json_is_object(v)) {
+            json_decref(v);
+            note(s, s->file, line, "skipped: ", "a record must be a JSON object");
+            s->invalid++;
+            s->n_errors++;
+            continue;
+        }
+        idl_buf_reset(&mp);
+        msgpack_packer pk;
+        idl_buf_packer(&mp, &pk);
+        idl_json_pack(&pk, v);
+        json_decref(v);
+        msgpack_zone_clear(&zone);
+        msgpack_object o;
+        size_t off = 0;
+        char reason[256];
+        warn_ctx w = {s, line};
+        if (mp.failed || msgpack_unpack(mp.data, mp.len, &off, &zone, &o) != MSGPACK_UNPACK_SUCCESS) {
+            note(s, s->file, line, "skipped: ", "out of memory");
+            s->invalid++;
+            s->n_errors++;
+            continue;
+        }
+        if (idl_record_parse(&o, &s->recs[s->nrecs], on_warning, &w, reason)) {
+            note(s, s->file, line, "skipped: ", reason);
+            s->invalid++;
+            s->n_errors++;
+            continue;
+        }
+        s->dropped += s->recs[s->nrecs].dropped;
+        s->nrecs++;
+    }
+    idl_buf_free(&mp);
+    msgpack_zone_destroy(&zone);
+}
+
+static void *parser(void *arg)
+{
+    pipeline *p = arg;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        slot *s = NULL;
+        uint64_t best = UINT64_MAX;
+        for (int i = 0; i < SLOTS; i++)
+            if (p->slots[i].state == S_FILLED && p->slots[i].seq < best)
+                best = p->slots[i].seq, s = &p->slots[i];
+        if (!s) {
+            if (p->eof || p->failed)
+                break;
+            pthread_cond_wait(&p->changed, &p->lock);
+            continue;
+        }
+        s->state = S_PARSING;
+        pthread_mutex_unlock(&p->lock);
+        parse_slot(s);
+        pthread_mutex_lock(&p->lock);
+        s->state = S_PARSED;
+        pthread_cond_broadcast(&p->changed);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+typedef struct {
+    uint64_t read, stored, updated, child, suppressed, invalid, dropped;
+    uint64_t reported_errors, reported_warnings, more_errors, more_warnings;
+} totals;
+
+/* Writes one parsed chunk (main thread, in file order). */
+static int write_slot(idl_store *st, slot *s, totals *t, idl_upsert_result *res)
+{
+    /* Notes: errors and warnings in line order, bounded. */
+    const char *p = s->notes.data, *end = s->notes.data + s->notes.len;
+    while (p && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t len = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+        bool warning = memmem(p, len, ": warning: ", 11) != NULL;
+        uint64_t *shown = warning ? &t->reported_warnings : &t->reported_errors;
+        if (*shown < MAX_REPORTS) {
+            fwrite(p, 1, len, stderr);
+            (*shown)++;
+        } else {
+            (*(warning ? &t->more_warnings : &t->more_errors))++;
+        }
+        p += len;
+    }
+    t->read += s->n;
+    t->invalid += s->invalid;
+    t->dropped += s->dropped;
+    if (s->nrecs == 0)
+        return IDL_OK;
+    int rc = idl_store_upsert(st, s->recs, s->nrecs, res, false);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < s->nrecs; i++) {
+        t->stored += res[i].outcome == IDL_UP_STORED;
+        t->updated += res[i].outcome == IDL_UP_UPDATED;
+        t->child += res[i].outcome == IDL_UP_CHILD;
+        t->suppressed += res[i].suppressed;
+    }
+    return IDL_OK;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char ingest_usage[] =
+    "usage: idlookup ingest --data DIR [--cache-mb N] [--quiet] FILE.ndjson...\n"
+    "\n"
+    "Loads person records (one JSON object per line, DATA.md §1) into the store at DIR,\n"
+    "which no daemon may hold open.  Same source_id again replaces the person.  Bad lines\n"
+    "are skipped and reported on stderr with their line numbers (the first 1000 of each\n"
+    "kind); the counts go to stdout as one JSON object.  '-' reads standard input.\n"
+    "  --quiet   no progress line on stderr\n"
+    "Exit status: 0 when the load ran to the end (even with skipped lines), 1 on a missing\n"
+    "file or a store that cannot be opened or written, 2 bad usage.\n";
+
+int idl_cli_ingest(int argc, char **argv)
+{
+    const char *data = NULL;
+    unsigned long cache_mb = 256;
+    bool quiet = false;
+    static const struct option opts[] = {{"data", required_argument, 0, 'd'},
+                                         {"cache-mb", required_argument, 0, 'c'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    optind = 1;
+    opterr = 0;
+    int o;
+    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'd': data = optarg; break;
+        case 'c': {
+            char *e;
+            errno = 0;
+            cache_mb = strtoul(optarg, &e, 10);
+            if (errno || *e || cache_mb < 8 || cache_mb > (1ul << 20)) {
+                fprintf(stderr, "idlookup ingest: --cache-mb: expected 8..1048576, got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        }
+        case 'q': quiet = true; break;
+        case 'h': fputs(ingest_usage, stdout); return 0;
+        case ':': fprintf(stderr, "idlookup ingest: %s: missing value\n", argv[optind - 1]); return 2;
+        default:
+            fprintf(stderr, "idlookup ingest: unknown option '%s' (see --help)\n", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (!data) {
+        fprintf(stderr, "idlookup ingest: --data DIR is required (see --help)\n");
+        return 2;
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "idlookup ingest: give at least one NDJSON file (see --help)\n");
+        return 2;
+    }
+    /* Every file must be readable before anything is written. */
+    FILE **files = calloc((size_t)(argc - optind), sizeof(FILE *));
+    if (!files)
+        return 1;
+    int nfiles = argc - optind, status = 1;
+    for (int i = 0; i < nfiles; i++) {
+        const char *path = argv[optind + i];
+        files[i] = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+        if (!files[i]) {
+            fprintf(stderr, "idlookup ingest: %s: %s\n", path, strerror(errno));
+            goto close_files;
+        }
+    }
+    mkdir(data, 0700);
+    idl_store *st = NULL;
+    char err[256];
+    idl_store_opts so = {.cache_mb = cache_mb, .bulk = true};
+    if (idl_store_open(&st, data, &so, err)) {
+        fprintf(stderr, "idlookup ingest: %s\n", err);
+        goto close_files;
+    }
+
+    pipeline p = {.next_fill = 0, .next_write = 0};
+    pthread_mutex_init(&p.lock, NULL);
+    pthread_cond_init(&p.changed, NULL);
+    idl_upsert_result *res = malloc(CHUNK_LINES * sizeof(*res));
+    bool setup_ok = res != NULL;
+    for (int i = 0; i < SLOTS && setup_ok; i++) {
+        p.slots[i].recs = malloc(CHUNK_LINES * sizeof(idl_record));
+        setup_ok = p.slots[i].recs != NULL;
+    }
+    pthread_t th[PARSERS];
+    int nth = 0;
+    for (; setup_ok && nth < PARSERS; nth++)
+        if (pthread_create(&th[nth], NULL, parser, &p) != 0)
+            break;
+    totals t = {0};
+    double t0 = now_s(), last_progress = t0;
+    bool show_progress = !quiet;
+    int rc = setup_ok && nth > 0 ? IDL_OK : IDL_INTERNAL;
+    char *line = NULL;
+    size_t cap = 0;
+    int fi = 0;
+    uint64_t lineno = 0;
+    const char *fname = nfiles ? argv[optind] : "";
+    bool reading = rc == IDL_OK;
+    while (rc == IDL_OK) {
+        pthread_mutex_lock(&p.lock);
+        /* Fill every empty slot we can, then write the next chunk in order. */
+        slot *empty = NULL;
+        for (int i = 0; i < SLOTS && reading; i++)
+            if (p.slots[i].state == S_EMPTY) {
+                empty = &p.slots[i];
+                break;
+            }
+        slot *next = NULL;
+        for (int i = 0; i < SLOTS; i++)
+            if (p.slots[i].state == S_PARSED && p.slots[i].seq == p.next_write)
+                next = &p.slots[i];
+        if (!empty && !next) {
+            bool pending = false;
+            for (int i = 0; i < SLOTS; i++)
+                pending |= p.slots[i].state != S_EMPTY;
+            if (!reading && !pending) {
+                pthread_mutex_unlock(&p.lock);
+                break;
+            }
+            pthread_cond_wait(&p.changed, &p.lock);
+            pthread_mutex_unlock(&p.lock);
+            continue;
+        }
+        pthread_mutex_unlock(&p.lock);
+        if (next) {
+            rc = write_slot(st, next, &t, res);
+            pthread_mutex_lock(&p.lock);
+            for (size_t i = 0; i < next->n; i++)
+                free(next->lines[i]);
+            next->n = 0;
+            next->state = S_EMPTY;
+            p.next_write++;
+            pthread_cond_broadcast(&p.changed);
+            pthread_mutex_unlock(&p.lock);
+            double now = now_s();
+            if (show_progress && now - last_progress >= 1.0) {
+                fprintf(stderr, "\ridlookup ingest: %llu lines, %.0f lines/s ",
+                        (unsigned long long)t.read, (double)t.read / (now - t0));
+                last_progress = now;
+            }
+            continue;
+        }
+        /* Fill one chunk. */
+        empty->n = 0;
+        empty->file = fname;
+        while (empty->n < CHUNK_LINES && fi < nfiles) {
+            ssize_t n = getline(&line, &cap, files[fi]);
+            if (n < 0) {
+                if (ferror(files[fi])) {
+                    fprintf(stderr, "\nidlookup ingest: %s: read error: %s\n", argv[optind + fi],
+                            strerror(errno));
+                    rc = IDL_INTERNAL;
+                    break;
+                }
+                fi++;
+                lineno = 0;
+                if (fi < nfiles) {
+                    /* A chunk holds lines of one file, so its notes name it. */
+                    fname = argv[optind + fi];
+                    break;
+                }
+                continue;
+            }
+            lineno++;
+            while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+                line[--n] = 0;
+            size_t k = 0;
+            while (k < (size_t)n && (line[k] == ' ' || line[k] == '\t'))
+                k++;
+            if (k == (size_t)n)
+                continue; /* blank lines are not records */
+            char *copy = malloc((size_t)n + 1);
+            if (!copy) {
+                rc = IDL_INTERNAL;
+                break;
+            }
+            memcpy(copy, line, (size_t)n + 1);
+            empty->lines[empty->n] = copy;
+            empty->lens[empty->n] = (size_t)n;
+            empty->lineno[empty->n] = lineno;
+            empty->n++;
+        }
+        if (fi >= nfiles)
+            reading = false;
+        pthread_mutex_lock(&p.lock);
+        if (empty->n) {
+            empty->seq = p.next_fill++;
+            empty->state = S_FILLED;
+        }
+        if (!reading)
+            p.eof = true;
+        if (rc)
+            p.failed = true;
+        pthread_cond_broadcast(&p.changed);
+        pthread_mutex_unlock(&p.lock);
+    }
+    pthread_mutex_lock(&p.lock);
+    p.eof = true;
+    if (rc)
+        p.failed = true;
+    pthread_cond_broadcast(&p.changed);
+    pthread_mutex_unlock(&p.lock);
+    for (int i = 0; i < nth; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < SLOTS; i++) {
+        for (size_t j = 0; j < p.slots[i].n; j++)
+            free(p.slots[i].lines[j]);
+        free(p.slots[i].recs);
+        idl_buf_free(&p.slots[i].notes);
+    }
+    free(line);
+    free(res);
+    pthread_mutex_destroy(&p.lock);
+    pthread_cond_destroy(&p.changed);
+    idl_store_close(st);
+    double secs = now_s() - t0;
+    if (show_progress && secs >= 1.0)
+        fprintf(stderr, "\ridlookup ingest: %llu lines in %.1f s (%.0f lines/s)\n",
+                (unsigned long long)t.read, secs, (double)t.read / secs);
+    if (t.more_errors || t.more_warnings)
+        fprintf(stderr, "idlookup ingest: %llu more skipped lines and %llu more warnings not shown\n",
+                (unsigned long long)t.more_errors, (unsigned long long)t.more_warnings);
+    if (rc) {
+        fprintf(stderr, "idlookup ingest: the store could not be written; what was written is "
+                        "consistent, and a rerun completes the load\n");
+        goto close_files;
+    }
+    printf("{\"read\": %llu, \"stored\": %llu, \"updated\": %llu, \"rejected_child\": %llu, "
+           "\"suppressed\": %llu, \"invalid\": %llu, \"dropped_identifiers\": %llu}\n",
+           (unsigned long long)t.read, (unsigned long long)t.stored, (unsigned long long)t.updated,
+           (unsigned long long)t.child, (unsigned long long)t.suppressed,
+           (unsigned long long)t.invalid, (unsigned long long)t.dropped);
+    status = fflush(stdout) == 0 ? 0 : 1;
+close_files:
+    for (int i = 0; i < nfiles; i++)
+        if (files[i] && files[i] != stdin)
+            fclose(files[i]);
+    free(files);
+    return status;
+}
