@@ -286,7 +286,7 @@ static void handle(idld_worker *w, const void *data, size_t len)
     msgpack_packer rpk;
     idl_buf_packer(&w->reply, &rpk);
     bool details = code == IDL_RESOURCE_EXHAUSTED ? c.retry_after_ms > 0 : c.field[0] != 0;
-    msgpack_pack_map(&rpk, 4 + (code != 0) + (code != 0 && details));
+    msgpack_pack_map(&rpk, 3 + (code == 0) + (code != 0) + (code != 0 && details));
     idl_wire_pack_cstr(&rpk, "id");
     msgpack_pack_uint64(&rpk, req.has_id ? req.id : 0);
     idl_wire_pack_cstr(&rpk, "code");
@@ -306,11 +306,10 @@ static void handle(idld_worker *w, const void *data, size_t len)
             }
         }
     }
-    idl_wire_pack_cstr(&rpk, "body");
-    if (code == 0)
+    if (code == 0) {
+        idl_wire_pack_cstr(&rpk, "body");
         msgpack_pack_str_body(&rpk, w->body.data, w->body.len);
-    else
-        msgpack_pack_nil(&rpk);
+    }
     pack_meta(&rpk, rid, c.kinfo, rate_meta && c.kinfo, remaining);
 
     atomic_fetch_add(&st->by_code[code], 1);
