@@ -1,0 +1,449 @@
+/* `idlookup analytics` and `idlookup analytics export`: the batch job over the
+ * query log (DATA.md §5).  It runs beside a live daemon by opening the store
+ * as a RocksDB secondary (no lock taken; its scratch directory is a fresh
+ * temporary one, removed at the end), streams the log column family over the
+ * requested days and hands each entry to analytics_lib.
+ */
+#include "analytics_lib.h"
+#include "cli.h"
+#include "qlog.h"
+#include "status.h"
+#include "store.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char analytics_usage[] =
+    "usage: idlookup analytics --data DIR [--from D] [--to D] [--format json|csv]\n"
+    "                          [--deidentified [--k N]]\n"
+    "       idlookup analytics export --data DIR --format ndjson|csv [--from D] [--to D]\n"
+    "\n"
+    "Reads the query log of the store at DIR (a daemon may be serving it) and prints,\n"
+    "per customer x method x UTC day: requests, errors by code, hit rate (share with at\n"
+    "least one person returned), latency p50/p95/p99 (nearest rank) and the number of\n"
+    "distinct query fingerprints.  Customer \"\" is calls without a valid key.\n"
+    "  --from D, --to D   first and last UTC day (YYYY-MM-DD), both included; default all\n"
+    "  --format F         json (default: one object) or csv (one row per group)\n"
+    "  --deidentified     leave out groups with fewer than k distinct fingerprints (for\n"
+    "                     partners); total_requests then covers the groups shown, and\n"
+    "                     suppressed_groups counts those left out\n"
+    "  --k N              the threshold (default 5, N >= 1); needs --deidentified\n"
+    "\n"
+    "`export` writes every log entry in range, one per line (NDJSON objects or CSV rows\n"
+    "with a header), for DuckDB or Spark: time_us, time, request_id, customer, key_id,\n"
+    "method, code, code_name, latency_us, persons, person_ids, fingerprints.  The log\n"
+    "holds fingerprints only, never identifiers.\n"
+    "Exit status: 0 success, 1 failure (no store at DIR, unreadable store, write error),\n"
+    "2 bad usage.\n";
+
+typedef struct {
+    const char *data;
+    const char *format;
+    bool have_from, have_to;
+    uint64_t from_us, to_end_us; /* [from 00:00, to + 1 day 00:00) */
+    bool deidentified;
+    bool have_k;
+    unsigned k;
+} options;
+
+/* Set by SIGINT/SIGTERM so the scan stops and the scratch directory is still
+ * removed. */
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+/* Parses the flags of either command into *o.  Returns -1 to go on, or the
+ * exit status (0 after --help, 2 on bad usage). */
+static int parse_flags(int argc, char **argv, bool export, options *o)
+{
+    const char *prog = export ? "idlookup analytics export" : "idlookup analytics";
+    static const struct option report_opts[] = {
+        {"data", required_argument, 0, 'd'},   {"from", required_argument, 0, 'f'},
+        {"to", required_argument, 0, 't'},     {"format", required_argument, 0, 'F'},
+        {"deidentified", no_argument, 0, 'D'}, {"k", required_argument, 0, 'k'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    static const struct option export_opts[] = {
+        {"data", required_argument, 0, 'd'}, {"from", required_argument, 0, 'f'},
+        {"to", required_argument, 0, 't'},   {"format", required_argument, 0, 'F'},
+        {"help", no_argument, 0, 'h'},       {0, 0, 0, 0}};
+    const char *from = NULL, *to = NULL;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", export ? export_opts : report_opts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            o->data = optarg;
+            break;
+        case 'f':
+            from = optarg;
+            break;
+        case 't':
+            to = optarg;
+            break;
+        case 'F':
+            o->format = optarg;
+            break;
+        case 'D':
+            o->deidentified = true;
+            break;
+        case 'k': {
+            char *end;
+            errno = 0;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (errno || end == optarg || *end || optarg[0] == '-' || v < 1 || v > 1000000000ul) {
+                fprintf(stderr, "%s: --k: expected a whole number >= 1, got '%s'\n", prog, optarg);
+                return 2;
+            }
+            o->k = (unsigned)v;
+            o->have_k = true;
+            break;
+        }
+        case 'h':
+            fputs(analytics_usage, stdout);
+            return 0;
+        case ':':
+            fprintf(stderr, "%s: %s: missing value\n", prog, argv[optind - 1]);
+            return 2;
+        default:
+            fprintf(stderr, "%s: unknown option '%s' (see --help)\n", prog, argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", prog, argv[optind]);
+        return 2;
+    }
+    if (!o->data) {
+        fprintf(stderr, "%s: --data DIR is required (see --help)\n", prog);
+        return 2;
+    }
+    if (export) {
+        if (!o->format) {
+            fprintf(stderr, "%s: --format ndjson|csv is required\n", prog);
+            return 2;
+        }
+        if (strcmp(o->format, "ndjson") != 0 && strcmp(o->format, "csv") != 0) {
+            fprintf(stderr, "%s: --format: expected ndjson or csv, got '%s'\n", prog, o->format);
+            return 2;
+        }
+    } else {
+        if (!o->format) o->format = "json";
+        if (strcmp(o->format, "json") != 0 && strcmp(o->format, "csv") != 0) {
+            fprintf(stderr, "%s: --format: expected json or csv, got '%s'\n", prog, o->format);
+            return 2;
+        }
+        /* A threshold alone would print the raw report while the caller
+         * believes it de-identified: refuse rather than guess. */
+        if (o->have_k && !o->deidentified) {
+            fprintf(stderr, "%s: --k: only meaningful with --deidentified\n", prog);
+            return 2;
+        }
+        if (!o->have_k) o->k = IDL_AN_K_DEFAULT;
+    }
+    if (from) {
+        if (idl_an_parse_day(from, &o->from_us)) {
+            fprintf(stderr,
+                    "%s: --from: expected a date YYYY-MM-DD (1970-01-01 or later), got '%s'\n",
+                    prog, from);
+            return 2;
+        }
+        o->have_from = true;
+    }
+    if (to) {
+        uint64_t start;
+        if (idl_an_parse_day(to, &start)) {
+            fprintf(stderr,
+                    "%s: --to: expected a date YYYY-MM-DD (1970-01-01 or later), got '%s'\n", prog,
+                    to);
+            return 2;
+        }
+        o->to_end_us = start + IDL_AN_US_PER_DAY;
+        o->have_to = true;
+    }
+    if (from && to && o->from_us >= o->to_end_us) {
+        fprintf(stderr, "%s: --from %s is after --to %s\n", prog, from, to);
+        return 2;
+    }
+    return -1;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0; /* keep going: remove as much as can be removed */
+}
+
+/* The scan: a secondary instance over DIR, every log entry in range. */
+typedef struct {
+    char scratch[64]; /* the secondary's own directory ("" until made) */
+    idl_store *s;
+    idl_store_iter *it;
+} scan;
+
+static void scan_close(scan *sc)
+{
+    idl_store_iter_close(sc->it);
+    sc->it = NULL;
+    idl_store_close(sc->s);
+    sc->s = NULL;
+    if (sc->scratch[0]) {
+        nftw(sc->scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        sc->scratch[0] = 0;
+    }
+}
+
+/* Opens the scan.  Returns 0, or 1 after printing one line naming the cause. */
+static int scan_open(scan *sc, const char *prog, const options *o)
+{
+    char err[256];
+    struct stat st;
+    /* Checked here because RocksDB's own message for a missing directory
+     * talks about a CURRENT file, and create_if_missing must not apply. */
+    if (stat(o->data, &st) != 0) {
+        fprintf(stderr, "%s: %s: %s\n", prog, o->data, strerror(errno));
+        return 1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "%s: %s: not a directory\n", prog, o->data);
+        return 1;
+    }
+    char current[4096];
+    snprintf(current, sizeof current, "%s/CURRENT", o->data);
+    if (access(current, R_OK) != 0) {
+        fprintf(stderr, "%s: %s: not an idlookup store (no readable RocksDB CURRENT file)\n", prog,
+                o->data);
+        return 1;
+    }
+    strcpy(sc->scratch, "/tmp/idlookup-analytics-XXXXXX");
+    if (!mkdtemp(sc->scratch)) {
+        fprintf(stderr, "%s: cannot make a scratch directory under /tmp: %s\n", prog,
+                strerror(errno));
+        sc->scratch[0] = 0;
+        return 1;
+    }
+    idl_store_opts so = {.cache_mb = 64, .secondary = sc->scratch};
+    if (idl_store_open(&sc->s, o->data, &so, err)) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        goto fail;
+    }
+    /* Opening reads the primary's state as of then; catching up once more
+     * takes in what the daemon wrote while we were opening. */
+    if (idl_store_catch_up(sc->s)) {
+        fprintf(stderr, "%s: %s: cannot catch up with the serving daemon's writes\n", prog,
+                o->data);
+        goto fail;
+    }
+    /* Keys are time_us(8 BE) + seq(8 BE): 8-byte bounds select whole days
+     * (a 16-byte key sorts after its own 8-byte prefix). */
+    uint8_t lo[8], hi[8];
+    idl_be64_put(lo, o->from_us);
+    idl_be64_put(hi, o->to_end_us);
+    if (idl_store_iter_open(sc->s, IDL_CF_LOG, o->have_from ? lo : NULL, 8, o->have_to ? hi : NULL,
+                            8, &sc->it)) {
+        fprintf(stderr, "%s: %s: cannot read the query log\n", prog, o->data);
+        goto fail;
+    }
+    return 0;
+fail:
+    scan_close(sc);
+    return 1;
+}
+
+typedef int (*entry_fn)(void *ctx, const idl_qlog_entry *e);
+
+/* Feeds every decodable entry to fn.  Returns 0, 1 (fn failed or we were
+ * interrupted, message printed).  *bad counts undecodable entries. */
+static int scan_run(scan *sc, const char *prog, entry_fn fn, void *ctx, uint64_t *bad)
+{
+    idl_qlog_entry *e = malloc(sizeof(*e));
+    if (!e) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return 1;
+    }
+    int status = 0;
+    *bad = 0;
+    for (; idl_store_iter_valid(sc->it); idl_store_iter_next(sc->it)) {
+        if (interrupted) {
+            fprintf(stderr, "%s: interrupted\n", prog);
+            status = 1;
+            break;
+        }
+        size_t kl, vl;
+        const char *k = idl_store_iter_key(sc->it, &kl);
+        const char *v = idl_store_iter_value(sc->it, &vl);
+        if (idl_qlog_decode(k, kl, v, vl, e) != IDL_OK) {
+            (*bad)++;
+            continue;
+        }
+        if (fn(ctx, e)) {
+            status = 1;
+            break;
+        }
+    }
+    free(e);
+    return status;
+}
+
+static int add_entry(void *ctx, const idl_qlog_entry *e)
+{
+    if (idl_an_add(ctx, e)) {
+        fputs("idlookup analytics: out of memory\n", stderr);
+        return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    bool csv;
+    uint64_t n;
+} export_ctx;
+
+static int export_entry(void *ctx, const idl_qlog_entry *e)
+{
+    export_ctx *x = ctx;
+    int rc = x->csv ? idl_an_export_csv(stdout, e) : idl_an_export_ndjson(stdout, e);
+    /* A closed pipe or a full disk shows here; stop instead of reading the
+     * rest of the log for nothing. */
+    if (rc) {
+        fprintf(stderr, "idlookup analytics export: write error: %s\n", strerror(errno));
+        return 1;
+    }
+    x->n++;
+    return 0;
+}
+
+/* Installs the SIGINT/SIGTERM handler for the scan and restores the old ones. */
+typedef struct {
+    struct sigaction intr, term;
+} saved_signals;
+
+static void signals_catch(saved_signals *sv)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART; /* RocksDB reads must not see EINTR */
+    sigemptyset(&sa.sa_mask);
+    interrupted = 0;
+    sigaction(SIGINT, &sa, &sv->intr);
+    sigaction(SIGTERM, &sa, &sv->term);
+}
+
+static void signals_restore(const saved_signals *sv)
+{
+    sigaction(SIGINT, &sv->intr, NULL);
+    sigaction(SIGTERM, &sv->term, NULL);
+}
+
+static int finish_stdout(const char *prog)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "%s: write error: %s\n", prog, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+static void warn_bad(const char *prog, uint64_t bad)
+{
+    if (bad)
+        fprintf(stderr, "%s: warning: %llu log entries could not be decoded and were skipped\n",
+                prog, (unsigned long long)bad);
+}
+
+static int run_export(int argc, char **argv)
+{
+    const char *prog = "idlookup analytics export";
+    options o = {0};
+    int st = parse_flags(argc, argv, true, &o);
+    if (st >= 0) return st;
+    scan sc = {.s = NULL};
+    saved_signals sv;
+    signals_catch(&sv);
+    if (scan_open(&sc, prog, &o)) {
+        signals_restore(&sv);
+        return 1;
+    }
+    static char obuf[1 << 16];
+    setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
+    export_ctx x = {.csv = strcmp(o.format, "csv") == 0};
+    uint64_t bad = 0;
+    int status = 0;
+    if (x.csv && idl_an_export_csv_header(stdout)) {
+        fprintf(stderr, "%s: write error: %s\n", prog, strerror(errno));
+        status = 1;
+    }
+    if (!status) status = scan_run(&sc, prog, export_entry, &x, &bad);
+    scan_close(&sc);
+    signals_restore(&sv);
+    warn_bad(prog, bad);
+    if (status == 0)
+        status = finish_stdout(prog);
+    else
+        fflush(stdout); /* the failure was reported once already */
+    return status;
+}
+
+static int run_report(int argc, char **argv)
+{
+    const char *prog = "idlookup analytics";
+    options o = {0};
+    int st = parse_flags(argc, argv, false, &o);
+    if (st >= 0) return st;
+    idl_an *a = NULL;
+    idl_an_report *r = NULL;
+    if (idl_an_new(&a)) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return 1;
+    }
+    scan sc = {.s = NULL};
+    saved_signals sv;
+    signals_catch(&sv);
+    int status = 1;
+    uint64_t bad = 0;
+    if (scan_open(&sc, prog, &o)) goto out;
+    status = scan_run(&sc, prog, add_entry, a, &bad);
+    /* The store is not needed for the report: close it (and remove the
+     * scratch directory) before the sort and the printing. */
+    scan_close(&sc);
+    if (status) goto out;
+    status = 1;
+    warn_bad(prog, bad);
+    if (idl_an_report_build(a, o.deidentified, o.k, &r)) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        goto out;
+    }
+    int rc =
+        strcmp(o.format, "csv") == 0 ? idl_an_write_csv(stdout, r) : idl_an_write_json(stdout, r);
+    if (rc == 0 && finish_stdout(prog) == 0)
+        status = 0;
+    else if (rc)
+        fprintf(stderr, "%s: write error: %s\n", prog, strerror(errno));
+out:
+    scan_close(&sc);
+    signals_restore(&sv);
+    idl_an_report_free(r);
+    idl_an_free(a);
+    return status;
+}
+
+int idl_cli_analytics(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "export") == 0) return run_export(argc - 1, argv + 1);
+    return run_report(argc, argv);
+}
