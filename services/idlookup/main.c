@@ -1,10 +1,7 @@
 /* idlookup: the operator's and developer's command line (API.md §6). */
 #include "cli.h"
 #include "cli_keys.h"
-#if __has_include("cli_gen.h") /* TEMP until gen lands */
 #include "cli_gen.h"
-#define HAVE_GEN 1
-#endif
 
 #include <signal.h>
 #include <stdio.h>
@@ -43,10 +40,8 @@ int main(int argc, char **argv)
         return idl_cli_describe(argc - 1, argv + 1);
     if (strcmp(cmd, "ingest") == 0)
         return idl_cli_ingest(argc - 1, argv + 1);
-#ifdef HAVE_GEN
     if (strcmp(cmd, "gen") == 0)
         return idl_cli_gen(argc - 1, argv + 1);
-#endif
     if (strcmp(cmd, "analytics") == 0)
         return idl_cli_analytics(argc - 1, argv + 1);
     fprintf(stderr, "idlookup: unknown command '%s' (see idlookup --help)\n", cmd);
