@@ -259,7 +259,7 @@ int idl_norm_phone(const char *in, size_t len, char out[IDL_NORM_PHONE_MAX],
     char e164[IDL_NORM_PHONE_MAX];
     idl_line_type type;
     char cc[3];
-    if (idl_phone_parse(in, len, e164, sizeof e164, &type, cc, reason) != 0)
+    if (idl_phone_parse(in, len, e164, sizeof e164, &type, country ? cc : NULL, reason) != 0)
         return IDL_INVALID_ARGUMENT;
     memcpy(out, e164, strlen(e164) + 1);
     if (plan_type) *plan_type = type;

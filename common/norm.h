@@ -46,7 +46,8 @@ int idl_norm_email(const char *in, size_t len, char out[IDL_NORM_EMAIL_MAX], con
  * *plan_type is the number plan's type where it is specific (TOLL_FREE,
  * PREMIUM_RATE, VOIP, MOBILE, FIXED_LINE), else IDL_LINE_UNKNOWN
  * (FIXED_LINE_OR_MOBILE and the rest); country is the ISO 3166 alpha-2 region
- * ("US").  Returns 0 or IDL_INVALID_ARGUMENT with *reason. */
+ * ("US"), looked up only when country is not NULL (it costs as much as the
+ * validation itself).  Returns 0 or IDL_INVALID_ARGUMENT with *reason. */
 int idl_norm_phone(const char *in, size_t len, char out[IDL_NORM_PHONE_MAX],
                    idl_line_type *plan_type, char country[3], const char **reason);
 

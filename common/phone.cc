@@ -77,13 +77,12 @@ extern "C" int idl_phone_parse(const char *in, size_t len, char *e164, size_t ca
             *reason = parse_error(e);
             return -1;
         }
-        // IsValidNumber is exactly GetRegionCodeForNumber followed by
-        // IsValidNumberForRegion.  We need the region anyway, and for +1 its
-        // lookup tries the patterns of every NANP region in turn, so it is
-        // done once rather than inside IsValidNumber again.
-        std::string region;
-        u->GetRegionCodeForNumber(pn, &region);
-        if (!u->IsValidNumberForRegion(pn, region)) {
+        // IsValidNumber(n) is GetNumberTypeHelper(n) != UNKNOWN under the
+        // number's region, and GetNumberType is that same helper: one call
+        // gives validity and type, where IsValidNumber + GetNumberType would
+        // run the pattern matching (the expensive part) twice.
+        PhoneNumberUtil::PhoneNumberType t = u->GetNumberType(pn);
+        if (t == PhoneNumberUtil::UNKNOWN) {
             *reason = "not a valid phone number";
             return -1;
         }
@@ -95,15 +94,21 @@ extern "C" int idl_phone_parse(const char *in, size_t len, char *e164, size_t ca
             return -1;
         }
         std::memcpy(e164, out.c_str(), out.size() + 1);
-        *type = plan_type(u->GetNumberType(pn));
-        // Non-geographic numbers (+800, +882...) have region "001", which is
-        // no ISO 3166 code.
-        if (region.size() == 2 && region != "ZZ") {
-            country[0] = region[0];
-            country[1] = region[1];
-            country[2] = '\0';
-        } else {
-            country[0] = '\0';
+        *type = plan_type(t);
+        if (country) {
+            // Only Validate reports the country: the region lookup tries the
+            // patterns of every NANP region in turn, so it is done on request.
+            // Non-geographic numbers (+800, +882...) have region "001", which
+            // is no ISO 3166 code.
+            std::string region;
+            u->GetRegionCodeForNumber(pn, &region);
+            if (region.size() == 2 && region != "ZZ") {
+                country[0] = region[0];
+                country[1] = region[1];
+                country[2] = '\0';
+            } else {
+                country[0] = '\0';
+            }
         }
         return 0;
     } catch (...) {

@@ -153,8 +153,7 @@ static void parse_phones(const msgpack_object *a, idl_record *r, idl_record_warn
         }
         if (num) {
             idl_rec_phone p = {.rec_type = rec_type};
-            char country[3];
-            if (idl_norm_phone(num->via.str.ptr, num->via.str.size, p.number, &p.plan_type, country,
+            if (idl_norm_phone(num->via.str.ptr, num->via.str.size, p.number, &p.plan_type, NULL,
                                &why) == IDL_OK) {
                 bool dup = false;
                 for (int k = 0; k < r->n_phones; k++)

@@ -63,8 +63,7 @@ int idld_query_parse(idld_call *c, const idl_field *fields, size_t n, idld_query
             return rc;
         idld_fingerprint(c, "phone", raw);
         idl_line_type t;
-        char country[3];
-        if (idl_norm_phone(raw, strlen(raw), q->phone, &t, country, &why))
+        if (idl_norm_phone(raw, strlen(raw), q->phone, &t, NULL, &why))
             return idld_fail(c, IDL_INVALID_ARGUMENT, "phone",
                              "field 'phone' is not a valid phone number: %s", why);
         q->has_phone = true;
