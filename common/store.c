@@ -23,6 +23,123 @@ static const char *const cf_names[IDL_CF_COUNT] = {"default", "persons", "idx",
 #define CTR_SUPPRESSED "c:persons_suppressed"
 #define CTR_PURGED "c:children_purged"
 
+/* ---- the suppression mirror ----
+ * Every read path asks "is this person / identifier suppressed?" several
+ * times per person returned.  The answers live in the supp column family (the
+ * durable truth); this insert-only hash set mirrors it in memory so the
+ * question costs a few nanoseconds and no RocksDB read.  Readers never lock:
+ * a full table is replaced by a bigger copy published with one atomic store,
+ * and old tables are kept until close (they sum to less than the live one).
+ * Writers hold the store's writer mutex. */
+
+typedef struct {
+    size_t cap; /* power of two */
+    _Atomic uint64_t slots[];
+} u64table;
+
+typedef struct {
+    _Atomic(u64table *) table;
+    size_t count;
+    u64table **retired;
+    size_t nretired;
+} u64set;
+
+static uint64_t set_mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x ? x : 1; /* 0 marks an empty slot */
+}
+
+static u64table *table_new(size_t cap)
+{
+    u64table *t = calloc(1, sizeof(*t) + cap * sizeof(uint64_t));
+    if (t)
+        t->cap = cap;
+    return t;
+}
+
+static bool table_has(const u64table *t, uint64_t v)
+{
+    size_t mask = t->cap - 1;
+    for (size_t i = v & mask;; i = (i + 1) & mask) {
+        uint64_t x = atomic_load_explicit(&((u64table *)t)->slots[i], memory_order_acquire);
+        if (x == v)
+            return true;
+        if (x == 0)
+            return false;
+    }
+}
+
+static void table_put(u64table *t, uint64_t v)
+{
+    size_t mask = t->cap - 1;
+    for (size_t i = v & mask;; i = (i + 1) & mask) {
+        uint64_t x = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
+        if (x == v)
+            return;
+        if (x == 0) {
+            atomic_store_explicit(&t->slots[i], v, memory_order_release);
+            return;
+        }
+    }
+}
+
+static bool u64set_has(u64set *s, uint64_t key)
+{
+    u64table *t = atomic_load_explicit(&s->table, memory_order_acquire);
+    return t && table_has(t, set_mix(key));
+}
+
+/* Writer mutex held (or single-threaded open). */
+static int u64set_add(u64set *s, uint64_t key)
+{
+    uint64_t v = set_mix(key);
+    u64table *t = atomic_load_explicit(&s->table, memory_order_relaxed);
+    if (t && table_has(t, v))
+        return IDL_OK;
+    if (!t || (s->count + 1) * 2 > t->cap) {
+        u64table *n = table_new(t ? t->cap * 2 : 1024);
+        u64table **r = t ? realloc(s->retired, (s->nretired + 1) * sizeof(*r)) : s->retired;
+        if (!n || (t && !r)) {
+            free(n);
+            if (r)
+                s->retired = r;
+            return IDL_INTERNAL;
+        }
+        if (t) {
+            for (size_t i = 0; i < t->cap; i++) {
+                uint64_t x = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
+                if (x)
+                    table_put(n, x);
+            }
+            s->retired = r;
+            s->retired[s->nretired++] = t;
+        }
+        atomic_store_explicit(&s->table, n, memory_order_release);
+        t = n;
+    }
+    table_put(t, v);
+    s->count++;
+    return IDL_OK;
+}
+
+static void u64set_free(u64set *s)
+{
+    free(atomic_load(&s->table));
+    for (size_t i = 0; i < s->nretired; i++)
+        free(s->retired[i]);
+    free(s->retired);
+}
+
+static uint64_t hkey_u64(const uint8_t *b)
+{
+    return idl_be64_get(b) ^ idl_be64_get(b + 8);
+}
+
 struct idl_store {
     rocksdb_t *db;
     rocksdb_options_t *dbopts;
@@ -35,6 +152,7 @@ struct idl_store {
     pthread_mutex_t wlock;
     bool secondary;
     _Atomic uint64_t persons_total, persons_suppressed, children_purged;
+    u64set supp_persons, supp_keys; /* in-memory mirror of the supp column family */
 };
 
 struct idl_store_batch {
@@ -212,6 +330,25 @@ static void load_counters(idl_store *s)
     }
 }
 
+/* Fills the in-memory mirror from the supp column family. */
+static int load_suppression(idl_store *s)
+{
+    idl_store_iter *it;
+    if (idl_store_iter_open(s, IDL_CF_SUPP, NULL, 0, NULL, 0, &it))
+        return IDL_INTERNAL;
+    int rc = IDL_OK;
+    for (; idl_store_iter_valid(it) && rc == IDL_OK; idl_store_iter_next(it)) {
+        size_t kl;
+        const uint8_t *k = (const uint8_t *)idl_store_iter_key(it, &kl);
+        if (kl == 9 && k[0] == 'p')
+            rc = u64set_add(&s->supp_persons, idl_be64_get(k + 1));
+        else if (kl == 17 && k[0] == 'k')
+            rc = u64set_add(&s->supp_keys, hkey_u64(k + 1));
+    }
+    idl_store_iter_close(it);
+    return rc;
+}
+
 int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts, char err[256])
 {
     idl_store_opts def = {0};
@@ -261,6 +398,10 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     s->wopts_sync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->wopts_sync, 1);
     load_counters(s);
+    if (load_suppression(s)) {
+        snprintf(err, 256, "cannot read the suppression list of %s", path);
+        goto fail;
+    }
     *out = s;
     return IDL_OK;
 fail:
@@ -291,6 +432,8 @@ void idl_store_close(idl_store *s)
         rocksdb_writeoptions_destroy(s->wopts_sync);
     if (s->cache)
         rocksdb_cache_destroy(s->cache);
+    u64set_free(&s->supp_persons);
+    u64set_free(&s->supp_keys);
     pthread_mutex_destroy(&s->wlock);
     free(s);
 }
@@ -519,16 +662,12 @@ static void supp_kkey(uint8_t k[17], const idl_hkey *h)
 
 bool idl_store_key_suppressed(idl_store *s, const idl_hkey *h)
 {
-    uint8_t k[17];
-    supp_kkey(k, h);
-    return exists(s, IDL_CF_SUPP, k, 17);
+    return u64set_has(&s->supp_keys, hkey_u64(h->b));
 }
 
 bool idl_store_person_suppressed(idl_store *s, uint64_t pid)
 {
-    uint8_t k[9];
-    supp_pkey(k, pid);
-    return exists(s, IDL_CF_SUPP, k, 9);
+    return u64set_has(&s->supp_persons, pid);
 }
 
 /* ---- sorted batches ----
@@ -698,6 +837,15 @@ static bool carries_suppressed(idl_store *s, const idl_record *r)
     return false;
 }
 
+/* After a committed batch, its new person suppressions join the mirror. */
+static void mirror_new_suppressions(idl_store *s, int rc, uint64_t *pids, size_t *n)
+{
+    if (rc == IDL_OK)
+        for (size_t i = 0; i < *n; i++)
+            u64set_add(&s->supp_persons, pids[i]);
+    *n = 0;
+}
+
 int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_result *res,
                      bool sync)
 {
@@ -705,8 +853,10 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
     sbatch sbv = {0}, *b = &sbv;
     idl_record *old = malloc(sizeof(*old));
     uint64_t *batch_pids = malloc(n * sizeof(uint64_t) + 1);
+    uint64_t *newsupp = malloc(n * sizeof(uint64_t) + 1);
+    size_t nns = 0;
     idl_buf buf = {0};
-    if (!old || !batch_pids) {
+    if (!old || !batch_pids || !newsupp) {
         rc = IDL_INTERNAL;
         goto out;
     }
@@ -725,6 +875,7 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
             if (batch_pids[j] == pid) {
                 put_counters(s, b, total, supp, purged);
                 rc = sb_commit(s, b, sync);
+                mirror_new_suppressions(s, rc, newsupp, &nns);
                 nb = 0;
                 break;
             }
@@ -762,6 +913,7 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
                 supp_pkey(sk, pid);
                 idl_be64_put(tv, now_us());
                 sb_put(b, IDL_CF_SUPP, sk, 9, tv, 8);
+                newsupp[nns++] = pid;
             }
             idl_buf_reset(&buf);
             msgpack_packer mp;
@@ -794,6 +946,7 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
     if (rc == IDL_OK) {
         put_counters(s, b, total, supp, purged);
         rc = sb_commit(s, b, sync);
+        mirror_new_suppressions(s, rc, newsupp, &nns);
     }
     if (rc == IDL_OK) {
         atomic_store(&s->persons_total, total);
@@ -808,6 +961,7 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
 out:
     idl_buf_free(&buf);
     free(batch_pids);
+    free(newsupp);
     free(old);
     sb_free(b);
     return rc;
@@ -852,6 +1006,8 @@ int idl_store_suppress(idl_store *s, const uint64_t *pids, size_t npids, const i
 {
     idl_record *r = malloc(sizeof(*r));
     idl_store_batch *b = idl_store_batch_new(s);
+    idl_hkey *mirror = NULL;
+    size_t nmirror = 0;
     int rc = IDL_INTERNAL;
     if (!r || !b)
         goto out;
@@ -890,6 +1046,13 @@ int idl_store_suppress(idl_store *s, const uint64_t *pids, size_t npids, const i
                 uint8_t kk[17];
                 supp_kkey(kk, &pk16[k]);
                 idl_store_batch_put(b, IDL_CF_SUPP, kk, 17, tv, 8);
+                idl_hkey *grown = realloc(mirror, (nmirror + 1) * sizeof(*mirror));
+                if (!grown) {
+                    rc = IDL_INTERNAL;
+                    break;
+                }
+                mirror = grown;
+                mirror[nmirror++] = pk16[k];
             }
             if (!was) {
                 count++;
@@ -902,11 +1065,20 @@ int idl_store_suppress(idl_store *s, const uint64_t *pids, size_t npids, const i
         rc = idl_store_batch_commit(s, b, false);
     }
     if (rc == IDL_OK) {
+        /* Mirror exactly what was committed, under the same lock, so the
+         * next request on any thread sees it. */
+        for (size_t i = 0; i < nkeys; i++)
+            u64set_add(&s->supp_keys, hkey_u64(keys[i].b));
+        for (size_t i = 0; i < nmirror; i++)
+            u64set_add(&s->supp_keys, hkey_u64(mirror[i].b));
+        for (size_t i = 0; i < npids; i++)
+            u64set_add(&s->supp_persons, pids[i]);
         atomic_store(&s->persons_suppressed, supp);
         *newly = count;
     }
     pthread_mutex_unlock(&s->wlock);
 out:
+    free(mirror);
     idl_store_batch_free(b);
     free(r);
     return rc;
