@@ -151,6 +151,7 @@ struct idl_store {
     rocksdb_writeoptions_t *wopts_sync;
     pthread_mutex_t wlock;
     bool secondary;
+    bool bulk;
     _Atomic uint64_t persons_total, persons_suppressed, children_purged;
     u64set supp_persons, supp_keys; /* in-memory mirror of the supp column family */
 };
@@ -297,11 +298,25 @@ static rocksdb_options_t *cf_options(idl_store *s, idl_cf cf, bool bulk)
         rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom_full(10));
     if (cf == IDL_CF_IDX) {
         /* Lookups are prefix scans on the 16-byte identifier hash: filter on
-         * the prefix, not on whole keys that no query ever names. */
+         * the prefix, not on whole keys that no query ever names.  The
+         * memtable is hashed on that prefix too: inserting random keys into
+         * one big skip list was most of a bulk load's time. */
         rocksdb_options_set_prefix_extractor(o, rocksdb_slicetransform_create_fixed_prefix(16));
         rocksdb_block_based_options_set_whole_key_filtering(t, 0);
         rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.05);
-    } else if (cf == IDL_CF_PERSONS || cf == IDL_CF_SUPP) {
+        /* A bulk load never reads this family, so its memtable can be a
+         * plain vector sorted once at flush.  (Serving reads it constantly,
+         * and a vector memtable sorts a copy for every iterator.) */
+        if (bulk)
+            rocksdb_options_set_memtable_vector_rep(o);
+        else
+            rocksdb_options_set_hash_skip_list_rep(o, 1u << 20, 4, 4);
+    } else if (cf == IDL_CF_PERSONS) {
+        /* Persons are only ever read by id: a hashed memtable as for idx. */
+        rocksdb_options_set_prefix_extractor(o, rocksdb_slicetransform_create_fixed_prefix(8));
+        rocksdb_options_set_memtable_whole_key_filtering(o, 1);
+        rocksdb_options_set_hash_skip_list_rep(o, 1u << 20, 4, 4);
+    } else if (cf == IDL_CF_SUPP) {
         rocksdb_options_set_memtable_whole_key_filtering(o, 1);
         rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.05);
     }
@@ -362,6 +377,7 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     pthread_mutex_init(&s->wlock, NULL);
     int rc = IDL_INTERNAL;
     char *rerr = NULL;
+    s->bulk = opts->bulk && !opts->secondary;
     s->cache = rocksdb_cache_create_lru((opts->cache_mb ? opts->cache_mb : 256) << 20);
     s->dbopts = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(s->dbopts, 1);
@@ -369,6 +385,8 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     rocksdb_options_increase_parallelism(s->dbopts, 2);
     rocksdb_options_set_max_background_jobs(s->dbopts, 2);
     rocksdb_options_set_info_log_level(s->dbopts, 2 /* WARN */);
+    /* Hashed memtables (idx, persons) take one writer at a time. */
+    rocksdb_options_set_allow_concurrent_memtable_write(s->dbopts, 0);
     rocksdb_options_set_keep_log_file_num(s->dbopts, 3);
     rocksdb_options_set_max_open_files(s->dbopts, opts->secondary ? -1 : 512);
     const rocksdb_options_t *cfo[IDL_CF_COUNT];
@@ -413,6 +431,20 @@ void idl_store_close(idl_store *s)
 {
     if (!s)
         return;
+    if (s->db && s->bulk) {
+        /* A bulk load ends with its memtables on disk, so the daemon that
+         * opens the store next starts at once instead of replaying a WAL of
+         * the whole load. */
+        rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+        rocksdb_flushoptions_set_wait(fo, 1);
+        for (int i = 0; i < IDL_CF_COUNT; i++) {
+            char *rerr = NULL;
+            if (s->cf[i])
+                rocksdb_flush_cf(s->db, fo, s->cf[i], &rerr);
+            free(rerr);
+        }
+        rocksdb_flushoptions_destroy(fo);
+    }
     if (s->db) {
         for (int i = 0; i < IDL_CF_COUNT; i++)
             if (s->cf[i])

@@ -25,7 +25,7 @@
 
 #define CHUNK_LINES 1024
 #define SLOTS 8
-#define PARSERS 2
+#define PARSERS_MAX 8
 #define MAX_REPORTS 1000 /* per kind; the rest are only counted */
 #define MAX_LINE (1 << 20)
 
@@ -210,13 +210,14 @@ static double now_s(void)
 }
 
 static const char ingest_usage[] =
-    "usage: idlookup ingest --data DIR [--cache-mb N] [--quiet] FILE.ndjson...\n"
+    "usage: idlookup ingest --data DIR [--threads N] [--cache-mb N] [--quiet] FILE.ndjson...\n"
     "\n"
     "Loads person records (one JSON object per line, DATA.md §1) into the store at DIR,\n"
     "which no daemon may hold open.  Same source_id again replaces the person.  Bad lines\n"
     "are skipped and reported on stderr with their line numbers (the first 1000 of each\n"
     "kind); the counts go to stdout as one JSON object.  '-' reads standard input.\n"
-    "  --quiet   no progress line on stderr\n"
+    "  --threads N   parser threads (default: the number of cores, at most 8)\n"
+    "  --quiet       no progress line on stderr\n"
     "Exit status: 0 when the load ran to the end (even with skipped lines), 1 on a missing\n"
     "file or a store that cannot be opened or written, 2 bad usage.\n";
 
@@ -225,7 +226,13 @@ int idl_cli_ingest(int argc, char **argv)
     const char *data = NULL;
     unsigned long cache_mb = 256;
     bool quiet = false;
+    long nparsers = sysconf(_SC_NPROCESSORS_ONLN);
+    if (nparsers < 1)
+        nparsers = 1;
+    if (nparsers > PARSERS_MAX)
+        nparsers = PARSERS_MAX;
     static const struct option opts[] = {{"data", required_argument, 0, 'd'},
+                                         {"threads", required_argument, 0, 't'},
                                          {"cache-mb", required_argument, 0, 'c'},
                                          {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},
@@ -243,6 +250,17 @@ int idl_cli_ingest(int argc, char **argv)
             if (errno || *e || cache_mb < 8 || cache_mb > (1ul << 20)) {
                 fprintf(stderr, "idlookup ingest: --cache-mb: expected 8..1048576, got '%s'\n",
                         optarg);
+                return 2;
+            }
+            break;
+        }
+        case 't': {
+            char *e;
+            errno = 0;
+            nparsers = strtol(optarg, &e, 10);
+            if (errno || *e || nparsers < 1 || nparsers > PARSERS_MAX) {
+                fprintf(stderr, "idlookup ingest: --threads: expected 1..%d, got '%s'\n",
+                        PARSERS_MAX, optarg);
                 return 2;
             }
             break;
@@ -294,9 +312,9 @@ int idl_cli_ingest(int argc, char **argv)
         p.slots[i].recs = malloc(CHUNK_LINES * sizeof(idl_record));
         setup_ok = p.slots[i].recs != NULL;
     }
-    pthread_t th[PARSERS];
+    pthread_t th[PARSERS_MAX];
     int nth = 0;
-    for (; setup_ok && nth < PARSERS; nth++)
+    for (; setup_ok && nth < nparsers; nth++)
         if (pthread_create(&th[nth], NULL, parser, &p) != 0)
             break;
     totals t = {0};
