@@ -147,6 +147,7 @@ struct idl_store {
     rocksdb_column_family_handle_t *cf[IDL_CF_COUNT];
     rocksdb_cache_t *cache;
     rocksdb_readoptions_t *ropts;
+    rocksdb_readoptions_t *ropts_prefix; /* probes: stop at the end of the prefix */
     rocksdb_writeoptions_t *wopts;
     rocksdb_writeoptions_t *wopts_sync;
     pthread_mutex_t wlock;
@@ -226,6 +227,28 @@ void idl_hkey_name(idl_hkey *k, const char *norm_last, const char *first_group)
     hkey_parts(k, p, 3);
 }
 
+void idl_hkey_pair(idl_hkey *k, const char *kind, const char *a, const char *b)
+{
+    const char *p[3] = {kind, a, b};
+    hkey_parts(k, p, 3);
+}
+
+void idl_initial(const char *s, char out[8])
+{
+    size_t n = 1;
+    unsigned char c = (unsigned char)s[0];
+    if (c >= 0xf0)
+        n = 4;
+    else if (c >= 0xe0)
+        n = 3;
+    else if (c >= 0xc0)
+        n = 2;
+    size_t i = 0;
+    for (; i < n && s[i]; i++)
+        out[i] = s[i];
+    out[i] = 0;
+}
+
 uint64_t idl_person_id(const char *source_id)
 {
     return XXH3_64bits(source_id, strlen(source_id));
@@ -278,8 +301,23 @@ size_t idl_record_keys(const idl_record *r, idl_hkey *keys, size_t max, bool nam
     if (names) {
         const char *groups[16];
         size_t ng = idl_nick_groups(r->norm_first, groups, 16);
-        for (size_t g = 0; g < ng; g++)
+        char fi[8], li[8];
+        idl_initial(r->norm_first, fi);
+        idl_initial(r->norm_last, li);
+        for (size_t g = 0; g < ng; g++) {
             ADD(idl_hkey_name(&keys[n], r->norm_last, groups[g]));
+            /* Verify tolerates one typo in the last name: the first name
+             * (or its nickname group) and the last initial find it. */
+            ADD(idl_hkey_pair(&keys[n], "fgl", groups[g], li));
+        }
+        /* ... and one typo in the first name: the last name and the first
+         * initial find it. */
+        ADD(idl_hkey_pair(&keys[n], "lnf", r->norm_last, fi));
+        if (r->dob_y) {
+            char dob[16];
+            snprintf(dob, sizeof dob, "%04d-%02d-%02d", r->dob_y, r->dob_m, r->dob_d);
+            ADD(idl_hkey_pair(&keys[n], "dob", dob, ""));
+        }
     }
 #undef ADD
     return n;
@@ -320,6 +358,10 @@ static rocksdb_options_t *cf_options(idl_store *s, idl_cf cf, bool bulk)
         rocksdb_options_set_memtable_whole_key_filtering(o, 1);
         rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.05);
     }
+    if (cf == IDL_CF_LOG && !bulk)
+        /* The query log is appended by one flusher and read only by batch
+         * jobs and retention: a vector memtable appends in O(1). */
+        rocksdb_options_set_memtable_vector_rep(o);
     rocksdb_options_set_block_based_table_factory(o, t);
     rocksdb_block_based_options_destroy(t);
     size_t wb = bulk ? (size_t)128 << 20 : (size_t)32 << 20;
@@ -412,6 +454,8 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
         goto fail;
     }
     s->ropts = rocksdb_readoptions_create();
+    s->ropts_prefix = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_prefix_same_as_start(s->ropts_prefix, 1);
     s->wopts = rocksdb_writeoptions_create();
     s->wopts_sync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->wopts_sync, 1);
@@ -458,6 +502,8 @@ void idl_store_close(idl_store *s)
         rocksdb_options_destroy(s->dbopts);
     if (s->ropts)
         rocksdb_readoptions_destroy(s->ropts);
+    if (s->ropts_prefix)
+        rocksdb_readoptions_destroy(s->ropts_prefix);
     if (s->wopts)
         rocksdb_writeoptions_destroy(s->wopts);
     if (s->wopts_sync)
@@ -618,22 +664,11 @@ void idl_store_iter_close(idl_store_iter *it)
 int idl_store_probe(idl_store *s, const idl_hkey *k, uint64_t *pids, size_t max, size_t *n,
                     bool *more)
 {
-    uint8_t hi[16];
-    memcpy(hi, k->b, 16);
-    /* The upper bound is the prefix plus one, so the scan stops at the end
-     * of this identifier's entries. */
-    int i = 15;
-    while (i >= 0 && hi[i] == 0xff)
-        hi[i--] = 0;
+    /* One shared ReadOptions with prefix_same_as_start: the scan ends where
+     * this identifier's entries end, without a per-call upper bound object. */
     size_t count = 0;
     bool extra = false;
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_prefix_same_as_start(ro, 1);
-    if (i >= 0) {
-        hi[i]++;
-        rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, 16);
-    }
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[IDL_CF_IDX]);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts_prefix, s->cf[IDL_CF_IDX]);
     for (rocksdb_iter_seek(it, (const char *)k->b, 16); rocksdb_iter_valid(it);
          rocksdb_iter_next(it)) {
         size_t kl;
@@ -649,7 +684,6 @@ int idl_store_probe(idl_store *s, const idl_hkey *k, uint64_t *pids, size_t max,
     char *rerr = NULL;
     rocksdb_iter_get_error(it, &rerr);
     rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
     if (rerr) {
         free(rerr);
         return IDL_UNAVAILABLE;

@@ -60,6 +60,12 @@ void idl_hkey_make(idl_hkey *k, const char *kind, const char *norm);
 void idl_hkey_addr(idl_hkey *k, const char *street, const char *zip);
 void idl_hkey_addrcs(idl_hkey *k, const char *street, const char *city, const char *state);
 void idl_hkey_name(idl_hkey *k, const char *norm_last, const char *first_group);
+/* kind ":" a "|" b, for the keys Verify uses to find a name with one typo:
+ * "lnf" (last name | first initial), "fgl" (first-name group | last initial)
+ * and "dob" (date, b = ""). */
+void idl_hkey_pair(idl_hkey *k, const char *kind, const char *a, const char *b);
+/* The first UTF-8 character of s, NUL-terminated, into out. */
+void idl_initial(const char *s, char out[8]);
 
 /* "p_" + hex(XXH3-64(source_id)) */
 uint64_t idl_person_id(const char *source_id);

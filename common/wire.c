@@ -421,6 +421,8 @@ int idl_buf_write(void *data, const char *buf, size_t len)
     idl_buf *b = data;
     if (b->failed)
         return -1;
+    if (len == 0)
+        return 0;
     if (b->cap - b->len < len) {
         if (b->fixed) {
             b->failed = true;

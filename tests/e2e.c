@@ -17,9 +17,16 @@
 #include <time.h>
 #include <unistd.h>
 
+static e2e_env *current; /* so a harness failure still stops the daemon */
+
 static void die(const char *what)
 {
     fprintf(stderr, "e2e harness: %s\n", what);
+    if (current && current->pid) {
+        kill(current->pid, SIGKILL);
+        waitpid(current->pid, NULL, 0);
+        current->pid = 0;
+    }
     exit(99);
 }
 
@@ -130,6 +137,7 @@ static void add_key(e2e_env *e, const char *customer, const char *scopes, const 
 void e2e_init(e2e_env *e)
 {
     memset(e, 0, sizeof(*e));
+    current = e;
     snprintf(e->dir, sizeof e->dir, "/tmp/idl-e2e-XXXXXX");
     if (!mkdtemp(e->dir))
         die("mkdtemp");
@@ -241,7 +249,7 @@ idl_reply *e2e_call_t(e2e_env *e, const char *key, const char *method, const cha
     char msg[IDL_WIRE_MSG_MAX];
     if (json && idl_json_to_msgpack(json, strlen(json), &body, msg)) {
         fprintf(stderr, "e2e harness: bad JSON in test: %s: %s\n", json, msg);
-        exit(99);
+        die("bad JSON in the test");
     }
     idl_client *c = e->c;
     idl_client *kc = NULL;

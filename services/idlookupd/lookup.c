@@ -610,11 +610,30 @@ int idld_verify(idld_call *c)
         if ((rc = probe_into(c, &k[G_ADDR], &nc)))
             return rc;
     }
+    /* Names: exact and nickname matches, then the keys that find one typo
+     * in either name (the other name exact), then everyone born that day
+     * (which finds a typo in both). */
     const char *gr[16];
     size_t ng = idl_nick_groups(q.first, gr, 16);
+    char fi[8], li[8];
+    idl_initial(q.first, fi);
+    idl_initial(q.last, li);
+    idl_hkey nk;
     for (size_t g = 0; g < ng; g++) {
-        idl_hkey nk;
         idl_hkey_name(&nk, q.last, gr[g]);
+        if ((rc = probe_into(c, &nk, &nc)))
+            return rc;
+        idl_hkey_pair(&nk, "fgl", gr[g], li);
+        if ((rc = probe_into(c, &nk, &nc)))
+            return rc;
+    }
+    idl_hkey_pair(&nk, "lnf", q.last, fi);
+    if ((rc = probe_into(c, &nk, &nc)))
+        return rc;
+    if (supplied[G_DOB]) {
+        char dob[16];
+        snprintf(dob, sizeof dob, "%04d-%02d-%02d", dy, dm, dd);
+        idl_hkey_pair(&nk, "dob", dob, "");
         if ((rc = probe_into(c, &nk, &nc)))
             return rc;
     }

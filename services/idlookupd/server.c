@@ -255,11 +255,9 @@ static void handle(idld_worker *w, const void *data, size_t len)
                                      c.kinfo->rate, retry);
                 }
             } else {
+                /* Batch takes no token itself: what is left is read after
+                 * its inner calls took theirs. */
                 rate_meta = true;
-                uint32_t retry = 0;
-                /* Batch takes no token itself; report what is left. */
-                idl_key_peek(c.key, t0, &remaining);
-                (void)retry;
             }
         }
     }
@@ -282,6 +280,8 @@ static void handle(idld_worker *w, const void *data, size_t len)
     }
     if (code != 0)
         log->n_persons = log->n_pids = 0;
+    if (rate_meta && m && !m->takes_token)
+        idl_key_peek(c.key, idld_mono_us(), &remaining);
 
     msgpack_packer rpk;
     idl_buf_packer(&w->reply, &rpk);
