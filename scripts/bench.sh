@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The Performance section's measurements, side by side in one run on this
+# machine (bench and daemon share it).  For each store size it generates the
+# persons, times the ingest, starts idlookupd and runs:
+#   1. Search by email, closed loop, -c 16, with the Health/Check baseline
+#   2. the default mix, open loop at 50% of the closed-loop maximum of (1)
+#   3. Batch of 100 email searches
+#   4. Search again against a daemon started with --no-query-log (logging cost)
+# and prints a table.  Sizes: BENCH_SIZES (default "1000000"), run length:
+# BENCH_SECS (default 20).  Work dir: BENCH_DIR (default /tmp/idl-bench).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+sizes=${BENCH_SIZES:-1000000}
+secs=${BENCH_SECS:-20}
+dir=${BENCH_DIR:-/tmp/idl-bench}
+port=${BENCH_PORT:-7499}
+url=tcp://127.0.0.1:$port
+
+scripts/setup.sh >/dev/null
+[[ -f build/build.ninja ]] || meson setup build >/dev/null
+ninja -C build >/dev/null
+cli=$here/build/services/idlookup/idlookup
+daemon=$here/build/services/idlookupd/idlookupd
+bench=$here/build/services/idlookup-bench/idlookup-bench
+
+mkdir -p "$dir"
+cd "$dir"
+rm -f keys
+key=$($cli keys add --file keys --customer bench --scopes lookup,admin --rate 1000000 2>/dev/null)
+
+pid=
+stop() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; pid=; }
+trap stop EXIT
+start() { # extra daemon flags...
+  "$daemon" --data "$data" --keys keys --listen "$url" "$@" > daemon.log 2>&1 &
+  pid=$!
+  for _ in $(seq 1 200); do
+    $cli call --url "$url" --wait-ms 200 grpc.health.v1.Health/Check '{}' >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "daemon did not start" >&2; exit 1
+}
+j() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+
+printf '%-9s %-34s %s\n' "persons" "measurement" "result"
+for n in $sizes; do
+  data=$dir/data-$n
+  if [[ ! -f people-$n.ndjson ]]; then $cli gen --count "$n" --seed 7 > people-$n.ndjson; fi
+  head -n 50000 people-$n.ndjson > pool-$n.ndjson
+  if [[ ! -d $data ]]; then
+    /usr/bin/time -f "%e %M" -o ingest-$n.time $cli ingest --data "$data" --quiet people-$n.ndjson > ingest-$n.json
+  fi
+  read -r ingest_s ingest_kb < ingest-$n.time
+  printf '%-9s %-34s %s s (peak RSS %d MiB)\n' "$n" "ingest" "$ingest_s" $((ingest_kb / 1024))
+
+  start
+  b="--url $url --key $key --data pool-$n.ndjson --warmup 2 --format json"
+  $bench $b --method search -c 16 -z "$secs" --baseline > search-$n.json
+  rps=$(j search-$n.json "d['throughput_rps']")
+  printf '%-9s %-34s %s\n' "$n" "health baseline (c16)" "$(j search-$n.json "'%.0f req/s' % d['baseline_rps']")"
+  printf '%-9s %-34s %s\n' "$n" "search email (c16, closed)" \
+    "$(j search-$n.json "'%.0f req/s = %.2fx baseline, p50 %d us, p99 %d us, errors %d' % (d['throughput_rps'], d['ratio'], d['latency_us']['p50'], d['latency_us']['p99'], d['requests'] - d['codes'].get('OK', 0))")"
+  $bench $b --mix search=70,validate=15,verify=10,batch=5 -c 16 -z "$secs" > mixmax-$n.json || true
+  max=$(j mixmax-$n.json "int(d['throughput_rps'])")
+  rate=$((max / 2))
+  $bench $b --mix search=70,validate=15,verify=10,batch=5 -c 64 -z "$secs" --rate "$rate" --max-errors 0 > mix-$n.json || true
+  printf '%-9s %-34s %s\n' "$n" "mix closed-loop max (c16)" "$max req/s"
+  printf '%-9s %-34s %s\n' "$n" "mix open loop at 50% ($rate/s)" \
+    "$(j mix-$n.json "'p50 %d us, p99 %d us, p99.9 %d us, errors %d' % (d['latency_us']['p50'], d['latency_us']['p99'], d['latency_us']['p999'], d['requests'] - d['codes'].get('OK', 0))")"
+  $bench $b --method batch --batch-size 100 -c 8 -z "$secs" > batch-$n.json
+  printf '%-9s %-34s %s\n' "$n" "batch of 100 searches (c8)" \
+    "$(j batch-$n.json "'%.0f lookups/s (%.0f req/s), p99 %d us' % (d['lookups_per_s'], d['throughput_rps'], d['latency_us']['p99'])")"
+  rss=$(awk '/VmRSS/ {print int($2/1024)}' /proc/$pid/status)
+  printf '%-9s %-34s %s MiB\n' "$n" "daemon RSS after the runs" "$rss"
+  stop
+
+  start --no-query-log
+  $bench $b --method search -c 16 -z "$secs" > nolog-$n.json
+  stop
+  printf '%-9s %-34s %s\n' "$n" "search, query log off" \
+    "$(j nolog-$n.json "'%.0f req/s; with the log: %.1f%% of that' % (d['throughput_rps'], 100.0 * $rps / d['throughput_rps'])")"
+done
