@@ -63,6 +63,7 @@ if [[ "${IDL_SKIP_ASAN:-0}" != "1" ]]; then
   if build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug; then
     echo "== meson test (sanitizers)"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+      LSAN_OPTIONS=suppressions="$here/tests/lsan.supp" \
       meson test -C build-asan --print-errorlogs --suite unit --suite e2e 2>&1 | tee build-asan/test.log |
       grep -E '^ *[0-9]+/[0-9]+ |^(Ok|Fail|Timeout|Skipped):'
     count_meson build-asan/test.log

@@ -279,21 +279,27 @@ int idld_search(idld_call *c)
     bool g_addr = q.has_street && (q.has_zip || (q.has_city && q.has_state));
     int groups = q.has_email + q.has_phone + q.has_ip + g_addr + q.has_name;
 
-    /* Candidates: the union of every group's index entries. */
+    /* Candidates: the union of every group's index entries.  A suppressed
+     * identifier matches nobody, also where it reaches a person through
+     * another identifier (a shared household phone). */
     size_t nc = 0;
     idl_hkey k;
+    bool use_email = false, use_phone = false, use_ip = false;
     if (q.has_email) {
         idl_hkey_make(&k, "email", q.email);
+        use_email = !key_hidden(c, &k);
         if ((rc = probe_into(c, &k, &nc)))
             return rc;
     }
     if (q.has_phone) {
         idl_hkey_make(&k, "phone", q.phone);
+        use_phone = !key_hidden(c, &k);
         if ((rc = probe_into(c, &k, &nc)))
             return rc;
     }
     if (q.has_ip) {
         idl_hkey_make(&k, "ip", q.ip);
+        use_ip = !key_hidden(c, &k);
         if ((rc = probe_into(c, &k, &nc)))
             return rc;
     }
@@ -328,11 +334,11 @@ int idld_search(idld_call *c)
             continue;
         uint32_t m = 0;
         double w = 0;
-        if (q.has_email && has_email(r, q.email))
+        if (use_email && has_email(r, q.email))
             m |= M_EMAIL, w += 1;
-        if (q.has_phone && has_phone(r, q.phone))
+        if (use_phone && has_phone(r, q.phone))
             m |= M_PHONE, w += 1;
-        if (q.has_ip && has_ip(r, q.ip))
+        if (use_ip && has_ip(r, q.ip))
             m |= M_IP, w += 1;
         if (g_addr &&
             has_addr(c, r, q.street, q.has_unit ? q.unit : NULL, q.has_city ? q.city : NULL,
@@ -460,7 +466,6 @@ int idld_validate(idld_call *c)
                 return idld_fail(c, IDL_INVALID_ARGUMENT, "address",
                                  "field 'address.%s' is too long", af[i].name);
             pp[i] = parts[i];
-            idld_fingerprint(c, af[i].name, parts[i]);
         }
     }
     char raw[512];
@@ -519,6 +524,11 @@ int idld_validate(idld_call *c)
         idl_address a;
         const char *why = NULL;
         bool ok = idl_norm_address(pp[0], pp[1], pp[2], pp[3], pp[4], &a, &why) == IDL_OK;
+        const char *names[5] = {"street", "unit", "city", "state", "zip"};
+        const char *norm[5] = {a.street, a.unit, a.city, a.state, a.zip};
+        for (int i = 0; i < 5; i++)
+            if (pp[i])
+                idld_fingerprint(c, names[i], ok ? norm[i] : pp[i]);
         bool kn = false;
         if (ok) {
             idl_hkey k;
@@ -565,7 +575,9 @@ int idld_verify(idld_call *c)
     if (f[9].val) {
         if (idl_parse_date(f[9].val->via.str.ptr, f[9].val->via.str.size, &dy, &dm, &dd))
             return idld_fail(c, IDL_INVALID_ARGUMENT, "dob", "field 'dob' must be a date YYYY-MM-DD");
-        idld_fingerprint(c, "dob", "given");
+        char dob[16];
+        snprintf(dob, sizeof dob, "%04d-%02d-%02d", dy, dm, dd);
+        idld_fingerprint(c, "dob", dob);
     }
     /* The identifier fields share Search's parser (and its fingerprints);
      * the name alone is always enough for it, so the rule below is Verify's. */
@@ -588,16 +600,18 @@ int idld_verify(idld_call *c)
 
     size_t nc = 0;
     idl_hkey k[G_COUNT];
-    bool any_holder[G_COUNT] = {false};
+    bool any_holder[G_COUNT] = {false}, hidden[G_COUNT] = {false};
     size_t cut[G_COUNT + 1] = {0};
     if (q.has_email) {
         idl_hkey_make(&k[G_EMAIL], "email", q.email);
+        hidden[G_EMAIL] = key_hidden(c, &k[G_EMAIL]);
         if ((rc = probe_into(c, &k[G_EMAIL], &nc)))
             return rc;
     }
     cut[G_EMAIL] = nc;
     if (q.has_phone) {
         idl_hkey_make(&k[G_PHONE], "phone", q.phone);
+        hidden[G_PHONE] = key_hidden(c, &k[G_PHONE]);
         if ((rc = probe_into(c, &k[G_PHONE], &nc)))
             return rc;
     }
@@ -653,8 +667,8 @@ int idld_verify(idld_call *c)
         bool m[G_COUNT] = {false};
         m[G_NAME] = idl_name_match(q.first, r->norm_first, true) &&
                     idl_name_match(q.last, r->norm_last, false);
-        m[G_EMAIL] = q.has_email && has_email(r, q.email);
-        m[G_PHONE] = q.has_phone && has_phone(r, q.phone);
+        m[G_EMAIL] = q.has_email && !hidden[G_EMAIL] && has_email(r, q.email);
+        m[G_PHONE] = q.has_phone && !hidden[G_PHONE] && has_phone(r, q.phone);
         m[G_ADDR] = g_addr && has_addr(c, r, q.street, q.has_unit ? q.unit : NULL,
                                        q.has_city ? q.city : NULL, q.has_state ? q.state : NULL,
                                        q.has_zip ? q.zip : NULL);
@@ -664,6 +678,10 @@ int idld_verify(idld_call *c)
         int cnt = 0;
         for (int g = 0; g < G_COUNT; g++)
             cnt += m[g];
+        /* Someone who matches no supplied group is not a match at all (and
+         * must not answer for, say, a date of birth). */
+        if (cnt == 0)
+            continue;
         bool better = cnt > best_n || (cnt == best_n && m[G_NAME] && !best_name) ||
                       (cnt == best_n && m[G_NAME] == best_name && c->scratch->cand[i] < best_pid);
         if (better) {

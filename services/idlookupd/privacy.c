@@ -30,7 +30,9 @@ static int resolve(idld_call *c, const idl_field *f, bool include_suppressed, id
         if (idl_person_id_parse(pidf->via.str.ptr, pidf->via.str.size, &pid))
             return idld_fail(c, IDL_INVALID_ARGUMENT, "person_id",
                              "field 'person_id' must look like p_ followed by 16 hex digits");
-        idld_fingerprint(c, "person_id", "given");
+        char idtxt[19];
+        idl_person_id_format(pid, idtxt);
+        idld_fingerprint(c, "person_id", idtxt);
         if (idl_store_get(c->st->store, pid, &c->scratch->tmp) != IDL_OK)
             return idld_fail(c, IDL_NOT_FOUND, "person_id", "no person with that person_id");
         pids[0] = pid;
@@ -197,7 +199,8 @@ int idld_disclosures(idld_call *c)
         }
         idl_store_iter_close(it);
     }
-    qsort(rs, nr, sizeof(*rs), cmp_recipient);
+    if (nr > 1)
+        qsort(rs, nr, sizeof(*rs), cmp_recipient);
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 2);
     idl_wire_pack_cstr(pk, "year");

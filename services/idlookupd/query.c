@@ -18,6 +18,9 @@ int idld_fail(idld_call *c, int code, const char *field, const char *fmt, ...)
     return code;
 }
 
+/* Callers pass the normalized value when there is one, so the same subject
+ * asked in different spellings has one fingerprint (analytics counts
+ * distinct subjects). */
 void idld_fingerprint(idld_call *c, const char *kind, const char *value)
 {
     if (!c->log || !c->st->qlog || c->log->n_fps >= IDL_QLOG_MAX_FPS)
@@ -52,8 +55,9 @@ int idld_query_parse(idld_call *c, const idl_field *fields, size_t n, idld_query
     if ((o = fget(fields, n, "email"))) {
         if ((rc = take_str(c, o, "email", raw, sizeof raw)))
             return rc;
-        idld_fingerprint(c, "email", raw);
-        if (idl_norm_email(raw, strlen(raw), q->email, &why))
+        int bad = idl_norm_email(raw, strlen(raw), q->email, &why);
+        idld_fingerprint(c, "email", bad ? raw : q->email);
+        if (bad)
             return idld_fail(c, IDL_INVALID_ARGUMENT, "email", "field 'email' is not a valid email: %s",
                              why);
         q->has_email = true;
@@ -61,9 +65,10 @@ int idld_query_parse(idld_call *c, const idl_field *fields, size_t n, idld_query
     if ((o = fget(fields, n, "phone"))) {
         if ((rc = take_str(c, o, "phone", raw, sizeof raw)))
             return rc;
-        idld_fingerprint(c, "phone", raw);
         idl_line_type t;
-        if (idl_norm_phone(raw, strlen(raw), q->phone, &t, NULL, &why))
+        int bad = idl_norm_phone(raw, strlen(raw), q->phone, &t, NULL, &why);
+        idld_fingerprint(c, "phone", bad ? raw : q->phone);
+        if (bad)
             return idld_fail(c, IDL_INVALID_ARGUMENT, "phone",
                              "field 'phone' is not a valid phone number: %s", why);
         q->has_phone = true;
@@ -71,8 +76,9 @@ int idld_query_parse(idld_call *c, const idl_field *fields, size_t n, idld_query
     if ((o = fget(fields, n, "ip"))) {
         if ((rc = take_str(c, o, "ip", raw, sizeof raw)))
             return rc;
-        idld_fingerprint(c, "ip", raw);
-        if (idl_norm_ip(raw, strlen(raw), q->ip, &why))
+        int bad = idl_norm_ip(raw, strlen(raw), q->ip, &why);
+        idld_fingerprint(c, "ip", bad ? raw : q->ip);
+        if (bad)
             return idld_fail(c, IDL_INVALID_ARGUMENT, "ip", "field 'ip' is not a valid IP address: %s",
                              why);
         q->has_ip = true;
@@ -81,39 +87,44 @@ int idld_query_parse(idld_call *c, const idl_field *fields, size_t n, idld_query
     if (first) {
         if ((rc = take_str(c, first, "first_name", raw, sizeof raw)))
             return rc;
-        idld_fingerprint(c, "first_name", raw);
-        if (idl_norm_name(raw, strlen(raw), q->first, &why))
+        int bad = idl_norm_name(raw, strlen(raw), q->first, &why);
+        idld_fingerprint(c, "first_name", bad ? raw : q->first);
+        if (bad)
             return idld_fail(c, IDL_INVALID_ARGUMENT, "first_name", "field 'first_name': %s", why);
     }
     if (last) {
         if ((rc = take_str(c, last, "last_name", raw, sizeof raw)))
             return rc;
-        idld_fingerprint(c, "last_name", raw);
-        if (idl_norm_name(raw, strlen(raw), q->last, &why))
+        int bad = idl_norm_name(raw, strlen(raw), q->last, &why);
+        idld_fingerprint(c, "last_name", bad ? raw : q->last);
+        if (bad)
             return idld_fail(c, IDL_INVALID_ARGUMENT, "last_name", "field 'last_name': %s", why);
     }
     q->has_name = first && last;
     if ((o = fget(fields, n, "city"))) {
         if ((rc = take_str(c, o, "city", raw, sizeof raw)))
             return rc;
-        idld_fingerprint(c, "city", raw);
-        if (idl_norm_city(raw, q->city, &why))
+        int bad = idl_norm_city(raw, q->city, &why);
+        idld_fingerprint(c, "city", bad ? raw : q->city);
+        if (bad)
             return idld_fail(c, IDL_INVALID_ARGUMENT, "city", "field 'city': %s", why);
         q->has_city = true;
     }
     if ((o = fget(fields, n, "state"))) {
         if ((rc = take_str(c, o, "state", raw, sizeof raw)))
             return rc;
-        idld_fingerprint(c, "state", raw);
-        if (idl_norm_state(raw, q->state, &why))
+        int bad = idl_norm_state(raw, q->state, &why);
+        idld_fingerprint(c, "state", bad ? raw : q->state);
+        if (bad)
             return idld_fail(c, IDL_INVALID_ARGUMENT, "state", "field 'state': %s", why);
         q->has_state = true;
     }
     if ((o = fget(fields, n, "zip"))) {
         if ((rc = take_str(c, o, "zip", raw, sizeof raw)))
             return rc;
-        idld_fingerprint(c, "zip", raw);
-        if (idl_norm_zip(raw, q->zip, &why))
+        int bad = idl_norm_zip(raw, q->zip, &why);
+        idld_fingerprint(c, "zip", bad ? raw : q->zip);
+        if (bad)
             return idld_fail(c, IDL_INVALID_ARGUMENT, "zip", "field 'zip': %s", why);
         q->has_zip = true;
     }
@@ -126,10 +137,11 @@ int idld_query_parse(idld_call *c, const idl_field *fields, size_t n, idld_query
             return idld_fail(c, IDL_INVALID_ARGUMENT, "unit", "field 'unit' needs 'street'");
         if ((rc = take_str(c, street, "street", raw, sizeof raw)))
             return rc;
-        idld_fingerprint(c, "street", raw);
+        int bad = idl_norm_street(raw, unit ? ustr : NULL, q->street, q->unit, &why);
+        idld_fingerprint(c, "street", bad ? raw : q->street);
         if (unit)
-            idld_fingerprint(c, "unit", ustr);
-        if (idl_norm_street(raw, unit ? ustr : NULL, q->street, q->unit, &why))
+            idld_fingerprint(c, "unit", bad ? ustr : q->unit);
+        if (bad)
             return idld_fail(c, IDL_INVALID_ARGUMENT, "street", "field 'street': %s", why);
         q->has_street = true;
         q->has_unit = q->unit[0] != 0;
