@@ -2,6 +2,7 @@
  * pairs so concurrent calls neither share a context nor allocate one per call. */
 #include "client.h"
 #include "status.h"
+#include "wire.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -220,7 +221,8 @@ static char *dup_str(const msgpack_object *o)
         return NULL;
     char *s = malloc(o->via.str.size + 1);
     if (s) {
-        memcpy(s, o->via.str.ptr, o->via.str.size);
+        if (o->via.str.size)
+            memcpy(s, o->via.str.ptr, o->via.str.size);
         s[o->via.str.size] = 0;
     }
     return s;
@@ -247,6 +249,11 @@ int idl_reply_decode(const void *buf, size_t len, idl_reply **out)
     if (!r->bytes)
         goto fail;
     memcpy(r->bytes, buf, len);
+    /* Declared lengths in a reply come from the network: checked against
+     * the bytes present before msgpack-c allocates for them. */
+    char msg[IDL_WIRE_MSG_MAX];
+    if (idl_wire_check_limits(r->bytes, len, (size_t)1 << 30, len, msg) != IDL_OK)
+        goto fail;
     size_t off = 0;
     if (msgpack_unpack(r->bytes, len, &off, &r->zone, &r->pub.root) != MSGPACK_UNPACK_SUCCESS ||
         r->pub.root.type != MSGPACK_OBJECT_MAP)

@@ -65,11 +65,40 @@ int idl_json_to_msgpack(const char *text, size_t len, idl_buf *out, char msg[IDL
     return IDL_OK;
 }
 
+/* Length of the well-formed UTF-8 sequence at s[i], or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n, size_t i)
+{
+    unsigned char c = s[i];
+    size_t len = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (!len || i + len > n || (len == 2 && c < 0xc2) || c > 0xf4)
+        return 0;
+    for (size_t k = 1; k < len; k++)
+        if ((s[i + k] & 0xc0) != 0x80)
+            return 0;
+    if ((c == 0xe0 && s[i + 1] < 0xa0) || (c == 0xed && s[i + 1] >= 0xa0) ||
+        (c == 0xf0 && s[i + 1] < 0x90) || (c == 0xf4 && s[i + 1] >= 0x90))
+        return 0;
+    return len;
+}
+
 void idl_json_print_str(FILE *f, const char *s, size_t len)
 {
+    const unsigned char *u = (const unsigned char *)s;
     fputc('"', f);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            /* JSON text is UTF-8: a malformed byte becomes U+FFFD rather
+             * than making the whole document unreadable. */
+            size_t n = utf8_seq(u, len, i);
+            if (n) {
+                fwrite(s + i, 1, n, f);
+                i += n - 1;
+            } else {
+                fputs("\xef\xbf\xbd", f);
+            }
+            continue;
+        }
         switch (c) {
         case '"': fputs("\\\"", f); break;
         case '\\': fputs("\\\\", f); break;

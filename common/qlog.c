@@ -111,7 +111,8 @@ static void copy_str(const msgpack_object *o, char *out, size_t outsz)
     out[0] = 0;
     if (o->type == MSGPACK_OBJECT_STR) {
         size_t n = o->via.str.size < outsz - 1 ? o->via.str.size : outsz - 1;
-        memcpy(out, o->via.str.ptr, n);
+        if (n)
+            memcpy(out, o->via.str.ptr, n);
         out[n] = 0;
     }
 }
@@ -122,6 +123,9 @@ int idl_qlog_decode(const char *k, size_t kl, const char *v, size_t vl, idl_qlog
         return IDL_DATA_LOSS;
     e->time_us = idl_be64_get((const uint8_t *)k);
     e->seq = idl_be64_get((const uint8_t *)k + 8);
+    char msg[IDL_WIRE_MSG_MAX];
+    if (idl_wire_check_limits(v, vl, (size_t)1 << 20, vl, msg) != IDL_OK)
+        return IDL_DATA_LOSS; /* declared lengths are checked before msgpack-c allocates */
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
     int rc = IDL_DATA_LOSS;
@@ -326,8 +330,10 @@ static void apply_retention(idl_qlog *q)
 {
     if (!q->retention_days)
         return;
-    uint64_t cutoff = realtime_us() - (uint64_t)q->retention_days * 86400u * 1000000u;
-    idl_qlog_delete_before(q->s, cutoff, NULL);
+    uint64_t now = realtime_us(), span = (uint64_t)q->retention_days * 86400u * 1000000u;
+    if (span >= now)
+        return; /* a retention longer than the epoch keeps everything */
+    idl_qlog_delete_before(q->s, now - span, NULL);
 }
 
 static void *flusher(void *arg)

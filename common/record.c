@@ -79,7 +79,28 @@ static void warnf(idl_record_warn_fn warn, void *ctx, const char *fmt, const cha
     warn(ctx, buf);
 }
 
-/* Copies a display string: trimmed, no control characters, bounded. */
+/* True when s[0..n) is well-formed UTF-8 (no overlongs, no surrogates). */
+static bool utf8_ok(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (!len || i + len > n || (len == 2 && c < 0xc2))
+            return false;
+        for (size_t k = 1; k < len; k++)
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+        if (len == 3 && ((c == 0xe0 && s[i + 1] < 0xa0) || (c == 0xed && s[i + 1] >= 0xa0)))
+            return false;
+        if (len == 4 && ((c == 0xf0 && s[i + 1] < 0x90) || c > 0xf4 || (c == 0xf4 && s[i + 1] >= 0x90)))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+/* Copies a display string: trimmed, valid UTF-8, no control characters,
+ * bounded.  Display strings go back out as msgpack str, which must be UTF-8. */
 static int copy_display(const msgpack_object *o, char *out, size_t outsz)
 {
     const char *p = o->via.str.ptr;
@@ -91,8 +112,10 @@ static int copy_display(const msgpack_object *o, char *out, size_t outsz)
     if (n == 0 || n >= outsz)
         return IDL_INVALID_ARGUMENT;
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)p[i] < 0x20)
+        if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
             return IDL_INVALID_ARGUMENT;
+    if (!utf8_ok((const unsigned char *)p, n))
+        return IDL_INVALID_ARGUMENT;
     memcpy(out, p, n);
     out[n] = 0;
     return IDL_OK;
@@ -172,6 +195,14 @@ static void parse_phones(const msgpack_object *a, idl_record *r, idl_record_warn
     }
 }
 
+/* Field by field: the bytes after each string's end are not defined. */
+static bool same_address(const idl_address *a, const idl_address *b)
+{
+    return strcmp(a->street, b->street) == 0 && strcmp(a->unit, b->unit) == 0 &&
+           strcmp(a->city, b->city) == 0 && strcmp(a->state, b->state) == 0 &&
+           strcmp(a->zip, b->zip) == 0;
+}
+
 static void parse_addrs(const msgpack_object *a, idl_record *r, idl_record_warn_fn warn, void *ctx)
 {
     for (uint32_t i = 0; i < a->via.array.size; i++) {
@@ -203,7 +234,7 @@ static void parse_addrs(const msgpack_object *a, idl_record *r, idl_record_warn_
                 idl_norm_address(ptr[0], ptr[1], ptr[2], ptr[3], ptr[4], &ad, &why) == IDL_OK) {
                 bool dup = false;
                 for (int k = 0; k < r->n_addrs; k++)
-                    dup |= memcmp(&r->addrs[k], &ad, sizeof ad) == 0;
+                    dup |= same_address(&r->addrs[k], &ad);
                 if (dup)
                     continue;
                 if (r->n_addrs < IDL_REC_MAX_ADDRS) {
@@ -307,13 +338,15 @@ int idl_record_parse(const msgpack_object *o, idl_record *r, idl_record_warn_fn 
         snprintf(reason, 256, "field 'last_name' is required (a non-empty name)");
         return IDL_INVALID_ARGUMENT;
     }
-    if (f[F_MIDDLE] && f[F_MIDDLE]->via.str.size &&
-        copy_display(f[F_MIDDLE], r->middle_name, sizeof r->middle_name)) {
+    bool blank_middle = true;
+    for (uint32_t i = 0; f[F_MIDDLE] && i < f[F_MIDDLE]->via.str.size; i++)
+        blank_middle &= f[F_MIDDLE]->via.str.ptr[i] == ' ' || f[F_MIDDLE]->via.str.ptr[i] == '\t';
+    /* A blank middle name is no middle name. */
+    if (!blank_middle && copy_display(f[F_MIDDLE], r->middle_name, sizeof r->middle_name)) {
         r->middle_name[0] = 0;
-        if (f[F_MIDDLE]->via.str.size >= sizeof r->middle_name) {
-            snprintf(reason, 256, "field 'middle_name' is too long");
-            return IDL_INVALID_ARGUMENT;
-        }
+        snprintf(reason, 256, "field 'middle_name' must be valid UTF-8 text of at most %zu bytes",
+                 sizeof r->middle_name - 1);
+        return IDL_INVALID_ARGUMENT;
     }
     if (f[F_DOB]) {
         if (idl_parse_date(f[F_DOB]->via.str.ptr, f[F_DOB]->via.str.size, &r->dob_y, &r->dob_m,

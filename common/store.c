@@ -524,7 +524,9 @@ int idl_store_catch_up(idl_store *s)
         free(rerr);
         return IDL_UNAVAILABLE;
     }
-    return IDL_OK;
+    /* The mirror is insert-only, like the list: reading it again adds what
+     * the primary suppressed since. */
+    return load_suppression(s) ? IDL_INTERNAL : IDL_OK;
 }
 
 /* ---- raw access ---- */
@@ -580,6 +582,12 @@ void idl_store_batch_delete(idl_store_batch *b, idl_cf cf, const void *k, size_t
 void idl_store_batch_delete_range(idl_store_batch *b, idl_cf cf, const void *lo, size_t lol,
                                   const void *hi, size_t hil)
 {
+    /* RocksDB rejects a reversed range at write time and then refuses every
+     * later write: an empty range is simply nothing to delete. */
+    size_t n = lol < hil ? lol : hil;
+    int c = memcmp(lo, hi, n);
+    if (c > 0 || (c == 0 && lol >= hil))
+        return;
     rocksdb_writebatch_delete_range_cf(b->wb, b->s->cf[cf], lo, lol, hi, hil);
 }
 
@@ -610,6 +618,9 @@ int idl_store_iter_open(idl_store *s, idl_cf cf, const void *lo, size_t lol, con
     if (!it)
         return IDL_INTERNAL;
     it->ro = rocksdb_readoptions_create();
+    /* Full-order scans over families whose memtables are hashed on a prefix
+     * (idx, persons) need this, or they miss unflushed entries. */
+    rocksdb_readoptions_set_total_order_seek(it->ro, 1);
     if (hi) {
         it->hi = malloc(hil ? hil : 1);
         if (!it->hi) {

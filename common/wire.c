@@ -13,6 +13,7 @@ typedef struct {
     size_t len;
     size_t pos;
     size_t objects;
+    size_t max_objects;
     char *msg;
 } checker;
 
@@ -52,9 +53,9 @@ static int check_children(checker *c, uint64_t n, int per, int depth)
         return IDL_INVALID_ARGUMENT;
     }
     c->objects += n * (uint64_t)per;
-    if (c->objects > IDL_WIRE_MAX_OBJECTS) {
-        snprintf(c->msg, IDL_WIRE_MSG_MAX, "msgpack message has more than %d objects",
-                 IDL_WIRE_MAX_OBJECTS);
+    if (c->objects > c->max_objects) {
+        snprintf(c->msg, IDL_WIRE_MSG_MAX, "msgpack message has more than %zu objects",
+                 c->max_objects);
         return IDL_INVALID_ARGUMENT;
     }
     for (uint64_t i = 0; i < n * (uint64_t)per; i++) {
@@ -138,16 +139,23 @@ static int check_value(checker *c, int depth)
 
 int idl_wire_check(const void *buf, size_t len, char msg[IDL_WIRE_MSG_MAX])
 {
+    return idl_wire_check_limits(buf, len, IDL_WIRE_MAX_MSG, IDL_WIRE_MAX_OBJECTS, msg);
+}
+
+int idl_wire_check_limits(const void *buf, size_t len, size_t max_len, size_t max_objects,
+                          char msg[IDL_WIRE_MSG_MAX])
+{
     if (len == 0) {
         snprintf(msg, IDL_WIRE_MSG_MAX, "empty message: expected one msgpack map");
         return IDL_INVALID_ARGUMENT;
     }
-    if (len > IDL_WIRE_MAX_MSG) {
-        snprintf(msg, IDL_WIRE_MSG_MAX, "message of %zu bytes exceeds the %d byte limit", len,
-                 IDL_WIRE_MAX_MSG);
+    if (len > max_len) {
+        snprintf(msg, IDL_WIRE_MSG_MAX, "message of %zu bytes exceeds the %zu byte limit", len,
+                 max_len);
         return IDL_INVALID_ARGUMENT;
     }
-    checker c = {.p = buf, .len = len, .pos = 0, .objects = 1, .msg = msg};
+    checker c = {.p = buf, .len = len, .pos = 0, .objects = 1, .max_objects = max_objects,
+                 .msg = msg};
     int rc = check_value(&c, 0);
     if (rc)
         return rc;
@@ -164,8 +172,9 @@ int idl_wire_check(const void *buf, size_t len, char msg[IDL_WIRE_MSG_MAX])
 bool idl_wire_str_eq(const msgpack_object *o, const char *s)
 {
     size_t n = strlen(s);
+    /* msgpack-c may decode an empty str with a NULL pointer. */
     return o->type == MSGPACK_OBJECT_STR && o->via.str.size == n &&
-           memcmp(o->via.str.ptr, s, n) == 0;
+           (n == 0 || memcmp(o->via.str.ptr, s, n) == 0);
 }
 
 static bool key_is(const msgpack_object *k, const char *s)
@@ -322,6 +331,8 @@ int idl_wire_fields(const msgpack_object *body, idl_field *fields, size_t n,
             strcpy(field_out, "body");
         return IDL_INVALID_ARGUMENT;
     }
+    /* Seen-bits, not val, catch a duplicate whose first copy was nil. */
+    uint64_t seen = 0;
     for (uint32_t i = 0; i < body->via.map.size; i++) {
         const msgpack_object *k = &body->via.map.ptr[i].key, *v = &body->via.map.ptr[i].val;
         char name[64];
@@ -342,12 +353,14 @@ int idl_wire_fields(const msgpack_object *body, idl_field *fields, size_t n,
                 strcpy(field_out, name);
             return IDL_INVALID_ARGUMENT;
         }
-        if (fields[f].val) {
+        if (f < 64 && (seen & (1ull << f))) {
             snprintf(msg, IDL_WIRE_MSG_MAX, "field '%s' given twice", fields[f].name);
             if (field_out)
                 snprintf(field_out, 64, "%s", fields[f].name);
             return IDL_INVALID_ARGUMENT;
         }
+        if (f < 64)
+            seen |= 1ull << f;
         if (v->type == MSGPACK_OBJECT_NIL)
             continue;
         if (!type_ok(v, fields[f].type)) {
@@ -366,7 +379,8 @@ int idl_wire_str(const msgpack_object *o, char *buf, size_t bufsz)
 {
     if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= bufsz)
         return IDL_INVALID_ARGUMENT;
-    memcpy(buf, o->via.str.ptr, o->via.str.size);
+    if (o->via.str.size)
+        memcpy(buf, o->via.str.ptr, o->via.str.size);
     buf[o->via.str.size] = 0;
     return IDL_OK;
 }

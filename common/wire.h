@@ -37,6 +37,10 @@ typedef struct {
  * declared lengths against the bytes left, depth, object count.  Returns 0 or
  * IDL_INVALID_ARGUMENT with a sentence in msg. */
 int idl_wire_check(const void *buf, size_t len, char msg[IDL_WIRE_MSG_MAX]);
+/* The same with other limits (replies and stored entries may be larger
+ * than a request; depth stays capped at IDL_WIRE_MAX_DEPTH). */
+int idl_wire_check_limits(const void *buf, size_t len, size_t max_len, size_t max_objects,
+                          char msg[IDL_WIRE_MSG_MAX]);
 
 /* Decodes an envelope.  On IDL_INVALID_ARGUMENT, msg says why and req->id /
  * req->has_id tell whether the id could still be read (the reply echoes it
