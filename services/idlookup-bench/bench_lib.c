@@ -624,7 +624,9 @@ static void phone_key(const char *p, char out[16])
     for (; *p && n < sizeof(digits) - 1; p++)
         if (isdigit((unsigned char)*p)) digits[n++] = *p;
     digits[n] = '\0';
-    snprintf(out, 16, "%s", n > 10 ? digits + n - 10 : digits);
+    const char *tail = n > 10 ? digits + n - 10 : digits;
+    size_t tl = strlen(tail);
+    memcpy(out, tail, tl + 1); /* at most 10 digits + NUL */
 }
 
 void idl_bench_pool_free(idl_bench_pool *p)
