@@ -558,6 +558,59 @@ int idld_validate(idld_call *c)
 enum { G_NAME, G_EMAIL, G_PHONE, G_ADDR, G_DOB, G_COUNT };
 static const char *const group_names[G_COUNT] = {"name", "email", "phone", "address", "dob"};
 
+typedef struct {
+    idld_call *c;
+    const idld_query *q;
+    bool g_addr, has_dob;
+    int dy, dm, dd;
+    const day *t;
+    bool hidden[G_COUNT];
+    bool any_holder[G_COUNT];
+    int best_n;
+    bool best_name;
+    uint64_t best_pid;
+    bool best_m[G_COUNT];
+    bool best_has_dob;
+} verify_state;
+
+/* Scores one candidate against the supplied groups and keeps the best:
+ * most groups, then a matching name, then the lowest id. */
+static void verify_consider(verify_state *v, uint64_t pid)
+{
+    idld_call *c = v->c;
+    const idld_query *q = v->q;
+    idl_record *r = &c->scratch->tmp;
+    if (!visible(c, pid, r, v->t))
+        return;
+    bool m[G_COUNT] = {false};
+    m[G_NAME] = idl_name_match(q->first, r->norm_first, true) &&
+                idl_name_match(q->last, r->norm_last, false);
+    m[G_EMAIL] = q->has_email && !v->hidden[G_EMAIL] && has_email(r, q->email);
+    m[G_PHONE] = q->has_phone && !v->hidden[G_PHONE] && has_phone(r, q->phone);
+    m[G_ADDR] = v->g_addr && has_addr(c, r, q->street, q->has_unit ? q->unit : NULL,
+                                      q->has_city ? q->city : NULL, q->has_state ? q->state : NULL,
+                                      q->has_zip ? q->zip : NULL);
+    m[G_DOB] = v->has_dob && r->dob_y == v->dy && r->dob_m == v->dm && r->dob_d == v->dd;
+    for (int g = G_EMAIL; g <= G_ADDR; g++)
+        v->any_holder[g] |= m[g];
+    int cnt = 0;
+    for (int g = 0; g < G_COUNT; g++)
+        cnt += m[g];
+    /* Someone who matches no supplied group is not a match at all (and must
+     * not answer for, say, a date of birth). */
+    if (cnt == 0)
+        return;
+    bool better = cnt > v->best_n || (cnt == v->best_n && m[G_NAME] && !v->best_name) ||
+                  (cnt == v->best_n && m[G_NAME] == v->best_name && pid < v->best_pid);
+    if (better) {
+        v->best_n = cnt;
+        v->best_name = m[G_NAME];
+        v->best_pid = pid;
+        memcpy(v->best_m, m, sizeof m);
+        v->best_has_dob = r->dob_y != 0;
+    }
+}
+
 int idld_verify(idld_call *c)
 {
     idl_field f[10] = {{"first_name", IDL_FT_STR, NULL}, {"last_name", IDL_FT_STR, NULL},
@@ -624,74 +677,67 @@ int idld_verify(idld_call *c)
         if ((rc = probe_into(c, &k[G_ADDR], &nc)))
             return rc;
     }
-    /* Names: exact and nickname matches, then the keys that find one typo
-     * in either name (the other name exact), then everyone born that day
-     * (which finds a typo in both). */
-    const char *gr[16];
-    size_t ng = idl_nick_groups(q.first, gr, 16);
-    char fi[8], li[8];
-    idl_initial(q.first, fi);
-    idl_initial(q.last, li);
-    idl_hkey nk;
-    for (size_t g = 0; g < ng; g++) {
-        idl_hkey_name(&nk, q.last, gr[g]);
-        if ((rc = probe_into(c, &nk, &nc)))
-            return rc;
-        idl_hkey_pair(&nk, "fgl", gr[g], li);
-        if ((rc = probe_into(c, &nk, &nc)))
-            return rc;
-    }
-    idl_hkey_pair(&nk, "lnf", q.last, fi);
-    if ((rc = probe_into(c, &nk, &nc)))
-        return rc;
-    if (supplied[G_DOB]) {
-        char dob[16];
-        snprintf(dob, sizeof dob, "%04d-%02d-%02d", dy, dm, dd);
-        idl_hkey_pair(&nk, "dob", dob, "");
-        if ((rc = probe_into(c, &nk, &nc)))
-            return rc;
-    }
-    nc = uniq(c->scratch->cand, nc);
+    size_t nid = uniq(c->scratch->cand, nc);
 
     day t;
     idl_today(&t.y, &t.m, &t.d);
-    int best_n = -1;
-    bool best_name = false;
-    uint64_t best_pid = 0;
-    bool best_m[G_COUNT] = {false};
-    bool best_has_dob = false;
-    for (size_t i = 0; i < nc; i++) {
-        idl_record *r = &c->scratch->tmp;
-        if (!visible(c, c->scratch->cand[i], r, &t))
-            continue;
-        bool m[G_COUNT] = {false};
-        m[G_NAME] = idl_name_match(q.first, r->norm_first, true) &&
-                    idl_name_match(q.last, r->norm_last, false);
-        m[G_EMAIL] = q.has_email && !hidden[G_EMAIL] && has_email(r, q.email);
-        m[G_PHONE] = q.has_phone && !hidden[G_PHONE] && has_phone(r, q.phone);
-        m[G_ADDR] = g_addr && has_addr(c, r, q.street, q.has_unit ? q.unit : NULL,
-                                       q.has_city ? q.city : NULL, q.has_state ? q.state : NULL,
-                                       q.has_zip ? q.zip : NULL);
-        m[G_DOB] = supplied[G_DOB] && r->dob_y == dy && r->dob_m == dm && r->dob_d == dd;
-        for (int g = G_EMAIL; g <= G_ADDR; g++)
-            any_holder[g] |= m[g];
-        int cnt = 0;
-        for (int g = 0; g < G_COUNT; g++)
-            cnt += m[g];
-        /* Someone who matches no supplied group is not a match at all (and
-         * must not answer for, say, a date of birth). */
-        if (cnt == 0)
-            continue;
-        bool better = cnt > best_n || (cnt == best_n && m[G_NAME] && !best_name) ||
-                      (cnt == best_n && m[G_NAME] == best_name && c->scratch->cand[i] < best_pid);
-        if (better) {
-            best_n = cnt;
-            best_name = m[G_NAME];
-            best_pid = c->scratch->cand[i];
-            memcpy(best_m, m, sizeof m);
-            best_has_dob = r->dob_y != 0;
+    verify_state v = {.c = c, .q = &q, .g_addr = g_addr, .dy = dy, .dm = dm, .dd = dd,
+                      .has_dob = supplied[G_DOB], .t = &t, .best_n = -1};
+    memcpy(v.hidden, hidden, sizeof hidden);
+    for (size_t i = 0; i < nid; i++)
+        verify_consider(&v, c->scratch->cand[i]);
+    for (int g = G_EMAIL; g <= G_ADDR; g++)
+        any_holder[g] = v.any_holder[g];
+
+    /* Everyone holding a supplied email, phone or address is already
+     * considered; anyone else can match at most the name and the dob.  So
+     * the name probes (which fan out for common names) run only when they
+     * could still change the pick. */
+    int bound = 1 + supplied[G_DOB];
+    if (v.best_n <= bound) {
+        /* Names: exact and nickname matches, then the keys that find one
+         * typo in either name (the other name exact), then everyone born
+         * that day (which finds a typo in both). */
+        const char *gr[16];
+        size_t ng = idl_nick_groups(q.first, gr, 16);
+        char fi[8], li[8];
+        idl_initial(q.first, fi);
+        idl_initial(q.last, li);
+        idl_hkey nk;
+        nc = nid;
+        for (size_t g = 0; g < ng; g++) {
+            idl_hkey_name(&nk, q.last, gr[g]);
+            if ((rc = probe_into(c, &nk, &nc)))
+                return rc;
+            idl_hkey_pair(&nk, "fgl", gr[g], li);
+            if ((rc = probe_into(c, &nk, &nc)))
+                return rc;
+        }
+        idl_hkey_pair(&nk, "lnf", q.last, fi);
+        if ((rc = probe_into(c, &nk, &nc)))
+            return rc;
+        if (supplied[G_DOB]) {
+            char dob[16];
+            snprintf(dob, sizeof dob, "%04d-%02d-%02d", dy, dm, dd);
+            idl_hkey_pair(&nk, "dob", dob, "");
+            if ((rc = probe_into(c, &nk, &nc)))
+                return rc;
+        }
+        size_t nn = uniq(c->scratch->cand + nid, nc - nid);
+        for (size_t i = nid; i < nid + nn; i++) {
+            uint64_t pid = c->scratch->cand[i];
+            if (bsearch(&pid, c->scratch->cand, nid, sizeof pid, cmp_u64))
+                continue; /* already considered */
+            /* At the bound, a newcomer can only win a tie on a lower id. */
+            if (v.best_n == bound && v.best_name && pid > v.best_pid)
+                continue;
+            verify_consider(&v, pid);
         }
     }
+    int best_n = v.best_n;
+    bool best_m[G_COUNT];
+    memcpy(best_m, v.best_m, sizeof best_m);
+    bool best_has_dob = v.best_has_dob;
     bool picked = best_n >= 0;
     /* Identifiers held by nobody visible among the candidates may still be
      * held by someone: the candidates include every holder, so any_holder is
