@@ -374,8 +374,18 @@ static rocksdb_options_t *cf_options(idl_store *s, idl_cf cf, bool bulk)
     size_t wb = bulk ? (size_t)128 << 20 : (size_t)32 << 20;
     if (cf == IDL_CF_META || cf == IDL_CF_SUPP)
         wb = (size_t)4 << 20;
+    if (cf == IDL_CF_LOG || cf == IDL_CF_LOGP) {
+        /* Append-mostly and deleted by retention ranges: universal compaction
+         * rewrites each byte far fewer times than levelled compaction did
+         * (which took a tenth of the daemon's CPU under Batch load). */
+        rocksdb_options_set_compaction_style(o, rocksdb_universal_compaction);
+        wb = (size_t)64 << 20;
+    }
     rocksdb_options_set_write_buffer_size(o, wb);
-    rocksdb_options_set_compression(o, rocksdb_lz4_compression);
+    /* Index keys are hashes: they do not compress, so compressing them only
+     * costs CPU at every read and compaction. */
+    rocksdb_options_set_compression(o, cf == IDL_CF_IDX ? rocksdb_no_compression
+                                                        : rocksdb_lz4_compression);
     return o;
 }
 
