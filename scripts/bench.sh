@@ -41,6 +41,15 @@ start() { # extra daemon flags...
   done
   echo "daemon did not start" >&2; exit 1
 }
+# Waits until the daemon is idle (RocksDB's background compactions after a
+# bulk load would otherwise land in the first measurement).
+settle() {
+  local a b
+  for _ in $(seq 1 120); do
+    a=$(awk '{print $14+$15}' /proc/$pid/stat); sleep 2; b=$(awk '{print $14+$15}' /proc/$pid/stat)
+    (( b - a < 10 )) && return 0
+  done
+}
 j() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
 printf '%-9s %-34s %s\n' "persons" "measurement" "result"
@@ -55,6 +64,7 @@ for n in $sizes; do
   printf '%-9s %-34s %s s (peak RSS %d MiB)\n' "$n" "ingest" "$ingest_s" $((ingest_kb / 1024))
 
   start
+  settle
   b="--url $url --key $key --data pool-$n.ndjson --warmup 2 --format json"
   $bench $b --method search -c 16 -z "$secs" --baseline > search-$n.json
   rps=$(j search-$n.json "d['throughput_rps']")
@@ -76,6 +86,7 @@ for n in $sizes; do
   stop
 
   start --no-query-log
+  settle
   $bench $b --method search -c 16 -z "$secs" > nolog-$n.json
   stop
   printf '%-9s %-34s %s\n' "$n" "search, query log off" \
