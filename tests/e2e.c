@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,6 +269,25 @@ idl_reply *e2e_call_t(e2e_env *e, const char *key, const char *method, const cha
 idl_reply *e2e_call(e2e_env *e, const char *key, const char *method, const char *json)
 {
     return e2e_call_t(e, key, method, json, -1);
+}
+
+idl_reply *e2e_callf(e2e_env *e, const char *key, const char *method, const char *fmt, ...)
+{
+    va_list ap, aq;
+    va_start(ap, fmt);
+    va_copy(aq, ap);
+    int n = vsnprintf(NULL, 0, fmt, aq);
+    va_end(aq);
+    char *json = malloc((size_t)n + 1);
+    if (!json)
+        die("out of memory");
+    vsnprintf(json, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    idl_reply *r = e2e_call(e, key, method, json);
+    if (!r)
+        fprintf(stderr, "transport failure calling %s with %.300s\n", method, json);
+    free(json);
+    return r;
 }
 
 const msgpack_object *e2e_get(const msgpack_object *map, const char *key)

@@ -43,6 +43,11 @@ idl_reply *e2e_call(e2e_env *e, const char *key, const char *method, const char 
 idl_reply *e2e_call_t(e2e_env *e, const char *key, const char *method, const char *json,
                       int timeout_ms);
 
+/* e2e_call with a printf-built JSON body; transport failures are reported
+ * on stderr and return NULL. */
+idl_reply *e2e_callf(e2e_env *e, const char *key, const char *method, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Looks up a key in a msgpack map (NULL when absent or not a map). */
 const msgpack_object *e2e_get(const msgpack_object *map, const char *key);
 /* Follows a dotted path "persons.0.id" through maps and arrays. */

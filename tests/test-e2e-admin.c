@@ -3,6 +3,7 @@
  * (DATA.md section 2), durability across a SIGKILL, and `idlookup ingest`
  * (API.md section 6) with its effect on the daemon's store after a restart. */
 #include "e2e.h"
+#include "e2echeck.h"
 #include "shape.h"
 #include "status.h"
 #include "testutil.h"
@@ -23,17 +24,6 @@
 #define STATS "idlookup.v1.Admin/Stats"
 #define OPTOUT "idlookup.v1.Privacy/OptOut"
 
-#define CHECKM(cond, ...)                                                                          \
-    do {                                                                                           \
-        test_checks_++;                                                                            \
-        if (!(cond)) {                                                                             \
-            test_failures_++;                                                                      \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
-
 static e2e_env E;
 static shape_schema *S;
 static long long persons_expected; /* visible persons we have put in the store */
@@ -48,52 +38,8 @@ static uint64_t mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static idl_reply *callf(const char *key, const char *method, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static idl_reply *callf(const char *key, const char *method, const char *fmt, ...)
-{
-    va_list ap, aq;
-    va_start(ap, fmt);
-    va_copy(aq, ap);
-    int n = vsnprintf(NULL, 0, fmt, aq);
-    va_end(aq);
-    char *json = malloc((size_t)n + 1);
-    if (!json) abort();
-    vsnprintf(json, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    idl_reply *r = e2e_call(&E, key, method, json);
-    if (!r) fprintf(stderr, "transport failure calling %s with %.300s\n", method, json);
-    free(json);
-    return r;
-}
-
-static const char *msg_of(const idl_reply *r)
-{
-    return !r ? "(no reply)" : r->message ? r->message : "(no message)";
-}
-
-static bool ok_shape(const idl_reply *r, const char *method, const char *what)
-{
-    CHECKM(r && r->code == 0, "%s: %s: code %d: %s", method, what, r ? r->code : -1, msg_of(r));
-    if (!r || r->code != 0) return false;
-    char err[512] = "";
-    int rc = shape_check_response(S, method, &r->body, err);
-    CHECKM(rc == 0, "%s: %s: reply body off the schema: %s: %s", method, what, err,
-           e2e_json(&r->body));
-    return true;
-}
-
-static void expect_err(const idl_reply *r, int code, const char *field, const char *what)
-{
-    CHECKM(r && r->code == code, "%s: want code %d, got %d (%s)", what, code, r ? r->code : -1,
-           msg_of(r));
-    if (!r) return;
-    CHECKM(r->message && r->message[0], "%s: no message", what);
-    if (field)
-        CHECKM(r->message && strstr(r->message, field), "%s: message '%s' does not name '%s'", what,
-               msg_of(r), field);
-    CHECKM(r->body.type == MSGPACK_OBJECT_NIL, "%s: a body on error", what);
-}
+#define callf(key, method, ...) e2e_callf(&E, key, method, __VA_ARGS__)
+#define ok_shape(r, method, what) check_ok_shape(S, r, method, what)
 
 static long long getu(const idl_reply *r, const char *path)
 {

@@ -5,6 +5,7 @@
  * The test data is written through Admin/Upsert at the start; every OK reply
  * is checked against schemas/api.json with the shape checker. */
 #include "e2e.h"
+#include "e2echeck.h"
 #include "shape.h"
 #include "status.h"
 #include "testutil.h"
@@ -24,79 +25,13 @@
 #define UPSERT "idlookup.v1.Admin/Upsert"
 #define STATS "idlookup.v1.Admin/Stats"
 
-/* A check with context printed when it fails. */
-#define CHECKM(cond, ...)                                                                          \
-    do {                                                                                           \
-        test_checks_++;                                                                            \
-        if (!(cond)) {                                                                             \
-            test_failures_++;                                                                      \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
-
 static e2e_env E;
 static shape_schema *S;
 
 /* ---- helpers ---- */
 
-static char *vfmt(const char *fmt, va_list ap)
-{
-    va_list aq;
-    va_copy(aq, ap);
-    int n = vsnprintf(NULL, 0, fmt, aq);
-    va_end(aq);
-    char *s = malloc((size_t)n + 1);
-    if (!s) abort();
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    return s;
-}
-
-/* Calls method with a printf-built JSON body. */
-static idl_reply *callf(const char *key, const char *method, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static idl_reply *callf(const char *key, const char *method, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *json = vfmt(fmt, ap);
-    va_end(ap);
-    idl_reply *r = e2e_call(&E, key, method, json);
-    if (!r) fprintf(stderr, "transport failure calling %s with %s\n", method, json);
-    free(json);
-    return r;
-}
-
-static const char *msg_of(const idl_reply *r)
-{
-    return !r ? "(no reply)" : r->message ? r->message : "(no message)";
-}
-
-/* OK and the body has the schema's shape. */
-static bool ok_shape(const idl_reply *r, const char *method, const char *what)
-{
-    CHECKM(r && r->code == 0, "%s: %s: code %d: %s", method, what, r ? r->code : -1, msg_of(r));
-    if (!r || r->code != 0) return false;
-    char err[512] = "";
-    int rc = shape_check_response(S, method, &r->body, err);
-    CHECKM(rc == 0, "%s: %s: reply body off the schema: %s: %s", method, what, err,
-           e2e_json(&r->body));
-    return true;
-}
-
-/* A non-zero code with a message naming field (when given) and no body. */
-static void expect_err(const idl_reply *r, int code, const char *field, const char *what)
-{
-    CHECKM(r && r->code == code, "%s: want code %d, got %d (%s)", what, code, r ? r->code : -1,
-           msg_of(r));
-    if (!r) return;
-    CHECKM(r->message && r->message[0], "%s: no message", what);
-    if (field)
-        CHECKM(r->message && strstr(r->message, field), "%s: message '%s' does not name '%s'", what,
-               msg_of(r), field);
-    CHECKM(r->body.type == MSGPACK_OBJECT_NIL, "%s: a body on error: %s", what, e2e_json(&r->body));
-}
+#define callf(key, method, ...) e2e_callf(&E, key, method, __VA_ARGS__)
+#define ok_shape(r, method, what) check_ok_shape(S, r, method, what)
 
 static const msgpack_object *persons_of(const idl_reply *r)
 {

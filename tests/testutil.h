@@ -39,6 +39,18 @@ static int test_checks_;
         }                                                                                          \
     } while (0)
 
+/* A check with context printed when it fails. */
+#define CHECKM(cond, ...)                                                                          \
+    do {                                                                                           \
+        test_checks_++;                                                                            \
+        if (!(cond)) {                                                                             \
+            test_failures_++;                                                                      \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
+    } while (0)
+
 #define RUN(fn)                                                                                    \
     do {                                                                                           \
         int before_ = test_failures_;                                                              \
