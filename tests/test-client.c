@@ -4,6 +4,7 @@
  * without a code, of truncated and garbage bytes. */
 #include "client.h"
 #include "status.h"
+#include "testmp.h"
 #include "testutil.h"
 
 #include <msgpack.h>
@@ -17,49 +18,9 @@
 
 #define BYTES(lit) lit, sizeof(lit) - 1
 
-static bool str_is(const msgpack_object *o, const char *s)
-{
-    size_t n = strlen(s);
-    return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == n &&
-           memcmp(o->via.str.ptr, s, n) == 0;
-}
 
-static const msgpack_object *get(const msgpack_object *map, const char *key)
-{
-    if (!map || map->type != MSGPACK_OBJECT_MAP) return NULL;
-    for (uint32_t i = 0; i < map->via.map.size; i++)
-        if (str_is(&map->via.map.ptr[i].key, key)) return &map->via.map.ptr[i].val;
-    return NULL;
-}
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
 
-/* In a forked child: caps the address space near its current size, so an
- * allocation sized from a declared length fails at once instead of being
- * made (and, under MALLOC_PERTURB_, filled).  AddressSanitizer reserves far
- * more address space than it uses, so there the cap is left out. */
-static void cap_address_space(void)
-{
-#ifndef UNDER_ASAN
-    long pages = 0, page = sysconf(_SC_PAGESIZE);
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f) {
-        if (fscanf(f, "%ld", &pages) != 1) pages = 0;
-        fclose(f);
-    }
-    if (pages > 0) {
-        rlim_t cap = (rlim_t)pages * (rlim_t)page + ((rlim_t)256 << 20);
-        struct rlimit rl = {cap, cap};
-        setrlimit(RLIMIT_AS, &rl);
-    }
-#endif
-}
 
 /* ---- encoding ---- */
 
@@ -172,22 +133,7 @@ static void encode_layout(void)
 
 /* ---- decoding ---- */
 
-typedef struct {
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-} builder;
 
-static void b_init(builder *b)
-{
-    msgpack_sbuffer_init(&b->sb);
-    msgpack_packer_init(&b->pk, &b->sb, msgpack_sbuffer_write);
-}
-
-static void b_str(builder *b, const char *s)
-{
-    msgpack_pack_str(&b->pk, strlen(s));
-    msgpack_pack_str_body(&b->pk, s, strlen(s));
-}
 
 static void ok_reply(builder *b)
 {

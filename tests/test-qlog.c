@@ -7,6 +7,7 @@
 #include "qlog.h"
 #include "status.h"
 #include "store.h"
+#include "testmp.h"
 #include "testutil.h"
 
 #include <ftw.h>
@@ -22,34 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
 
-/* In a forked child: caps the address space near its current size, so an
- * allocation sized from a declared length fails at once instead of being
- * made (and, under MALLOC_PERTURB_, filled).  AddressSanitizer reserves far
- * more address space than it uses, so there the cap is left out. */
-static void cap_address_space(void)
-{
-#ifndef UNDER_ASAN
-    long pages = 0, page = sysconf(_SC_PAGESIZE);
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f) {
-        if (fscanf(f, "%ld", &pages) != 1) pages = 0;
-        fclose(f);
-    }
-    if (pages > 0) {
-        rlim_t cap = (rlim_t)pages * (rlim_t)page + ((rlim_t)256 << 20);
-        struct rlimit rl = {cap, cap};
-        setrlimit(RLIMIT_AS, &rl);
-    }
-#endif
-}
 
 /* ---- helpers ---- */
 

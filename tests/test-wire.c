@@ -5,6 +5,7 @@
  * sentence and the documented id echo; body field parsing; idl_buf. */
 #include "client.h"
 #include "status.h"
+#include "testmp.h"
 #include "testutil.h"
 #include "wire.h"
 
@@ -17,13 +18,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
 
 #define BYTES(lit) lit, sizeof(lit) - 1
 
@@ -43,22 +37,7 @@ static bool is_sentence(const char *m)
 
 /* ---- building messages ---- */
 
-typedef struct {
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-} builder;
 
-static void b_init(builder *b)
-{
-    msgpack_sbuffer_init(&b->sb);
-    msgpack_packer_init(&b->pk, &b->sb, msgpack_sbuffer_write);
-}
-
-static void b_str(builder *b, const char *s)
-{
-    msgpack_pack_str(&b->pk, strlen(s));
-    msgpack_pack_str_body(&b->pk, s, strlen(s));
-}
 
 static void b_raw(builder *b, const void *p, size_t n)
 {
