@@ -89,6 +89,12 @@ static void parse_slot(slot *s)
     idl_buf_reset(&s->notes);
     for (size_t i = 0; i < s->n; i++) {
         uint64_t line = s->lineno[i];
+        if (s->lens[i] > MAX_LINE) {
+            note(s, s->file, line, "skipped: ", "line longer than 1 MiB");
+            s->invalid++;
+            s->n_errors++;
+            continue;
+        }
         json_error_t je;
         json_t *v = json_loadb(s->lines[i], s->lens[i], 0, &je);
         if (!v) {
@@ -116,8 +122,18 @@ static void parse_slot(slot *s)
         size_t off = 0;
         char reason[256];
         warn_ctx w = {s, line};
-        if (mp.failed || msgpack_unpack(mp.data, mp.len, &off, &zone, &o) != MSGPACK_UNPACK_SUCCESS) {
+        char why[IDL_WIRE_MSG_MAX] = "the record could not be decoded";
+        if (mp.failed) {
             note(s, s->file, line, "skipped: ", "out of memory");
+            s->invalid++;
+            s->n_errors++;
+            continue;
+        }
+        /* The same structural limits as a request (nesting, object count),
+         * so a pathological line is refused with a reason, not unpacked. */
+        if (idl_wire_check_limits(mp.data, mp.len, MAX_LINE * 2, IDL_WIRE_MAX_OBJECTS, why) ||
+            msgpack_unpack(mp.data, mp.len, &off, &zone, &o) != MSGPACK_UNPACK_SUCCESS) {
+            note(s, s->file, line, "skipped: ", why);
             s->invalid++;
             s->n_errors++;
             continue;
