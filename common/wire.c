@@ -264,11 +264,10 @@ int idl_wire_decode_request(const void *buf, size_t len, msgpack_zone *zone, idl
         req->timeout_ms = timeout->via.u64;
     }
     if (body && body->type != MSGPACK_OBJECT_NIL) {
-        if (body->type != MSGPACK_OBJECT_MAP) {
-            snprintf(msg, IDL_WIRE_MSG_MAX, "field 'body' must be a map");
-            return IDL_INVALID_ARGUMENT;
-        }
-        req->body = body;
+        if (body->type != MSGPACK_OBJECT_MAP)
+            req->body_not_map = true;
+        else
+            req->body = body;
     }
     return IDL_OK;
 }

@@ -31,6 +31,9 @@ typedef struct {
     bool has_timeout;
     uint64_t timeout_ms;
     const msgpack_object *body; /* NULL when absent (an empty map) */
+    bool body_not_map;          /* body present but not a map: the body check's
+                                   INVALID_ARGUMENT, which comes last in the
+                                   contract's order, not a decode failure */
 } idl_request;
 
 /* Checks the structure of one msgpack object that must span buf exactly:

@@ -168,6 +168,37 @@ static void keys_scopes_and_codes(void)
     idl_reply_free(r);
 }
 
+/* A body that is not a map is a body error: checked last, after method and
+ * key (API.md §2's order). */
+static int raw_code(const char *method, const char *key, const char *body, size_t blen)
+{
+    void *req = NULL, *rep = NULL;
+    size_t rl = 0, ql = 0;
+    idl_request_encode(9, method, key, -1, body, blen, &req, &ql);
+    int code = -1;
+    if (idl_client_call_raw(env.c, req, ql, 5000, &rep, &rl) == 0) {
+        idl_reply *r = NULL;
+        if (idl_reply_decode(rep, rl, &r) == 0) {
+            code = r->code;
+            if (code == IDL_INVALID_ARGUMENT)
+                CHECK(r->message && strstr(r->message, "body"));
+        }
+        idl_reply_free(r);
+        free(rep);
+    }
+    free(req);
+    return code;
+}
+
+static void body_not_a_map_is_checked_last(void)
+{
+    CHECK_INT(raw_code("idlookup.v1.Lookup/Nope", env.lookup_key, "\x91\x01", 2), IDL_UNIMPLEMENTED);
+    CHECK_INT(raw_code(SEARCH, NULL, "\x91\x01", 2), IDL_UNAUTHENTICATED);
+    CHECK_INT(raw_code(STATS, env.lookup_key, "\xa1x", 2), IDL_PERMISSION_DENIED);
+    CHECK_INT(raw_code(SEARCH, env.lookup_key, "\x05", 1), IDL_INVALID_ARGUMENT);
+    CHECK_INT(raw_code(HEALTH, NULL, "\xa1x", 2), IDL_INVALID_ARGUMENT);
+}
+
 static void rate_limit(void)
 {
     /* The slow key has rate 2: burst 2, then RESOURCE_EXHAUSTED with a
@@ -352,6 +383,7 @@ int main(void)
     RUN(health_and_describe);
     RUN(undecodable_inputs);
     RUN(keys_scopes_and_codes);
+    RUN(body_not_a_map_is_checked_last);
     RUN(rate_limit);
     RUN(request_ids_unique);
     RUN(keys_reload_on_sighup);

@@ -270,6 +270,8 @@ static void handle(idld_worker *w, const void *data, size_t len)
     }
     if (code == 0 && atomic_load(&st->draining) && m->fn != idld_health)
         code = idld_fail(&c, IDL_UNAVAILABLE, NULL, "the service is shutting down");
+    if (code == 0 && req.body_not_map)
+        code = idld_fail(&c, IDL_INVALID_ARGUMENT, "body", "field 'body' must be a map");
     if (code == 0) {
         c.body = req.body;
         code = m->fn(&c);
