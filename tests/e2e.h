@@ -18,7 +18,7 @@ typedef struct {
     char dir[256];      /* temp dir: keys, data/, logs */
     char data[300];     /* the store */
     char keys[300];     /* the key file */
-    char url[64];
+    char url[320];
     char log[300];      /* daemon stderr */
     pid_t pid;
     char lookup_key[128], privacy_key[128], admin_key[128], all_key[128], slow_key[128];

@@ -124,6 +124,21 @@ static void help_exits_0(void)
     }
 }
 
+/* API.md §1: ipc:// works as well as tcp://. */
+static void ipc_transport(void)
+{
+    e2e_env ipc;
+    e2e_init(&ipc);
+    snprintf(ipc.url, sizeof ipc.url, "ipc://%s/idlookupd.sock", ipc.dir);
+    e2e_start(&ipc, NULL);
+    idl_reply *r = e2e_call(&ipc, ipc.lookup_key, "idlookup.v1.Lookup/Search", "{\"email\": \"a@b.com\"}");
+    CHECK(r && r->code == 0);
+    idl_reply_free(r);
+    const char *args[] = {"call", "--url", ipc.url, "grpc.health.v1.Health/Check", NULL};
+    CHECK_INT(e2e_cli(args, NULL, NULL, NULL), 0);
+    e2e_cleanup(&ipc);
+}
+
 int main(void)
 {
     e2e_init(&env);
@@ -135,5 +150,6 @@ int main(void)
     RUN(describe_lists_methods);
     RUN(help_exits_0);
     e2e_cleanup(&env);
+    RUN(ipc_transport);
     return test_summary();
 }
