@@ -36,12 +36,10 @@ typedef struct {
 int idl_client_open(idl_client **out, const char *url, const char *key)
 {
     idl_client *c = calloc(1, sizeof(*c));
-    if (!c)
-        return IDL_INTERNAL;
+    if (!c) return IDL_INTERNAL;
     int rc = IDL_UNAVAILABLE;
     pthread_mutex_init(&c->lock, NULL);
-    if (nng_req0_open(&c->sock) != 0)
-        goto fail_nosock;
+    if (nng_req0_open(&c->sock) != 0) goto fail_nosock;
     /* A request must not be sent twice behind the caller's back: Upsert and
      * OptOut are not idempotent in their counts. */
     nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
@@ -50,8 +48,7 @@ int idl_client_open(idl_client **out, const char *url, const char *key)
     nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, 0);
     int nrc = nng_dial(c->sock, url, NULL, NNG_FLAG_NONBLOCK);
     if (nrc != 0) {
-        rc = (nrc == NNG_EADDRINVAL || nrc == NNG_ENOTSUP) ? IDL_INVALID_ARGUMENT
-                                                            : IDL_UNAVAILABLE;
+        rc = (nrc == NNG_EADDRINVAL || nrc == NNG_ENOTSUP) ? IDL_INVALID_ARGUMENT : IDL_UNAVAILABLE;
         goto fail;
     }
     if (key && !(c->key = strdup(key))) {
@@ -71,8 +68,7 @@ fail_nosock:
 
 void idl_client_close(idl_client *c)
 {
-    if (!c)
-        return;
+    if (!c) return;
     for (slot *s = c->free_slots, *n; s; s = n) {
         n = s->next;
         nng_aio_free(s->aio);
@@ -89,14 +85,11 @@ static slot *slot_get(idl_client *c)
 {
     pthread_mutex_lock(&c->lock);
     slot *s = c->free_slots;
-    if (s)
-        c->free_slots = s->next;
+    if (s) c->free_slots = s->next;
     pthread_mutex_unlock(&c->lock);
-    if (s)
-        return s;
+    if (s) return s;
     s = calloc(1, sizeof(*s));
-    if (!s)
-        return NULL;
+    if (!s) return NULL;
     if (nng_ctx_open(&s->ctx, c->sock) != 0) {
         free(s);
         return NULL;
@@ -121,8 +114,7 @@ int idl_client_call_raw(idl_client *c, const void *req, size_t req_len, int wait
                         size_t *rep_len)
 {
     slot *s = slot_get(c);
-    if (!s)
-        return IDL_INTERNAL;
+    if (!s) return IDL_INTERNAL;
     int rc = IDL_UNAVAILABLE;
     nng_msg *msg = NULL;
     if (nng_msg_alloc(&msg, req_len) != 0) {
@@ -217,12 +209,10 @@ int idl_request_encode(uint64_t id, const char *method, const char *key, int tim
 
 static char *dup_str(const msgpack_object *o)
 {
-    if (o->type != MSGPACK_OBJECT_STR)
-        return NULL;
+    if (o->type != MSGPACK_OBJECT_STR) return NULL;
     char *s = malloc(o->via.str.size + 1);
     if (s) {
-        if (o->via.str.size)
-            memcpy(s, o->via.str.ptr, o->via.str.size);
+        if (o->via.str.size) memcpy(s, o->via.str.ptr, o->via.str.size);
         s[o->via.str.size] = 0;
     }
     return s;
@@ -238,22 +228,19 @@ static bool key_eq(const msgpack_object *k, const char *s)
 int idl_reply_decode(const void *buf, size_t len, idl_reply **out)
 {
     reply_impl *r = calloc(1, sizeof(*r));
-    if (!r)
-        return IDL_INTERNAL;
+    if (!r) return IDL_INTERNAL;
     if (!msgpack_zone_init(&r->zone, 2048)) {
         free(r);
         return IDL_INTERNAL;
     }
     int rc = IDL_INTERNAL;
     r->bytes = malloc(len ? len : 1);
-    if (!r->bytes)
-        goto fail;
+    if (!r->bytes) goto fail;
     memcpy(r->bytes, buf, len);
     /* Declared lengths in a reply come from the network: checked against
      * the bytes present before msgpack-c allocates for them. */
     char msg[IDL_WIRE_MSG_MAX];
-    if (idl_wire_check_limits(r->bytes, len, (size_t)1 << 30, len, msg) != IDL_OK)
-        goto fail;
+    if (idl_wire_check_limits(r->bytes, len, (size_t)1 << 30, len, msg) != IDL_OK) goto fail;
     size_t off = 0;
     if (msgpack_unpack(r->bytes, len, &off, &r->zone, &r->pub.root) != MSGPACK_UNPACK_SUCCESS ||
         r->pub.root.type != MSGPACK_OBJECT_MAP)
@@ -284,8 +271,7 @@ int idl_reply_decode(const void *buf, size_t len, idl_reply **out)
                         r->request_id = dup_str(&v->via.map.ptr[j].val);
         }
     }
-    if (!have_code)
-        goto fail;
+    if (!have_code) goto fail;
     r->pub.message = r->message;
     r->pub.request_id = r->request_id;
     *out = &r->pub;
@@ -297,8 +283,7 @@ fail:
 
 void idl_reply_free(idl_reply *pub)
 {
-    if (!pub)
-        return;
+    if (!pub) return;
     reply_impl *r = (reply_impl *)pub;
     msgpack_zone_destroy(&r->zone);
     free(r->bytes);
@@ -314,12 +299,10 @@ int idl_client_call(idl_client *c, const char *method, const void *body, size_t 
     size_t req_len = 0, rep_len = 0;
     uint64_t id = atomic_fetch_add(&c->next_id, 1);
     int rc = idl_request_encode(id, method, c->key, timeout_ms, body, len, &req, &req_len);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     rc = idl_client_call_raw(c, req, req_len, wait_ms, &rep, &rep_len);
     free(req);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     rc = idl_reply_decode(rep, rep_len, out);
     free(rep);
     return rc;

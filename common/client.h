@@ -25,9 +25,9 @@ typedef struct idl_client idl_client;
 
 /* A decoded reply.  Everything in it lives until idl_reply_free. */
 typedef struct {
-    uint64_t id;          /* the request's id, echoed */
-    int code;             /* status code (status.h); 0 = OK */
-    const char *message;  /* NUL-terminated; NULL when the reply has none */
+    uint64_t id;            /* the request's id, echoed */
+    int code;               /* status code (status.h); 0 = OK */
+    const char *message;    /* NUL-terminated; NULL when the reply has none */
     const char *request_id; /* meta.request-id; NULL if absent */
     msgpack_object body;    /* the response message; type NIL when absent */
     msgpack_object details; /* type NIL when absent */

@@ -14,7 +14,8 @@ void idl_json_pack(msgpack_packer *pk, const json_t *v)
         msgpack_pack_map(pk, json_object_size(v));
         const char *k;
         json_t *val;
-        json_object_foreach((json_t *)v, k, val) {
+        json_object_foreach((json_t *)v, k, val)
+        {
             idl_wire_pack_cstr(pk, k);
             idl_json_pack(pk, val);
         }
@@ -38,10 +39,18 @@ void idl_json_pack(msgpack_packer *pk, const json_t *v)
             msgpack_pack_int64(pk, n);
         break;
     }
-    case JSON_REAL: msgpack_pack_double(pk, json_real_value(v)); break;
-    case JSON_TRUE: msgpack_pack_true(pk); break;
-    case JSON_FALSE: msgpack_pack_false(pk); break;
-    case JSON_NULL: msgpack_pack_nil(pk); break;
+    case JSON_REAL:
+        msgpack_pack_double(pk, json_real_value(v));
+        break;
+    case JSON_TRUE:
+        msgpack_pack_true(pk);
+        break;
+    case JSON_FALSE:
+        msgpack_pack_false(pk);
+        break;
+    case JSON_NULL:
+        msgpack_pack_nil(pk);
+        break;
     }
 }
 
@@ -70,11 +79,9 @@ static size_t utf8_seq(const unsigned char *s, size_t n, size_t i)
 {
     unsigned char c = s[i];
     size_t len = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (!len || i + len > n || (len == 2 && c < 0xc2) || c > 0xf4)
-        return 0;
+    if (!len || i + len > n || (len == 2 && c < 0xc2) || c > 0xf4) return 0;
     for (size_t k = 1; k < len; k++)
-        if ((s[i + k] & 0xc0) != 0x80)
-            return 0;
+        if ((s[i + k] & 0xc0) != 0x80) return 0;
     if ((c == 0xe0 && s[i + 1] < 0xa0) || (c == 0xed && s[i + 1] >= 0xa0) ||
         (c == 0xf0 && s[i + 1] < 0x90) || (c == 0xf4 && s[i + 1] >= 0x90))
         return 0;
@@ -100,11 +107,21 @@ void idl_json_print_str(FILE *f, const char *s, size_t len)
             continue;
         }
         switch (c) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
         default:
             if (c < 0x20)
                 fprintf(f, "\\u%04x", c);
@@ -117,8 +134,7 @@ void idl_json_print_str(FILE *f, const char *s, size_t len)
 
 static void indent(FILE *f, bool pretty, int depth)
 {
-    if (!pretty)
-        return;
+    if (!pretty) return;
     fputc('\n', f);
     for (int i = 0; i < depth; i++)
         fputs("  ", f);
@@ -127,18 +143,25 @@ static void indent(FILE *f, bool pretty, int depth)
 static void print_value(FILE *f, const msgpack_object *o, bool pretty, int depth)
 {
     switch (o->type) {
-    case MSGPACK_OBJECT_NIL: fputs("null", f); break;
-    case MSGPACK_OBJECT_BOOLEAN: fputs(o->via.boolean ? "true" : "false", f); break;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: fprintf(f, "%" PRIu64, o->via.u64); break;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: fprintf(f, "%" PRId64, o->via.i64); break;
+    case MSGPACK_OBJECT_NIL:
+        fputs("null", f);
+        break;
+    case MSGPACK_OBJECT_BOOLEAN:
+        fputs(o->via.boolean ? "true" : "false", f);
+        break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        fprintf(f, "%" PRIu64, o->via.u64);
+        break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        fprintf(f, "%" PRId64, o->via.i64);
+        break;
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64:
         if (isfinite(o->via.f64)) {
             char buf[48];
             snprintf(buf, sizeof buf, "%.17g", o->via.f64);
             /* Keep floats recognizable as floats to JSON readers. */
-            if (!strpbrk(buf, ".eE"))
-                strcat(buf, ".0");
+            if (!strpbrk(buf, ".eE")) strcat(buf, ".0");
             /* Prefer the shortest form that reads back the same value. */
             for (int p = 1; p <= 17; p++) {
                 char s[32];
@@ -153,14 +176,18 @@ static void print_value(FILE *f, const msgpack_object *o, bool pretty, int depth
             fputs("null", f);
         }
         break;
-    case MSGPACK_OBJECT_STR: idl_json_print_str(f, o->via.str.ptr, o->via.str.size); break;
+    case MSGPACK_OBJECT_STR:
+        idl_json_print_str(f, o->via.str.ptr, o->via.str.size);
+        break;
     case MSGPACK_OBJECT_BIN:
         fputc('"', f);
         for (uint32_t i = 0; i < o->via.bin.size; i++)
             fprintf(f, "%02x", (unsigned char)o->via.bin.ptr[i]);
         fputc('"', f);
         break;
-    case MSGPACK_OBJECT_EXT: fputs("null", f); break;
+    case MSGPACK_OBJECT_EXT:
+        fputs("null", f);
+        break;
     case MSGPACK_OBJECT_ARRAY:
         if (o->via.array.size == 0) {
             fputs("[]", f);
@@ -168,8 +195,7 @@ static void print_value(FILE *f, const msgpack_object *o, bool pretty, int depth
         }
         fputc('[', f);
         for (uint32_t i = 0; i < o->via.array.size; i++) {
-            if (i)
-                fputc(',', f);
+            if (i) fputc(',', f);
             indent(f, pretty, depth + 1);
             print_value(f, &o->via.array.ptr[i], pretty, depth + 1);
         }
@@ -184,8 +210,7 @@ static void print_value(FILE *f, const msgpack_object *o, bool pretty, int depth
         fputc('{', f);
         for (uint32_t i = 0; i < o->via.map.size; i++) {
             const msgpack_object *k = &o->via.map.ptr[i].key;
-            if (i)
-                fputc(',', f);
+            if (i) fputc(',', f);
             indent(f, pretty, depth + 1);
             if (k->type == MSGPACK_OBJECT_STR) {
                 idl_json_print_str(f, k->via.str.ptr, k->via.str.size);

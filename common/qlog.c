@@ -59,8 +59,8 @@ static int load_secret(const char *path, unsigned char *key, char err[256])
         close(fd);
         size_t bin_len = 0;
         if (n < 2 * crypto_shorthash_KEYBYTES ||
-            sodium_hex2bin(key, crypto_shorthash_KEYBYTES, hex, 2 * crypto_shorthash_KEYBYTES,
-                           NULL, &bin_len, NULL) != 0 ||
+            sodium_hex2bin(key, crypto_shorthash_KEYBYTES, hex, 2 * crypto_shorthash_KEYBYTES, NULL,
+                           &bin_len, NULL) != 0 ||
             bin_len != crypto_shorthash_KEYBYTES) {
             snprintf(err, 256, "%s: not a fingerprint key (32 hex digits expected)", path);
             return IDL_INVALID_ARGUMENT;
@@ -78,8 +78,7 @@ static int load_secret(const char *path, unsigned char *key, char err[256])
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0 || write(fd, hex, strlen(hex)) != (ssize_t)strlen(hex) || fsync(fd) != 0) {
         snprintf(err, 256, "%s: cannot write the fingerprint key: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+        if (fd >= 0) close(fd);
         return IDL_INTERNAL;
     }
     close(fd);
@@ -111,16 +110,14 @@ static void copy_str(const msgpack_object *o, char *out, size_t outsz)
     out[0] = 0;
     if (o->type == MSGPACK_OBJECT_STR) {
         size_t n = o->via.str.size < outsz - 1 ? o->via.str.size : outsz - 1;
-        if (n)
-            memcpy(out, o->via.str.ptr, n);
+        if (n) memcpy(out, o->via.str.ptr, n);
         out[n] = 0;
     }
 }
 
 int idl_qlog_decode(const char *k, size_t kl, const char *v, size_t vl, idl_qlog_entry *e)
 {
-    if (kl != 16)
-        return IDL_DATA_LOSS;
+    if (kl != 16) return IDL_DATA_LOSS;
     e->time_us = idl_be64_get((const uint8_t *)k);
     e->seq = idl_be64_get((const uint8_t *)k + 8);
     char msg[IDL_WIRE_MSG_MAX];
@@ -129,11 +126,9 @@ int idl_qlog_decode(const char *k, size_t kl, const char *v, size_t vl, idl_qlog
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
     int rc = IDL_DATA_LOSS;
-    if (msgpack_unpack_next(&up, v, vl, NULL) != MSGPACK_UNPACK_SUCCESS)
-        goto out;
+    if (msgpack_unpack_next(&up, v, vl, NULL) != MSGPACK_UNPACK_SUCCESS) goto out;
     const msgpack_object *o = &up.data;
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 8)
-        goto out;
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 8) goto out;
     const msgpack_object *a = o->via.array.ptr;
     copy_str(&a[0], e->customer, sizeof e->customer);
     copy_str(&a[1], e->key_id, sizeof e->key_id);
@@ -141,8 +136,7 @@ int idl_qlog_decode(const char *k, size_t kl, const char *v, size_t vl, idl_qlog
     e->code = a[3].type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int)a[3].via.u64 : -1;
     e->latency_us = (uint32_t)a[4].via.u64;
     e->n_persons = (uint32_t)a[5].via.u64;
-    if (a[6].type != MSGPACK_OBJECT_ARRAY || a[7].type != MSGPACK_OBJECT_ARRAY)
-        goto out;
+    if (a[6].type != MSGPACK_OBJECT_ARRAY || a[7].type != MSGPACK_OBJECT_ARRAY) goto out;
     e->n_pids = a[6].via.array.size < IDL_QLOG_MAX_PIDS ? a[6].via.array.size : IDL_QLOG_MAX_PIDS;
     for (uint32_t i = 0; i < e->n_pids; i++)
         e->pids[i] = a[6].via.array.ptr[i].via.u64;
@@ -174,10 +168,8 @@ uint64_t idl_qlog_fingerprint(const idl_qlog *q, const char *kind, const char *v
     unsigned char h[crypto_shorthash_BYTES];
     char buf[512];
     int n = snprintf(buf, sizeof buf, "%s:%s", kind, value);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof buf)
-        n = sizeof buf - 1;
+    if (n < 0) n = 0;
+    if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
     crypto_shorthash(h, (const unsigned char *)buf, (unsigned long long)n, q->secret);
     uint64_t v = 0;
     for (int i = 0; i < 8; i++)
@@ -197,8 +189,7 @@ void idl_qlog_append(idl_qlog *q, const idl_qlog_entry *e)
     msgpack_pack_uint64(&pk, e->time_us);
     msgpack_pack_uint64(&pk, e->seq);
     pack_entry_value(&pk, e);
-    if (scratch.failed)
-        return; /* cannot happen: an entry is bounded well under 4 KiB */
+    if (scratch.failed) return; /* cannot happen: an entry is bounded well under 4 KiB */
     unsigned i = atomic_fetch_add(&q->shard_rr, 1) % SHARDS;
     shard *sh = &q->shards[i];
     pthread_mutex_lock(&sh->lock);
@@ -218,8 +209,7 @@ static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len)
     char tmp[4096];
     while (off < len && msgpack_unpack_next(&up, data, len, &off) == MSGPACK_UNPACK_SUCCESS) {
         const msgpack_object *o = &up.data;
-        if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 3)
-            continue;
+        if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 3) continue;
         uint8_t key[16];
         idl_be64_put(key, o->via.array.ptr[0].via.u64);
         idl_be64_put(key + 8, o->via.array.ptr[1].via.u64);
@@ -228,8 +218,7 @@ static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len)
         msgpack_packer pk;
         idl_buf_packer(&vb, &pk);
         msgpack_pack_object(&pk, *val);
-        if (vb.failed)
-            continue;
+        if (vb.failed) continue;
         idl_store_batch_put(b, IDL_CF_LOG, key, 16, vb.data, vb.len);
         n++;
         /* Disclosures need "who received this person": only Search returns
@@ -237,7 +226,8 @@ static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len)
          * record in its own column family so the lookup is a prefix scan. */
         const msgpack_object *a = val->via.array.ptr;
         if (val->via.array.size == 8 && idl_wire_str_eq(&a[2], IDL_QLOG_SEARCH_METHOD) &&
-            a[3].via.u64 == 0 && a[6].type == MSGPACK_OBJECT_ARRAY && a[0].type == MSGPACK_OBJECT_STR) {
+            a[3].via.u64 == 0 && a[6].type == MSGPACK_OBJECT_ARRAY &&
+            a[0].type == MSGPACK_OBJECT_STR) {
             for (uint32_t i = 0; i < a[6].via.array.size; i++) {
                 uint8_t pk24[24];
                 idl_be64_put(pk24, a[6].via.array.ptr[i].via.u64);
@@ -253,8 +243,7 @@ static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len)
 static int flush_once(idl_qlog *q)
 {
     idl_store_batch *b = idl_store_batch_new(q->s);
-    if (!b)
-        return IDL_INTERNAL;
+    if (!b) return IDL_INTERNAL;
     uint64_t n = 0;
     for (int i = 0; i < SHARDS; i++) {
         shard *sh = &q->shards[i];
@@ -266,8 +255,7 @@ static int flush_once(idl_qlog *q)
             sh->count = 0;
         }
         pthread_mutex_unlock(&sh->lock);
-        if (taken.len)
-            n += batch_entries(b, taken.data, taken.len);
+        if (taken.len) n += batch_entries(b, taken.data, taken.len);
         idl_buf_free(&taken);
     }
     int rc = IDL_OK;
@@ -292,8 +280,7 @@ int idl_qlog_delete_before(idl_store *s, uint64_t cutoff_us, uint64_t *deleted)
     idl_be64_put(hi, cutoff_us);
     idl_store_iter *it;
     int rc = idl_store_iter_open(s, IDL_CF_LOG, NULL, 0, hi, 16, &it);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     idl_store_batch *b = idl_store_batch_new(s);
     uint64_t n = 0;
     idl_qlog_entry *e = malloc(sizeof(*e));
@@ -305,8 +292,7 @@ int idl_qlog_delete_before(idl_store *s, uint64_t cutoff_us, uint64_t *deleted)
         size_t kl, vl;
         const char *k = idl_store_iter_key(it, &kl), *v = idl_store_iter_value(it, &vl);
         n++;
-        if (idl_qlog_decode(k, kl, v, vl, e) != IDL_OK)
-            continue;
+        if (idl_qlog_decode(k, kl, v, vl, e) != IDL_OK) continue;
         for (uint32_t i = 0; i < e->n_pids; i++) {
             uint8_t pk[24];
             idl_be64_put(pk, e->pids[i]);
@@ -317,8 +303,7 @@ int idl_qlog_delete_before(idl_store *s, uint64_t cutoff_us, uint64_t *deleted)
     uint8_t lo[16] = {0};
     idl_store_batch_delete_range(b, IDL_CF_LOG, lo, 16, hi, 16);
     rc = idl_store_batch_commit(s, b, false);
-    if (rc == IDL_OK && deleted)
-        *deleted = n;
+    if (rc == IDL_OK && deleted) *deleted = n;
 out:
     free(e);
     idl_store_batch_free(b);
@@ -328,11 +313,9 @@ out:
 
 static void apply_retention(idl_qlog *q)
 {
-    if (!q->retention_days)
-        return;
+    if (!q->retention_days) return;
     uint64_t now = realtime_us(), span = (uint64_t)q->retention_days * 86400u * 1000000u;
-    if (span >= now)
-        return; /* a retention longer than the epoch keeps everything */
+    if (span >= now) return; /* a retention longer than the epoch keeps everything */
     idl_qlog_delete_before(q->s, now - span, NULL);
 }
 
@@ -362,11 +345,9 @@ static void *flusher(void *arg)
         }
         pthread_mutex_lock(&q->lock);
         q->last_rc = rc;
-        if (target > q->completed)
-            q->completed = target;
+        if (target > q->completed) q->completed = target;
         pthread_cond_broadcast(&q->done);
-        if (stop)
-            break;
+        if (stop) break;
     }
     pthread_mutex_unlock(&q->lock);
     return NULL;
@@ -393,13 +374,11 @@ int idl_qlog_open(idl_qlog **out, idl_store *s, const char *secret_path, unsigne
     pthread_cond_init(&q->wake, NULL);
     pthread_cond_init(&q->done, NULL);
     int rc = load_secret(secret_path, q->secret, err);
-    if (rc)
-        goto fail;
+    if (rc) goto fail;
     char *v = NULL;
     size_t vl = 0;
     if (idl_store_raw_get(s, IDL_CF_META, CTR_LOGGED, strlen(CTR_LOGGED), &v, &vl) == IDL_OK) {
-        if (vl == 8)
-            atomic_store(&q->logged, idl_be64_get((const uint8_t *)v));
+        if (vl == 8) atomic_store(&q->logged, idl_be64_get((const uint8_t *)v));
         free(v);
     }
     apply_retention(q);
@@ -435,8 +414,7 @@ uint64_t idl_qlog_count(idl_qlog *q)
 
 void idl_qlog_close(idl_qlog *q)
 {
-    if (!q)
-        return;
+    if (!q) return;
     if (q->thread_started) {
         pthread_mutex_lock(&q->lock);
         q->stopping = true;

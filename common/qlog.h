@@ -22,15 +22,15 @@
 typedef struct idl_qlog idl_qlog;
 
 typedef struct {
-    uint64_t time_us; /* UTC microseconds when the request arrived */
-    uint64_t seq;     /* with time_us, the entry's key and the request-id */
+    uint64_t time_us;                  /* UTC microseconds when the request arrived */
+    uint64_t seq;                      /* with time_us, the entry's key and the request-id */
     char customer[IDL_QLOG_FIELD_MAX]; /* "" without a valid key */
     char key_id[24];                   /* "" without a valid key */
     char method[IDL_QLOG_FIELD_MAX];   /* as sent, or "" when undecodable */
     int code;
     uint32_t latency_us;
-    uint32_t n_persons;                /* persons returned */
-    uint32_t n_pids;                   /* ids kept (<= IDL_QLOG_MAX_PIDS) */
+    uint32_t n_persons; /* persons returned */
+    uint32_t n_pids;    /* ids kept (<= IDL_QLOG_MAX_PIDS) */
     uint64_t pids[IDL_QLOG_MAX_PIDS];
     uint32_t n_fps;
     uint64_t fps[IDL_QLOG_MAX_FPS];

@@ -16,23 +16,19 @@ static bool leap(int y)
 
 int idl_parse_date(const char *s, size_t len, int *y, int *m, int *d)
 {
-    if (len != 10 || s[4] != '-' || s[7] != '-')
-        return IDL_INVALID_ARGUMENT;
+    if (len != 10 || s[4] != '-' || s[7] != '-') return IDL_INVALID_ARGUMENT;
     int v[3] = {0, 0, 0};
     const int pos[3] = {0, 5, 8}, n[3] = {4, 2, 2};
     for (int f = 0; f < 3; f++)
         for (int i = 0; i < n[f]; i++) {
             char c = s[pos[f] + i];
-            if (c < '0' || c > '9')
-                return IDL_INVALID_ARGUMENT;
+            if (c < '0' || c > '9') return IDL_INVALID_ARGUMENT;
             v[f] = v[f] * 10 + (c - '0');
         }
     static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (v[0] < 1800 || v[1] < 1 || v[1] > 12 || v[2] < 1)
-        return IDL_INVALID_ARGUMENT;
+    if (v[0] < 1800 || v[1] < 1 || v[1] > 12 || v[2] < 1) return IDL_INVALID_ARGUMENT;
     int md = mdays[v[1] - 1] + (v[1] == 2 && leap(v[0]));
-    if (v[2] > md)
-        return IDL_INVALID_ARGUMENT;
+    if (v[2] > md) return IDL_INVALID_ARGUMENT;
     *y = v[0];
     *m = v[1];
     *d = v[2];
@@ -51,29 +47,24 @@ void idl_today(int *y, int *m, int *d)
 
 int idl_record_age(const idl_record *r, int y, int m, int d)
 {
-    if (!r->dob_y)
-        return -1;
+    if (!r->dob_y) return -1;
     int age = y - r->dob_y;
-    if (m < r->dob_m || (m == r->dob_m && d < r->dob_d))
-        age--;
+    if (m < r->dob_m || (m == r->dob_m && d < r->dob_d)) age--;
     return age;
 }
 
 bool idl_record_is_child(const idl_record *r, int y, int m, int d)
 {
-    if (r->minor)
-        return true;
+    if (r->minor) return true;
     int age = idl_record_age(r, y, m, d);
     return age >= 0 && age < 13;
 }
 
 /* ---- parsing ---- */
 
-static void warnf(idl_record_warn_fn warn, void *ctx, const char *fmt, const char *a,
-                  const char *b)
+static void warnf(idl_record_warn_fn warn, void *ctx, const char *fmt, const char *a, const char *b)
 {
-    if (!warn)
-        return;
+    if (!warn) return;
     char buf[256];
     snprintf(buf, sizeof buf, fmt, a, b);
     warn(ctx, buf);
@@ -85,14 +76,13 @@ static bool utf8_ok(const unsigned char *s, size_t n)
     for (size_t i = 0; i < n;) {
         unsigned char c = s[i];
         size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        if (!len || i + len > n || (len == 2 && c < 0xc2))
-            return false;
+        if (!len || i + len > n || (len == 2 && c < 0xc2)) return false;
         for (size_t k = 1; k < len; k++)
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
+            if ((s[i + k] & 0xc0) != 0x80) return false;
         if (len == 3 && ((c == 0xe0 && s[i + 1] < 0xa0) || (c == 0xed && s[i + 1] >= 0xa0)))
             return false;
-        if (len == 4 && ((c == 0xf0 && s[i + 1] < 0x90) || c > 0xf4 || (c == 0xf4 && s[i + 1] >= 0x90)))
+        if (len == 4 &&
+            ((c == 0xf0 && s[i + 1] < 0x90) || c > 0xf4 || (c == 0xf4 && s[i + 1] >= 0x90)))
             return false;
         i += len;
     }
@@ -109,13 +99,10 @@ static int copy_display(const msgpack_object *o, char *out, size_t outsz)
         p++, n--;
     while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
         n--;
-    if (n == 0 || n >= outsz)
-        return IDL_INVALID_ARGUMENT;
+    if (n == 0 || n >= outsz) return IDL_INVALID_ARGUMENT;
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
-            return IDL_INVALID_ARGUMENT;
-    if (!utf8_ok((const unsigned char *)p, n))
-        return IDL_INVALID_ARGUMENT;
+        if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f) return IDL_INVALID_ARGUMENT;
+    if (!utf8_ok((const unsigned char *)p, n)) return IDL_INVALID_ARGUMENT;
     memcpy(out, p, n);
     out[n] = 0;
     return IDL_OK;
@@ -137,8 +124,7 @@ static void parse_emails(const msgpack_object *a, idl_record *r, idl_record_warn
             bool dup = false;
             for (int k = 0; k < r->n_emails; k++)
                 dup |= strcmp(r->emails[k], out) == 0;
-            if (dup)
-                continue;
+            if (dup) continue;
             if (r->n_emails < IDL_REC_MAX_EMAILS) {
                 memcpy(r->emails[r->n_emails++], out, sizeof out);
                 continue;
@@ -166,8 +152,7 @@ static void parse_phones(const msgpack_object *a, idl_record *r, idl_record_warn
                 else if (idl_wire_str_eq(key, "line_type"))
                     lt = &e->via.map.ptr[k].val;
             }
-            if (num && num->type != MSGPACK_OBJECT_STR)
-                num = NULL;
+            if (num && num->type != MSGPACK_OBJECT_STR) num = NULL;
             if (lt && lt->type == MSGPACK_OBJECT_STR) {
                 char t[16];
                 if (cstr(lt, t, sizeof t) != IDL_OK || idl_line_type_parse(t, &rec_type) != IDL_OK)
@@ -181,8 +166,7 @@ static void parse_phones(const msgpack_object *a, idl_record *r, idl_record_warn
                 bool dup = false;
                 for (int k = 0; k < r->n_phones; k++)
                     dup |= strcmp(r->phones[k].number, p.number) == 0;
-                if (dup)
-                    continue;
+                if (dup) continue;
                 if (r->n_phones < IDL_REC_MAX_PHONES) {
                     r->phones[r->n_phones++] = p;
                     continue;
@@ -217,8 +201,7 @@ static void parse_addrs(const msgpack_object *a, idl_record *r, idl_record_warn_
                 const msgpack_object *key = &e->via.map.ptr[k].key, *v = &e->via.map.ptr[k].val;
                 int f;
                 for (f = 0; f < 5; f++)
-                    if (idl_wire_str_eq(key, names[f]))
-                        break;
+                    if (idl_wire_str_eq(key, names[f])) break;
                 if (f == 5) {
                     why = "unknown address field";
                 } else if (v->type == MSGPACK_OBJECT_NIL) {
@@ -235,8 +218,7 @@ static void parse_addrs(const msgpack_object *a, idl_record *r, idl_record_warn_
                 bool dup = false;
                 for (int k = 0; k < r->n_addrs; k++)
                     dup |= same_address(&r->addrs[k], &ad);
-                if (dup)
-                    continue;
+                if (dup) continue;
                 if (r->n_addrs < IDL_REC_MAX_ADDRS) {
                     r->addrs[r->n_addrs++] = ad;
                     continue;
@@ -260,8 +242,7 @@ static void parse_ips(const msgpack_object *a, idl_record *r, idl_record_warn_fn
             bool dup = false;
             for (int k = 0; k < r->n_ips; k++)
                 dup |= strcmp(r->ips[k], out) == 0;
-            if (dup)
-                continue;
+            if (dup) continue;
             if (r->n_ips < IDL_REC_MAX_IPS) {
                 memcpy(r->ips[r->n_ips++], out, sizeof out);
                 continue;
@@ -273,7 +254,19 @@ static void parse_ips(const msgpack_object *a, idl_record *r, idl_record_warn_fn
     }
 }
 
-enum { F_SOURCE, F_FIRST, F_MIDDLE, F_LAST, F_DOB, F_EMAILS, F_PHONES, F_ADDRS, F_IPS, F_MINOR, F_N };
+enum {
+    F_SOURCE,
+    F_FIRST,
+    F_MIDDLE,
+    F_LAST,
+    F_DOB,
+    F_EMAILS,
+    F_PHONES,
+    F_ADDRS,
+    F_IPS,
+    F_MINOR,
+    F_N
+};
 
 int idl_record_parse(const msgpack_object *o, idl_record *r, idl_record_warn_fn warn, void *ctx,
                      char reason[256])
@@ -293,25 +286,22 @@ int idl_record_parse(const msgpack_object *o, idl_record *r, idl_record_warn_fn 
         const msgpack_object *k = &o->via.map.ptr[i].key;
         int j;
         for (j = 0; j < F_N; j++)
-            if (idl_wire_str_eq(k, names[j]))
-                break;
+            if (idl_wire_str_eq(k, names[j])) break;
         if (j == F_N) {
             char nm[64] = "?";
             if (k->type == MSGPACK_OBJECT_STR)
                 snprintf(nm, sizeof nm, "%.*s", (int)(k->via.str.size > 60 ? 60 : k->via.str.size),
                          k->via.str.ptr);
             for (char *c = nm; *c; c++)
-                if ((unsigned char)*c < 0x20)
-                    *c = '?';
+                if ((unsigned char)*c < 0x20) *c = '?';
             warnf(warn, ctx, "unknown field '%s' ignored (not stored)%s", nm, "");
             continue;
         }
-        if (o->via.map.ptr[i].val.type != MSGPACK_OBJECT_NIL)
-            f[j] = &o->via.map.ptr[i].val;
+        if (o->via.map.ptr[i].val.type != MSGPACK_OBJECT_NIL) f[j] = &o->via.map.ptr[i].val;
     }
     static const msgpack_object_type want[F_N] = {
-        MSGPACK_OBJECT_STR,   MSGPACK_OBJECT_STR,   MSGPACK_OBJECT_STR,   MSGPACK_OBJECT_STR,
-        MSGPACK_OBJECT_STR,   MSGPACK_OBJECT_ARRAY, MSGPACK_OBJECT_ARRAY, MSGPACK_OBJECT_ARRAY,
+        MSGPACK_OBJECT_STR,   MSGPACK_OBJECT_STR,    MSGPACK_OBJECT_STR,   MSGPACK_OBJECT_STR,
+        MSGPACK_OBJECT_STR,   MSGPACK_OBJECT_ARRAY,  MSGPACK_OBJECT_ARRAY, MSGPACK_OBJECT_ARRAY,
         MSGPACK_OBJECT_ARRAY, MSGPACK_OBJECT_BOOLEAN};
     for (int j = 0; j < F_N; j++) {
         if (f[j] && f[j]->type != want[j]) {
@@ -362,14 +352,10 @@ int idl_record_parse(const msgpack_object *o, idl_record *r, idl_record_warn_fn 
         }
     }
     r->minor = f[F_MINOR] && f[F_MINOR]->via.boolean;
-    if (f[F_EMAILS])
-        parse_emails(f[F_EMAILS], r, warn, ctx);
-    if (f[F_PHONES])
-        parse_phones(f[F_PHONES], r, warn, ctx);
-    if (f[F_ADDRS])
-        parse_addrs(f[F_ADDRS], r, warn, ctx);
-    if (f[F_IPS])
-        parse_ips(f[F_IPS], r, warn, ctx);
+    if (f[F_EMAILS]) parse_emails(f[F_EMAILS], r, warn, ctx);
+    if (f[F_PHONES]) parse_phones(f[F_PHONES], r, warn, ctx);
+    if (f[F_ADDRS]) parse_addrs(f[F_ADDRS], r, warn, ctx);
+    if (f[F_IPS]) parse_ips(f[F_IPS], r, warn, ctx);
     return IDL_OK;
 }
 
@@ -446,12 +432,9 @@ static uint32_t rd_array(rd *c)
         return 0;
     }
     uint8_t b = *c->p++;
-    if ((b & 0xf0) == 0x90)
-        return b & 0x0f;
-    if (b == 0xdc)
-        return (uint32_t)rd_be(c, 2);
-    if (b == 0xdd)
-        return (uint32_t)rd_be(c, 4);
+    if ((b & 0xf0) == 0x90) return b & 0x0f;
+    if (b == 0xdc) return (uint32_t)rd_be(c, 2);
+    if (b == 0xdd) return (uint32_t)rd_be(c, 4);
     c->bad = true;
     return 0;
 }
@@ -463,21 +446,29 @@ static int64_t rd_int(rd *c)
         return 0;
     }
     uint8_t b = *c->p++;
-    if (b <= 0x7f)
-        return b;
-    if (b >= 0xe0)
-        return (int8_t)b;
+    if (b <= 0x7f) return b;
+    if (b >= 0xe0) return (int8_t)b;
     switch (b) {
-    case 0xcc: return (int64_t)rd_be(c, 1);
-    case 0xcd: return (int64_t)rd_be(c, 2);
-    case 0xce: return (int64_t)rd_be(c, 4);
-    case 0xcf: return (int64_t)rd_be(c, 8);
-    case 0xd0: return (int8_t)rd_be(c, 1);
-    case 0xd1: return (int16_t)rd_be(c, 2);
-    case 0xd2: return (int32_t)rd_be(c, 4);
-    case 0xd3: return (int64_t)rd_be(c, 8);
-    case 0xc2: return 0;
-    case 0xc3: return 1;
+    case 0xcc:
+        return (int64_t)rd_be(c, 1);
+    case 0xcd:
+        return (int64_t)rd_be(c, 2);
+    case 0xce:
+        return (int64_t)rd_be(c, 4);
+    case 0xcf:
+        return (int64_t)rd_be(c, 8);
+    case 0xd0:
+        return (int8_t)rd_be(c, 1);
+    case 0xd1:
+        return (int16_t)rd_be(c, 2);
+    case 0xd2:
+        return (int32_t)rd_be(c, 4);
+    case 0xd3:
+        return (int64_t)rd_be(c, 8);
+    case 0xc2:
+        return 0;
+    case 0xc3:
+        return 1;
     }
     c->bad = true;
     return 0;
@@ -493,8 +484,7 @@ static void rd_str(rd *c, char *out, size_t outsz)
     }
     uint8_t b = *c->p++;
     size_t n;
-    if (b == 0xc0)
-        return;
+    if (b == 0xc0) return;
     if ((b & 0xe0) == 0xa0)
         n = b & 0x1f;
     else if (b == 0xd9)
@@ -519,8 +509,7 @@ static void rd_str(rd *c, char *out, size_t outsz)
 int idl_record_unpack(const void *buf, size_t len, idl_record *r)
 {
     rd c = {.p = buf, .end = (const uint8_t *)buf + len};
-    if (rd_array(&c) != 15 || rd_int(&c) != 1)
-        return IDL_DATA_LOSS;
+    if (rd_array(&c) != 15 || rd_int(&c) != 1) return IDL_DATA_LOSS;
     rd_str(&c, r->source_id, sizeof r->source_id);
     rd_str(&c, r->first_name, sizeof r->first_name);
     rd_str(&c, r->middle_name, sizeof r->middle_name);
@@ -533,30 +522,25 @@ int idl_record_unpack(const void *buf, size_t len, idl_record *r)
     r->minor = rd_int(&c) != 0;
     r->dropped = 0;
     uint32_t n = rd_array(&c);
-    if (n > IDL_REC_MAX_EMAILS)
-        return IDL_DATA_LOSS;
+    if (n > IDL_REC_MAX_EMAILS) return IDL_DATA_LOSS;
     r->n_emails = (int)n;
     for (uint32_t i = 0; i < n; i++)
         rd_str(&c, r->emails[i], sizeof r->emails[i]);
     n = rd_array(&c);
-    if (n > IDL_REC_MAX_PHONES)
-        return IDL_DATA_LOSS;
+    if (n > IDL_REC_MAX_PHONES) return IDL_DATA_LOSS;
     r->n_phones = (int)n;
     for (uint32_t i = 0; i < n; i++) {
-        if (rd_array(&c) != 3)
-            return IDL_DATA_LOSS;
+        if (rd_array(&c) != 3) return IDL_DATA_LOSS;
         rd_str(&c, r->phones[i].number, sizeof r->phones[i].number);
         r->phones[i].rec_type = (idl_line_type)rd_int(&c);
         r->phones[i].plan_type = (idl_line_type)rd_int(&c);
     }
     n = rd_array(&c);
-    if (n > IDL_REC_MAX_ADDRS)
-        return IDL_DATA_LOSS;
+    if (n > IDL_REC_MAX_ADDRS) return IDL_DATA_LOSS;
     r->n_addrs = (int)n;
     for (uint32_t i = 0; i < n; i++) {
         idl_address *a = &r->addrs[i];
-        if (rd_array(&c) != 5)
-            return IDL_DATA_LOSS;
+        if (rd_array(&c) != 5) return IDL_DATA_LOSS;
         rd_str(&c, a->street, sizeof a->street);
         rd_str(&c, a->unit, sizeof a->unit);
         rd_str(&c, a->city, sizeof a->city);
@@ -564,8 +548,7 @@ int idl_record_unpack(const void *buf, size_t len, idl_record *r)
         rd_str(&c, a->zip, sizeof a->zip);
     }
     n = rd_array(&c);
-    if (n > IDL_REC_MAX_IPS)
-        return IDL_DATA_LOSS;
+    if (n > IDL_REC_MAX_IPS) return IDL_DATA_LOSS;
     r->n_ips = (int)n;
     for (uint32_t i = 0; i < n; i++)
         rd_str(&c, r->ips[i], sizeof r->ips[i]);

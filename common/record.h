@@ -30,7 +30,7 @@ typedef struct {
 
 typedef struct {
     char source_id[IDL_REC_SOURCE_MAX];
-    char first_name[IDL_REC_NAME_MAX]; /* as given (trimmed), for display */
+    char first_name[IDL_REC_NAME_MAX];  /* as given (trimmed), for display */
     char middle_name[IDL_REC_NAME_MAX]; /* "" = nil */
     char last_name[IDL_REC_NAME_MAX];
     char norm_first[IDL_NORM_NAME_MAX]; /* normalized, for matching and keys */

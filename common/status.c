@@ -11,8 +11,7 @@ static const char *const names[IDL_STATUS_COUNT] = {
 
 const char *idl_status_name(int code)
 {
-    if (code < 0 || code >= IDL_STATUS_COUNT || !names[code])
-        return "UNKNOWN";
+    if (code < 0 || code >= IDL_STATUS_COUNT || !names[code]) return "UNKNOWN";
     return names[code];
 }
 

@@ -57,8 +57,7 @@ static uint64_t set_mix(uint64_t x)
 static u64table *table_new(size_t cap)
 {
     u64table *t = calloc(1, sizeof(*t) + cap * sizeof(uint64_t));
-    if (t)
-        t->cap = cap;
+    if (t) t->cap = cap;
     return t;
 }
 
@@ -67,10 +66,8 @@ static bool table_has(const u64table *t, uint64_t v)
     size_t mask = t->cap - 1;
     for (size_t i = v & mask;; i = (i + 1) & mask) {
         uint64_t x = atomic_load_explicit(&((u64table *)t)->slots[i], memory_order_acquire);
-        if (x == v)
-            return true;
-        if (x == 0)
-            return false;
+        if (x == v) return true;
+        if (x == 0) return false;
     }
 }
 
@@ -79,8 +76,7 @@ static void table_put(u64table *t, uint64_t v)
     size_t mask = t->cap - 1;
     for (size_t i = v & mask;; i = (i + 1) & mask) {
         uint64_t x = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
-        if (x == v)
-            return;
+        if (x == v) return;
         if (x == 0) {
             atomic_store_explicit(&t->slots[i], v, memory_order_release);
             return;
@@ -99,22 +95,19 @@ static int u64set_add(u64set *s, uint64_t key)
 {
     uint64_t v = set_mix(key);
     u64table *t = atomic_load_explicit(&s->table, memory_order_relaxed);
-    if (t && table_has(t, v))
-        return IDL_OK;
+    if (t && table_has(t, v)) return IDL_OK;
     if (!t || (s->count + 1) * 2 > t->cap) {
         u64table *n = table_new(t ? t->cap * 2 : 1024);
         u64table **r = t ? realloc(s->retired, (s->nretired + 1) * sizeof(*r)) : s->retired;
         if (!n || (t && !r)) {
             free(n);
-            if (r)
-                s->retired = r;
+            if (r) s->retired = r;
             return IDL_INTERNAL;
         }
         if (t) {
             for (size_t i = 0; i < t->cap; i++) {
                 uint64_t x = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
-                if (x)
-                    table_put(n, x);
+                if (x) table_put(n, x);
             }
             s->retired = r;
             s->retired[s->nretired++] = t;
@@ -261,14 +254,12 @@ void idl_person_id_format(uint64_t pid, char out[19])
 
 int idl_person_id_parse(const char *s, size_t len, uint64_t *pid)
 {
-    if (len != 18 || s[0] != 'p' || s[1] != '_')
-        return IDL_INVALID_ARGUMENT;
+    if (len != 18 || s[0] != 'p' || s[1] != '_') return IDL_INVALID_ARGUMENT;
     uint64_t v = 0;
     for (size_t i = 2; i < 18; i++) {
         char c = s[i];
         int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-        if (d < 0)
-            return IDL_INVALID_ARGUMENT;
+        if (d < 0) return IDL_INVALID_ARGUMENT;
         v = (v << 4) | (uint64_t)d;
     }
     *pid = v;
@@ -293,10 +284,8 @@ size_t idl_record_keys(const idl_record *r, idl_hkey *keys, size_t max, bool nam
         ADD(idl_hkey_make(&keys[n], "ip", r->ips[i]));
     for (int i = 0; i < r->n_addrs; i++) {
         const idl_address *a = &r->addrs[i];
-        if (a->zip[0])
-            ADD(idl_hkey_addr(&keys[n], a->street, a->zip));
-        if (a->city[0] && a->state[0])
-            ADD(idl_hkey_addrcs(&keys[n], a->street, a->city, a->state));
+        if (a->zip[0]) ADD(idl_hkey_addr(&keys[n], a->street, a->zip));
+        if (a->city[0] && a->state[0]) ADD(idl_hkey_addrcs(&keys[n], a->street, a->city, a->state));
     }
     if (names) {
         const char *groups[16];
@@ -339,7 +328,8 @@ static rocksdb_options_t *cf_options(idl_store *s, idl_cf cf, bool bulk)
         rocksdb_block_based_options_set_data_block_index_type(
             t, rocksdb_block_based_table_data_block_index_type_binary_search_and_hash);
     if (cf != IDL_CF_LOG && cf != IDL_CF_LOGP)
-        rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom_full(10));
+        rocksdb_block_based_options_set_filter_policy(t,
+                                                      rocksdb_filterpolicy_create_bloom_full(10));
     if (cf == IDL_CF_IDX) {
         /* Lookups are prefix scans on the 16-byte identifier hash: filter on
          * the prefix, not on whole keys that no query ever names.  The
@@ -372,8 +362,7 @@ static rocksdb_options_t *cf_options(idl_store *s, idl_cf cf, bool bulk)
     rocksdb_options_set_block_based_table_factory(o, t);
     rocksdb_block_based_options_destroy(t);
     size_t wb = bulk ? (size_t)128 << 20 : (size_t)32 << 20;
-    if (cf == IDL_CF_META || cf == IDL_CF_SUPP)
-        wb = (size_t)4 << 20;
+    if (cf == IDL_CF_META || cf == IDL_CF_SUPP) wb = (size_t)4 << 20;
     if (cf == IDL_CF_LOG || cf == IDL_CF_LOGP) {
         /* Append-mostly and deleted by retention ranges: universal compaction
          * rewrites each byte far fewer times than levelled compaction did
@@ -397,8 +386,7 @@ static void load_counters(idl_store *s)
         char *v = NULL;
         size_t vl = 0;
         if (idl_store_raw_get(s, IDL_CF_META, names[i], strlen(names[i]), &v, &vl) == IDL_OK) {
-            if (vl == 8)
-                atomic_store(dst[i], idl_be64_get((const uint8_t *)v));
+            if (vl == 8) atomic_store(dst[i], idl_be64_get((const uint8_t *)v));
             free(v);
         }
     }
@@ -408,8 +396,7 @@ static void load_counters(idl_store *s)
 static int load_suppression(idl_store *s)
 {
     idl_store_iter *it;
-    if (idl_store_iter_open(s, IDL_CF_SUPP, NULL, 0, NULL, 0, &it))
-        return IDL_INTERNAL;
+    if (idl_store_iter_open(s, IDL_CF_SUPP, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
     int rc = IDL_OK;
     for (; idl_store_iter_valid(it) && rc == IDL_OK; idl_store_iter_next(it)) {
         size_t kl;
@@ -426,8 +413,7 @@ static int load_suppression(idl_store *s)
 int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts, char err[256])
 {
     idl_store_opts def = {0};
-    if (!opts)
-        opts = &def;
+    if (!opts) opts = &def;
     idl_store *s = calloc(1, sizeof(*s));
     if (!s) {
         snprintf(err, 256, "out of memory");
@@ -455,9 +441,8 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     }
     if (opts->secondary) {
         s->secondary = true;
-        s->db = rocksdb_open_as_secondary_column_families(s->dbopts, path, opts->secondary,
-                                                          IDL_CF_COUNT, cf_names, cfo, s->cf,
-                                                          &rerr);
+        s->db = rocksdb_open_as_secondary_column_families(
+            s->dbopts, path, opts->secondary, IDL_CF_COUNT, cf_names, cfo, s->cf, &rerr);
     } else {
         s->db = rocksdb_open_column_families(s->dbopts, path, IDL_CF_COUNT, cf_names, cfo, s->cf,
                                              &rerr);
@@ -490,8 +475,7 @@ fail:
 
 void idl_store_close(idl_store *s)
 {
-    if (!s)
-        return;
+    if (!s) return;
     if (s->db && s->bulk) {
         /* A bulk load ends with its memtables on disk, so the daemon that
          * opens the store next starts at once instead of replaying a WAL of
@@ -500,33 +484,24 @@ void idl_store_close(idl_store *s)
         rocksdb_flushoptions_set_wait(fo, 1);
         for (int i = 0; i < IDL_CF_COUNT; i++) {
             char *rerr = NULL;
-            if (s->cf[i])
-                rocksdb_flush_cf(s->db, fo, s->cf[i], &rerr);
+            if (s->cf[i]) rocksdb_flush_cf(s->db, fo, s->cf[i], &rerr);
             free(rerr);
         }
         rocksdb_flushoptions_destroy(fo);
     }
     if (s->db) {
         for (int i = 0; i < IDL_CF_COUNT; i++)
-            if (s->cf[i])
-                rocksdb_column_family_handle_destroy(s->cf[i]);
+            if (s->cf[i]) rocksdb_column_family_handle_destroy(s->cf[i]);
         rocksdb_close(s->db);
     }
     for (int i = 0; i < IDL_CF_COUNT; i++)
-        if (s->cfopts[i])
-            rocksdb_options_destroy(s->cfopts[i]);
-    if (s->dbopts)
-        rocksdb_options_destroy(s->dbopts);
-    if (s->ropts)
-        rocksdb_readoptions_destroy(s->ropts);
-    if (s->ropts_prefix)
-        rocksdb_readoptions_destroy(s->ropts_prefix);
-    if (s->wopts)
-        rocksdb_writeoptions_destroy(s->wopts);
-    if (s->wopts_sync)
-        rocksdb_writeoptions_destroy(s->wopts_sync);
-    if (s->cache)
-        rocksdb_cache_destroy(s->cache);
+        if (s->cfopts[i]) rocksdb_options_destroy(s->cfopts[i]);
+    if (s->dbopts) rocksdb_options_destroy(s->dbopts);
+    if (s->ropts) rocksdb_readoptions_destroy(s->ropts);
+    if (s->ropts_prefix) rocksdb_readoptions_destroy(s->ropts_prefix);
+    if (s->wopts) rocksdb_writeoptions_destroy(s->wopts);
+    if (s->wopts_sync) rocksdb_writeoptions_destroy(s->wopts_sync);
+    if (s->cache) rocksdb_cache_destroy(s->cache);
     u64set_free(&s->supp_persons);
     u64set_free(&s->supp_keys);
     pthread_mutex_destroy(&s->wlock);
@@ -557,8 +532,7 @@ int idl_store_raw_get(idl_store *s, idl_cf cf, const void *k, size_t kl, char **
         free(rerr);
         return IDL_UNAVAILABLE;
     }
-    if (!v)
-        return IDL_NOT_FOUND;
+    if (!v) return IDL_NOT_FOUND;
     *val = v;
     *vl = n;
     return IDL_OK;
@@ -569,8 +543,7 @@ static bool exists(idl_store *s, idl_cf cf, const void *k, size_t kl)
     char *rerr = NULL;
     rocksdb_pinnableslice_t *p = rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[cf], k, kl, &rerr);
     free(rerr);
-    if (!p)
-        return false;
+    if (!p) return false;
     rocksdb_pinnableslice_destroy(p);
     return true;
 }
@@ -603,8 +576,7 @@ void idl_store_batch_delete_range(idl_store_batch *b, idl_cf cf, const void *lo,
      * later write: an empty range is simply nothing to delete. */
     size_t n = lol < hil ? lol : hil;
     int c = memcmp(lo, hi, n);
-    if (c > 0 || (c == 0 && lol >= hil))
-        return;
+    if (c > 0 || (c == 0 && lol >= hil)) return;
     rocksdb_writebatch_delete_range_cf(b->wb, b->s->cf[cf], lo, lol, hi, hil);
 }
 
@@ -622,8 +594,7 @@ int idl_store_batch_commit(idl_store *s, idl_store_batch *b, bool sync)
 
 void idl_store_batch_free(idl_store_batch *b)
 {
-    if (!b)
-        return;
+    if (!b) return;
     rocksdb_writebatch_destroy(b->wb);
     free(b);
 }
@@ -632,8 +603,7 @@ int idl_store_iter_open(idl_store *s, idl_cf cf, const void *lo, size_t lol, con
                         size_t hil, idl_store_iter **out)
 {
     idl_store_iter *it = calloc(1, sizeof(*it));
-    if (!it)
-        return IDL_INTERNAL;
+    if (!it) return IDL_INTERNAL;
     it->ro = rocksdb_readoptions_create();
     /* Full-order scans over families whose memtables are hashed on a prefix
      * (idx, persons) need this, or they miss unflushed entries. */
@@ -679,8 +649,7 @@ const char *idl_store_iter_value(idl_store_iter *it, size_t *len)
 
 void idl_store_iter_close(idl_store_iter *it)
 {
-    if (!it)
-        return;
+    if (!it) return;
     rocksdb_iter_destroy(it->it);
     rocksdb_readoptions_destroy(it->ro);
     free(it->hi);
@@ -701,8 +670,7 @@ int idl_store_probe(idl_store *s, const idl_hkey *k, uint64_t *pids, size_t max,
          rocksdb_iter_next(it)) {
         size_t kl;
         const char *key = rocksdb_iter_key(it, &kl);
-        if (kl != 24 || memcmp(key, k->b, 16) != 0)
-            break;
+        if (kl != 24 || memcmp(key, k->b, 16) != 0) break;
         if (count == max) {
             extra = true;
             break;
@@ -717,8 +685,7 @@ int idl_store_probe(idl_store *s, const idl_hkey *k, uint64_t *pids, size_t max,
         return IDL_UNAVAILABLE;
     }
     *n = count;
-    if (more)
-        *more = extra;
+    if (more) *more = extra;
     return IDL_OK;
 }
 
@@ -733,8 +700,7 @@ int idl_store_get(idl_store *s, uint64_t pid, idl_record *r)
         free(rerr);
         return IDL_UNAVAILABLE;
     }
-    if (!p)
-        return IDL_NOT_FOUND;
+    if (!p) return IDL_NOT_FOUND;
     size_t vl;
     const char *v = rocksdb_pinnableslice_value(p, &vl);
     int rc = idl_record_unpack(v, vl, r);
@@ -826,21 +792,17 @@ static void sb_del(sbatch *b, idl_cf cf, const void *k, size_t kl)
 static int cmp_sop(const void *a, const void *b)
 {
     const sop *x = a, *y = b;
-    if (x->cf != y->cf)
-        return x->cf < y->cf ? -1 : 1;
+    if (x->cf != y->cf) return x->cf < y->cf ? -1 : 1;
     size_t n = x->klen < y->klen ? x->klen : y->klen;
     int c = memcmp(x->key, y->key, n);
-    if (c)
-        return c;
-    if (x->klen != y->klen)
-        return x->klen < y->klen ? -1 : 1;
+    if (c) return c;
+    if (x->klen != y->klen) return x->klen < y->klen ? -1 : 1;
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 static int sb_commit(idl_store *s, sbatch *b, bool sync)
 {
-    if (b->failed || b->vals.failed)
-        return IDL_INTERNAL;
+    if (b->failed || b->vals.failed) return IDL_INTERNAL;
     qsort(b->ops, b->n, sizeof(*b->ops), cmp_sop);
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     for (size_t i = 0; i < b->n; i++) {
@@ -892,8 +854,7 @@ static void sb_counter(sbatch *b, const char *name, uint64_t v)
     sb_put(b, IDL_CF_META, name, strlen(name), buf, 8);
 }
 
-static void put_counters(idl_store *s, sbatch *b, uint64_t total, uint64_t supp,
-                         uint64_t purged)
+static void put_counters(idl_store *s, sbatch *b, uint64_t total, uint64_t supp, uint64_t purged)
 {
     sb_counter(b, CTR_PERSONS, total);
     sb_counter(b, CTR_SUPPRESSED, supp);
@@ -926,8 +887,7 @@ static bool carries_suppressed(idl_store *s, const idl_record *r)
     idl_hkey keys[IDL_RECORD_KEYS_MAX];
     size_t n = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, false);
     for (size_t i = 0; i < n; i++)
-        if (idl_store_key_suppressed(s, &keys[i]))
-            return true;
+        if (idl_store_key_suppressed(s, &keys[i])) return true;
     return false;
 }
 
@@ -974,8 +934,7 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
                 break;
             }
         }
-        if (rc)
-            break;
+        if (rc) break;
         int g = idl_store_get(s, pid, old);
         if (g != IDL_OK && g != IDL_NOT_FOUND && g != IDL_DATA_LOSS) {
             rc = g;
@@ -991,16 +950,14 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
             if (had) {
                 person_delete(b, old, pid);
                 total--;
-                if (was_supp)
-                    supp--;
+                if (was_supp) supp--;
                 purged++;
                 out.purged = true;
             } else if (g == IDL_DATA_LOSS) {
                 sb_del(b, IDL_CF_PERSONS, pk, 8);
             }
         } else {
-            if (had)
-                index_delete(b, old, pid);
+            if (had) index_delete(b, old, pid);
             bool now_supp = was_supp || carries_suppressed(s, r);
             if (now_supp && !was_supp) {
                 uint8_t sk[9], tv[8];
@@ -1028,13 +985,10 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
             }
             out.outcome = had ? IDL_UP_UPDATED : IDL_UP_STORED;
             out.suppressed = now_supp;
-            if (!had)
-                total++;
-            if (now_supp && (!had || !was_supp))
-                supp++;
+            if (!had) total++;
+            if (now_supp && (!had || !was_supp)) supp++;
         }
-        if (res)
-            res[i] = out;
+        if (res) res[i] = out;
         batch_pids[nb++] = pid;
     }
     if (rc == IDL_OK) {
@@ -1066,8 +1020,7 @@ int idl_store_purge_child(idl_store *s, uint64_t pid)
     idl_record *r = malloc(sizeof(*r));
     sbatch sbv = {0}, *b = &sbv;
     int rc = IDL_INTERNAL;
-    if (!r)
-        goto out;
+    if (!r) goto out;
     int y, m, d;
     idl_today(&y, &m, &d);
     pthread_mutex_lock(&s->wlock);
@@ -1103,8 +1056,7 @@ int idl_store_suppress(idl_store *s, const uint64_t *pids, size_t npids, const i
     idl_hkey *mirror = NULL;
     size_t nmirror = 0;
     int rc = IDL_INTERNAL;
-    if (!r || !b)
-        goto out;
+    if (!r || !b) goto out;
     uint8_t tv[8];
     idl_be64_put(tv, now_us());
     uint32_t count = 0;
@@ -1120,8 +1072,7 @@ int idl_store_suppress(idl_store *s, const uint64_t *pids, size_t npids, const i
         bool dup = false;
         for (size_t j = 0; j < i; j++)
             dup |= pids[j] == pids[i];
-        if (dup)
-            continue;
+        if (dup) continue;
         int g = idl_store_get(s, pids[i], r);
         if (g != IDL_OK && g != IDL_NOT_FOUND) {
             rc = g;
@@ -1189,8 +1140,7 @@ void idl_store_counts_get(idl_store *s, idl_store_counts *c)
 int idl_store_mark_once(idl_store *s, const void *key, size_t klen, bool *was_set)
 {
     idl_store_batch *b = idl_store_batch_new(s);
-    if (!b)
-        return IDL_INTERNAL;
+    if (!b) return IDL_INTERNAL;
     int rc = IDL_OK;
     pthread_mutex_lock(&s->wlock);
     if (exists(s, IDL_CF_META, key, klen)) {
@@ -1200,8 +1150,7 @@ int idl_store_mark_once(idl_store *s, const void *key, size_t klen, bool *was_se
         idl_be64_put(tv, now_us());
         idl_store_batch_put(b, IDL_CF_META, key, klen, tv, 8);
         rc = idl_store_batch_commit(s, b, false);
-        if (rc == IDL_OK)
-            *was_set = false;
+        if (rc == IDL_OK) *was_set = false;
     }
     pthread_mutex_unlock(&s->wlock);
     idl_store_batch_free(b);

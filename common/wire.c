@@ -60,8 +60,7 @@ static int check_children(checker *c, uint64_t n, int per, int depth)
     }
     for (uint64_t i = 0; i < n * (uint64_t)per; i++) {
         int rc = check_value(c, depth + 1);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     return IDL_OK;
 }
@@ -69,8 +68,7 @@ static int check_children(checker *c, uint64_t n, int per, int depth)
 static int skip_sized(checker *c, int lenbytes, int extra)
 {
     int rc = need(c, (size_t)lenbytes);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     uint64_t n = be(c->p + c->pos, lenbytes);
     c->pos += (size_t)lenbytes;
     if (n + (uint64_t)extra > c->len - c->pos)
@@ -82,57 +80,96 @@ static int skip_sized(checker *c, int lenbytes, int extra)
 static int check_value(checker *c, int depth)
 {
     int rc = need(c, 1);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     uint8_t b = c->p[c->pos++];
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
-        return IDL_OK;
-    if ((b & 0xf0) == 0x80)
-        return check_children(c, b & 0x0f, 2, depth);
-    if ((b & 0xf0) == 0x90)
-        return check_children(c, b & 0x0f, 1, depth);
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) return IDL_OK;
+    if ((b & 0xf0) == 0x80) return check_children(c, b & 0x0f, 2, depth);
+    if ((b & 0xf0) == 0x90) return check_children(c, b & 0x0f, 1, depth);
     if ((b & 0xe0) == 0xa0) {
         rc = need(c, b & 0x1f);
-        if (!rc)
-            c->pos += b & 0x1f;
+        if (!rc) c->pos += b & 0x1f;
         return rc;
     }
     switch (b) {
-    case 0xc4: return skip_sized(c, 1, 0);
-    case 0xc5: return skip_sized(c, 2, 0);
-    case 0xc6: return skip_sized(c, 4, 0);
-    case 0xc7: return skip_sized(c, 1, 1);
-    case 0xc8: return skip_sized(c, 2, 1);
-    case 0xc9: return skip_sized(c, 4, 1);
-    case 0xca: rc = need(c, 4); if (!rc) c->pos += 4; return rc;
-    case 0xcb: rc = need(c, 8); if (!rc) c->pos += 8; return rc;
-    case 0xcc: case 0xd0: rc = need(c, 1); if (!rc) c->pos += 1; return rc;
-    case 0xcd: case 0xd1: rc = need(c, 2); if (!rc) c->pos += 2; return rc;
-    case 0xce: case 0xd2: rc = need(c, 4); if (!rc) c->pos += 4; return rc;
-    case 0xcf: case 0xd3: rc = need(c, 8); if (!rc) c->pos += 8; return rc;
-    case 0xd4: rc = need(c, 2); if (!rc) c->pos += 2; return rc;
-    case 0xd5: rc = need(c, 3); if (!rc) c->pos += 3; return rc;
-    case 0xd6: rc = need(c, 5); if (!rc) c->pos += 5; return rc;
-    case 0xd7: rc = need(c, 9); if (!rc) c->pos += 9; return rc;
-    case 0xd8: rc = need(c, 17); if (!rc) c->pos += 17; return rc;
-    case 0xd9: return skip_sized(c, 1, 0);
-    case 0xda: return skip_sized(c, 2, 0);
-    case 0xdb: return skip_sized(c, 4, 0);
+    case 0xc4:
+        return skip_sized(c, 1, 0);
+    case 0xc5:
+        return skip_sized(c, 2, 0);
+    case 0xc6:
+        return skip_sized(c, 4, 0);
+    case 0xc7:
+        return skip_sized(c, 1, 1);
+    case 0xc8:
+        return skip_sized(c, 2, 1);
+    case 0xc9:
+        return skip_sized(c, 4, 1);
+    case 0xca:
+        rc = need(c, 4);
+        if (!rc) c->pos += 4;
+        return rc;
+    case 0xcb:
+        rc = need(c, 8);
+        if (!rc) c->pos += 8;
+        return rc;
+    case 0xcc:
+    case 0xd0:
+        rc = need(c, 1);
+        if (!rc) c->pos += 1;
+        return rc;
+    case 0xcd:
+    case 0xd1:
+        rc = need(c, 2);
+        if (!rc) c->pos += 2;
+        return rc;
+    case 0xce:
+    case 0xd2:
+        rc = need(c, 4);
+        if (!rc) c->pos += 4;
+        return rc;
+    case 0xcf:
+    case 0xd3:
+        rc = need(c, 8);
+        if (!rc) c->pos += 8;
+        return rc;
+    case 0xd4:
+        rc = need(c, 2);
+        if (!rc) c->pos += 2;
+        return rc;
+    case 0xd5:
+        rc = need(c, 3);
+        if (!rc) c->pos += 3;
+        return rc;
+    case 0xd6:
+        rc = need(c, 5);
+        if (!rc) c->pos += 5;
+        return rc;
+    case 0xd7:
+        rc = need(c, 9);
+        if (!rc) c->pos += 9;
+        return rc;
+    case 0xd8:
+        rc = need(c, 17);
+        if (!rc) c->pos += 17;
+        return rc;
+    case 0xd9:
+        return skip_sized(c, 1, 0);
+    case 0xda:
+        return skip_sized(c, 2, 0);
+    case 0xdb:
+        return skip_sized(c, 4, 0);
     case 0xdc:
     case 0xdd:
     case 0xde:
     case 0xdf: {
         int lb = (b == 0xdc || b == 0xde) ? 2 : 4;
         rc = need(c, (size_t)lb);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         uint64_t n = be(c->p + c->pos, lb);
         c->pos += (size_t)lb;
         return check_children(c, n, b >= 0xde ? 2 : 1, depth);
     }
     default:
-        snprintf(c->msg, IDL_WIRE_MSG_MAX, "not msgpack: byte 0x%02x at offset %zu", b,
-                 c->pos - 1);
+        snprintf(c->msg, IDL_WIRE_MSG_MAX, "not msgpack: byte 0x%02x at offset %zu", b, c->pos - 1);
         return IDL_INVALID_ARGUMENT;
     }
 }
@@ -154,11 +191,10 @@ int idl_wire_check_limits(const void *buf, size_t len, size_t max_len, size_t ma
                  max_len);
         return IDL_INVALID_ARGUMENT;
     }
-    checker c = {.p = buf, .len = len, .pos = 0, .objects = 1, .max_objects = max_objects,
-                 .msg = msg};
+    checker c = {
+        .p = buf, .len = len, .pos = 0, .objects = 1, .max_objects = max_objects, .msg = msg};
     int rc = check_value(&c, 0);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (c.pos != len) {
         snprintf(msg, IDL_WIRE_MSG_MAX, "%zu trailing bytes after the msgpack message",
                  len - c.pos);
@@ -187,8 +223,7 @@ int idl_wire_decode_request(const void *buf, size_t len, msgpack_zone *zone, idl
 {
     memset(req, 0, sizeof(*req));
     int rc = idl_wire_check(buf, len, msg);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     msgpack_object root;
     size_t off = 0;
     msgpack_unpack_return ur = msgpack_unpack(buf, len, &off, zone, &root);
@@ -224,8 +259,9 @@ int idl_wire_decode_request(const void *buf, size_t len, msgpack_zone *zone, idl
     }
     if (!req->has_id) {
         req->id = 0;
-        snprintf(msg, IDL_WIRE_MSG_MAX, id_bad ? "field 'id' must be a non-negative integer"
-                                               : "missing required field 'id'");
+        snprintf(msg, IDL_WIRE_MSG_MAX,
+                 id_bad ? "field 'id' must be a non-negative integer"
+                        : "missing required field 'id'");
         return IDL_INVALID_ARGUMENT;
     }
     if (!method) {
@@ -277,13 +313,20 @@ int idl_wire_decode_request(const void *buf, size_t len, msgpack_zone *zone, idl
 static const char *type_word(idl_field_type t)
 {
     switch (t) {
-    case IDL_FT_STR: return "a string";
-    case IDL_FT_UINT: return "a non-negative integer";
-    case IDL_FT_NUMBER: return "a number";
-    case IDL_FT_MAP: return "a map";
-    case IDL_FT_ARRAY: return "an array";
-    case IDL_FT_BOOL: return "a boolean";
-    case IDL_FT_STR_OR_MAP: return "a string or a map";
+    case IDL_FT_STR:
+        return "a string";
+    case IDL_FT_UINT:
+        return "a non-negative integer";
+    case IDL_FT_NUMBER:
+        return "a number";
+    case IDL_FT_MAP:
+        return "a map";
+    case IDL_FT_ARRAY:
+        return "an array";
+    case IDL_FT_BOOL:
+        return "a boolean";
+    case IDL_FT_STR_OR_MAP:
+        return "a string or a map";
     }
     return "?";
 }
@@ -291,16 +334,22 @@ static const char *type_word(idl_field_type t)
 static bool type_ok(const msgpack_object *v, idl_field_type t)
 {
     switch (t) {
-    case IDL_FT_STR: return v->type == MSGPACK_OBJECT_STR;
-    case IDL_FT_UINT: return v->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
+    case IDL_FT_STR:
+        return v->type == MSGPACK_OBJECT_STR;
+    case IDL_FT_UINT:
+        return v->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
     case IDL_FT_NUMBER:
         return v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
                v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER || v->type == MSGPACK_OBJECT_FLOAT32 ||
                v->type == MSGPACK_OBJECT_FLOAT64;
-    case IDL_FT_MAP: return v->type == MSGPACK_OBJECT_MAP;
-    case IDL_FT_ARRAY: return v->type == MSGPACK_OBJECT_ARRAY;
-    case IDL_FT_BOOL: return v->type == MSGPACK_OBJECT_BOOLEAN;
-    case IDL_FT_STR_OR_MAP: return v->type == MSGPACK_OBJECT_STR || v->type == MSGPACK_OBJECT_MAP;
+    case IDL_FT_MAP:
+        return v->type == MSGPACK_OBJECT_MAP;
+    case IDL_FT_ARRAY:
+        return v->type == MSGPACK_OBJECT_ARRAY;
+    case IDL_FT_BOOL:
+        return v->type == MSGPACK_OBJECT_BOOLEAN;
+    case IDL_FT_STR_OR_MAP:
+        return v->type == MSGPACK_OBJECT_STR || v->type == MSGPACK_OBJECT_MAP;
     }
     return false;
 }
@@ -312,8 +361,7 @@ static void safe_name(const char *p, size_t n, char out[64])
     size_t j = 0;
     for (size_t i = 0; i < n && j < 60; i++)
         out[j++] = (p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : '?';
-    if (n > 60)
-        out[j++] = '.', out[j++] = '.';
+    if (n > 60) out[j++] = '.', out[j++] = '.';
     out[j] = 0;
 }
 
@@ -322,12 +370,10 @@ int idl_wire_fields(const msgpack_object *body, idl_field *fields, size_t n,
 {
     for (size_t f = 0; f < n; f++)
         fields[f].val = NULL;
-    if (!body || body->type == MSGPACK_OBJECT_NIL)
-        return IDL_OK;
+    if (!body || body->type == MSGPACK_OBJECT_NIL) return IDL_OK;
     if (body->type != MSGPACK_OBJECT_MAP) {
         snprintf(msg, IDL_WIRE_MSG_MAX, "the body must be a map");
-        if (field_out)
-            strcpy(field_out, "body");
+        if (field_out) strcpy(field_out, "body");
         return IDL_INVALID_ARGUMENT;
     }
     /* Seen-bits, not val, catch a duplicate whose first copy was nil. */
@@ -337,36 +383,29 @@ int idl_wire_fields(const msgpack_object *body, idl_field *fields, size_t n,
         char name[64];
         if (k->type != MSGPACK_OBJECT_STR) {
             snprintf(msg, IDL_WIRE_MSG_MAX, "body keys must be strings");
-            if (field_out)
-                strcpy(field_out, "body");
+            if (field_out) strcpy(field_out, "body");
             return IDL_INVALID_ARGUMENT;
         }
         size_t f;
         for (f = 0; f < n; f++)
-            if (key_is(k, fields[f].name))
-                break;
+            if (key_is(k, fields[f].name)) break;
         if (f == n) {
             safe_name(k->via.str.ptr, k->via.str.size, name);
             snprintf(msg, IDL_WIRE_MSG_MAX, "unknown field '%s'", name);
-            if (field_out)
-                strcpy(field_out, name);
+            if (field_out) strcpy(field_out, name);
             return IDL_INVALID_ARGUMENT;
         }
         if (f < 64 && (seen & (1ull << f))) {
             snprintf(msg, IDL_WIRE_MSG_MAX, "field '%s' given twice", fields[f].name);
-            if (field_out)
-                snprintf(field_out, 64, "%s", fields[f].name);
+            if (field_out) snprintf(field_out, 64, "%s", fields[f].name);
             return IDL_INVALID_ARGUMENT;
         }
-        if (f < 64)
-            seen |= 1ull << f;
-        if (v->type == MSGPACK_OBJECT_NIL)
-            continue;
+        if (f < 64) seen |= 1ull << f;
+        if (v->type == MSGPACK_OBJECT_NIL) continue;
         if (!type_ok(v, fields[f].type)) {
             snprintf(msg, IDL_WIRE_MSG_MAX, "field '%s' must be %s", fields[f].name,
                      type_word(fields[f].type));
-            if (field_out)
-                snprintf(field_out, 64, "%s", fields[f].name);
+            if (field_out) snprintf(field_out, 64, "%s", fields[f].name);
             return IDL_INVALID_ARGUMENT;
         }
         fields[f].val = v;
@@ -376,10 +415,8 @@ int idl_wire_fields(const msgpack_object *body, idl_field *fields, size_t n,
 
 int idl_wire_str(const msgpack_object *o, char *buf, size_t bufsz)
 {
-    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= bufsz)
-        return IDL_INVALID_ARGUMENT;
-    if (o->via.str.size)
-        memcpy(buf, o->via.str.ptr, o->via.str.size);
+    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= bufsz) return IDL_INVALID_ARGUMENT;
+    if (o->via.str.size) memcpy(buf, o->via.str.ptr, o->via.str.size);
     buf[o->via.str.size] = 0;
     return IDL_OK;
 }
@@ -392,11 +429,15 @@ uint64_t idl_wire_uint(const msgpack_object *o)
 double idl_wire_number(const msgpack_object *o)
 {
     switch (o->type) {
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: return (double)o->via.u64;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return (double)o->via.i64;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return (double)o->via.u64;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return (double)o->via.i64;
     case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return o->via.f64;
-    default: return 0;
+    case MSGPACK_OBJECT_FLOAT64:
+        return o->via.f64;
+    default:
+        return 0;
     }
 }
 
@@ -432,10 +473,8 @@ void idl_buf_free(idl_buf *b)
 int idl_buf_write(void *data, const char *buf, size_t len)
 {
     idl_buf *b = data;
-    if (b->failed)
-        return -1;
-    if (len == 0)
-        return 0;
+    if (b->failed) return -1;
+    if (len == 0) return 0;
     if (b->cap - b->len < len) {
         if (b->fixed) {
             b->failed = true;

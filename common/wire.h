@@ -22,11 +22,11 @@
 /* A decoded request.  Pointers point into the request bytes or the zone
  * passed to idl_wire_decode_request, and live as long as both. */
 typedef struct {
-    uint64_t id;              /* 0 when has_id is false */
+    uint64_t id; /* 0 when has_id is false */
     bool has_id;
-    const char *method;       /* not NUL-terminated; NULL when absent */
+    const char *method; /* not NUL-terminated; NULL when absent */
     size_t method_len;
-    const char *auth;         /* meta.authorization; NULL when absent */
+    const char *auth; /* meta.authorization; NULL when absent */
     size_t auth_len;
     bool has_timeout;
     uint64_t timeout_ms;

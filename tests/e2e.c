@@ -46,7 +46,8 @@ static int free_port(void)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t l = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &l))
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) ||
+        getsockname(fd, (struct sockaddr *)&a, &l))
         die("cannot find a free port");
     int port = ntohs(a.sin_port);
     close(fd);
@@ -60,8 +61,7 @@ static char *slurp_fd(int fd)
     ssize_t r;
     while ((r = read(fd, b + n, cap - n - 1)) > 0) {
         n += (size_t)r;
-        if (cap - n < 2)
-            b = realloc(b, cap *= 2);
+        if (cap - n < 2) b = realloc(b, cap *= 2);
     }
     b[n] = 0;
     return b;
@@ -71,11 +71,9 @@ int e2e_cli(const char *const *args, const char *stdin_text, char **out, char **
 {
     const char *cli = env_or_die("IDL_CLI");
     int po[2], pe[2], pi[2];
-    if (pipe(po) || pipe(pe) || pipe(pi))
-        die("pipe");
+    if (pipe(po) || pipe(pe) || pipe(pi)) die("pipe");
     pid_t pid = fork();
-    if (pid < 0)
-        die("fork");
+    if (pid < 0) die("fork");
     if (pid == 0) {
         dup2(pi[0], 0);
         dup2(po[1], 1);
@@ -94,8 +92,7 @@ int e2e_cli(const char *const *args, const char *stdin_text, char **out, char **
         size_t len = strlen(stdin_text), off = 0;
         while (off < len) {
             ssize_t w = write(pi[1], stdin_text + off, len - off);
-            if (w <= 0)
-                break;
+            if (w <= 0) break;
             off += (size_t)w;
         }
     }
@@ -120,16 +117,15 @@ int e2e_cli(const char *const *args, const char *stdin_text, char **out, char **
 static void add_key(e2e_env *e, const char *customer, const char *scopes, const char *rate,
                     char *out)
 {
-    const char *args[] = {"keys", "add", "--file", e->keys, "--customer", customer, "--scopes",
-                          scopes, "--rate", rate, NULL};
+    const char *args[] = {"keys",     "add",  "--file", e->keys, "--customer", customer,
+                          "--scopes", scopes, "--rate", rate,    NULL};
     char *o = NULL, *er = NULL;
     if (e2e_cli(args, NULL, &o, &er) != 0) {
         fprintf(stderr, "keys add failed: %s\n", er);
         die("cannot create keys");
     }
     char *nl = strchr(o, '\n');
-    if (nl)
-        *nl = 0;
+    if (nl) *nl = 0;
     snprintf(out, 128, "%s", o);
     free(o);
     free(er);
@@ -140,8 +136,7 @@ void e2e_init(e2e_env *e)
     memset(e, 0, sizeof(*e));
     current = e;
     snprintf(e->dir, sizeof e->dir, "/tmp/idl-e2e-XXXXXX");
-    if (!mkdtemp(e->dir))
-        die("mkdtemp");
+    if (!mkdtemp(e->dir)) die("mkdtemp");
     snprintf(e->data, sizeof e->data, "%s/data", e->dir);
     snprintf(e->keys, sizeof e->keys, "%s/keys", e->dir);
     snprintf(e->log, sizeof e->log, "%s/idlookupd.log", e->dir);
@@ -157,16 +152,15 @@ void e2e_start(e2e_env *e, const char *const *extra)
 {
     const char *bin = env_or_die("IDL_DAEMON");
     pid_t pid = fork();
-    if (pid < 0)
-        die("fork");
+    if (pid < 0) die("fork");
     if (pid == 0) {
         int fd = open(e->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd >= 0) {
             dup2(fd, 2);
             dup2(fd, 1);
         }
-        const char *argv[32] = {bin, "--data", e->data, "--listen", e->url, "--keys", e->keys,
-                                "--drain-ms", "100"};
+        const char *argv[32] = {bin,      "--data", e->data,      "--listen", e->url,
+                                "--keys", e->keys,  "--drain-ms", "100"};
         int i = 9;
         for (int j = 0; extra && extra[j] && i < 31; j++)
             argv[i++] = extra[j];
@@ -175,15 +169,13 @@ void e2e_start(e2e_env *e, const char *const *extra)
         _exit(127);
     }
     e->pid = pid;
-    if (!e->c && idl_client_open(&e->c, e->url, NULL))
-        die("client open");
+    if (!e->c && idl_client_open(&e->c, e->url, NULL)) die("client open");
     for (int i = 0; i < 200; i++) {
         idl_reply *r = NULL;
         if (idl_client_call(e->c, "grpc.health.v1.Health/Check", NULL, 0, -1, 100, &r) == 0) {
             bool ok = r->code == 0 && e2e_str_is(e2e_get(&r->body, "status"), "SERVING");
             idl_reply_free(r);
-            if (ok)
-                return;
+            if (ok) return;
         }
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
@@ -196,8 +188,7 @@ void e2e_start(e2e_env *e, const char *const *extra)
 
 int e2e_stop(e2e_env *e)
 {
-    if (!e->pid)
-        return -1;
+    if (!e->pid) return -1;
     kill(e->pid, SIGTERM);
     int st = 0;
     for (int i = 0; i < 300; i++) {
@@ -216,8 +207,7 @@ int e2e_stop(e2e_env *e)
 
 void e2e_kill9(e2e_env *e)
 {
-    if (!e->pid)
-        return;
+    if (!e->pid) return;
     kill(e->pid, SIGKILL);
     int st;
     waitpid(e->pid, &st, 0);
@@ -233,8 +223,7 @@ static int rm_rf(const char *path)
 
 void e2e_cleanup(e2e_env *e)
 {
-    if (e->pid)
-        e2e_stop(e);
+    if (e->pid) e2e_stop(e);
     idl_client_close(e->c);
     e->c = NULL;
     if (getenv("IDL_E2E_KEEP"))
@@ -255,8 +244,7 @@ idl_reply *e2e_call_t(e2e_env *e, const char *key, const char *method, const cha
     idl_client *c = e->c;
     idl_client *kc = NULL;
     if (key) {
-        if (idl_client_open(&kc, e->url, key))
-            die("client open");
+        if (idl_client_open(&kc, e->url, key)) die("client open");
         c = kc;
     }
     idl_reply *r = NULL;
@@ -279,24 +267,20 @@ idl_reply *e2e_callf(e2e_env *e, const char *key, const char *method, const char
     int n = vsnprintf(NULL, 0, fmt, aq);
     va_end(aq);
     char *json = malloc((size_t)n + 1);
-    if (!json)
-        die("out of memory");
+    if (!json) die("out of memory");
     vsnprintf(json, (size_t)n + 1, fmt, ap);
     va_end(ap);
     idl_reply *r = e2e_call(e, key, method, json);
-    if (!r)
-        fprintf(stderr, "transport failure calling %s with %.300s\n", method, json);
+    if (!r) fprintf(stderr, "transport failure calling %s with %.300s\n", method, json);
     free(json);
     return r;
 }
 
 const msgpack_object *e2e_get(const msgpack_object *map, const char *key)
 {
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
+    if (!map || map->type != MSGPACK_OBJECT_MAP) return NULL;
     for (uint32_t i = 0; i < map->via.map.size; i++)
-        if (idl_wire_str_eq(&map->via.map.ptr[i].key, key))
-            return &map->via.map.ptr[i].val;
+        if (idl_wire_str_eq(&map->via.map.ptr[i].key, key)) return &map->via.map.ptr[i].val;
     return NULL;
 }
 
@@ -320,11 +304,9 @@ const msgpack_object *e2e_path(const msgpack_object *root, const char *path)
 const char *e2e_json(const msgpack_object *o)
 {
     static char buf[8192];
-    if (!o)
-        return "(absent)";
+    if (!o) return "(absent)";
     FILE *f = fmemopen(buf, sizeof buf - 1, "w");
-    if (!f)
-        return "?";
+    if (!f) return "?";
     idl_json_print(f, o, false);
     fclose(f);
     buf[sizeof buf - 1] = 0;
@@ -346,8 +328,7 @@ const char *e2e_write_file(e2e_env *e, const char *name, const char *text)
     static char path[400];
     snprintf(path, sizeof path, "%s/%s", e->dir, name);
     FILE *f = fopen(path, "w");
-    if (!f)
-        die("cannot write a test file");
+    if (!f) die("cannot write a test file");
     fputs(text, f);
     fclose(f);
     return path;

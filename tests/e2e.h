@@ -15,14 +15,14 @@
 #include <sys/types.h>
 
 typedef struct {
-    char dir[256];      /* temp dir: keys, data/, logs */
-    char data[300];     /* the store */
-    char keys[300];     /* the key file */
+    char dir[256];  /* temp dir: keys, data/, logs */
+    char data[300]; /* the store */
+    char keys[300]; /* the key file */
     char url[320];
-    char log[300];      /* daemon stderr */
+    char log[300]; /* daemon stderr */
     pid_t pid;
     char lookup_key[128], privacy_key[128], admin_key[128], all_key[128], slow_key[128];
-    idl_client *c;      /* no key */
+    idl_client *c; /* no key */
 } e2e_env;
 
 /* Creates the temp dir and keys (lookup, privacy, admin, all scopes at a high

@@ -20,8 +20,7 @@ static inline bool check_ok_shape(const shape_schema *s, const idl_reply *r, con
                                   const char *what)
 {
     CHECKM(r && r->code == 0, "%s: %s: code %d: %s", method, what, r ? r->code : -1, msg_of(r));
-    if (!r || r->code != 0)
-        return false;
+    if (!r || r->code != 0) return false;
     char err[512] = "";
     int rc = shape_check_response(s, method, &r->body, err);
     CHECKM(rc == 0, "%s: %s: reply body off the schema: %s: %s", method, what, err,
@@ -34,8 +33,7 @@ static inline void expect_err(const idl_reply *r, int code, const char *field, c
 {
     CHECKM(r && r->code == code, "%s: want code %d, got %d (%s)", what, code, r ? r->code : -1,
            msg_of(r));
-    if (!r)
-        return;
+    if (!r) return;
     CHECKM(r->message && r->message[0], "%s: no message", what);
     if (field)
         CHECKM(r->message && strstr(r->message, field), "%s: message '%s' does not name '%s'", what,

@@ -18,10 +18,6 @@
 
 #define BYTES(lit) lit, sizeof(lit) - 1
 
-
-
-
-
 /* ---- encoding ---- */
 
 static void encode_layout(void)
@@ -132,8 +128,6 @@ static void encode_layout(void)
 }
 
 /* ---- decoding ---- */
-
-
 
 static void ok_reply(builder *b)
 {

@@ -18,8 +18,7 @@ static int run_bench(const char *const *args, json_t **report)
 {
     const char *bench = getenv("IDL_BENCH");
     int fd[2];
-    if (!bench || pipe(fd))
-        return -1;
+    if (!bench || pipe(fd)) return -1;
     pid_t pid = fork();
     if (pid == 0) {
         dup2(fd[1], 1);
@@ -50,8 +49,7 @@ static int run_bench(const char *const *args, json_t **report)
 static void check_report(json_t *rep)
 {
     CHECK(rep != NULL);
-    if (!rep)
-        return;
+    if (!rep) return;
     json_t *codes = json_object_get(rep, "codes");
     json_t *lat = json_object_get(rep, "latency_us");
     long long requests = json_integer_value(json_object_get(rep, "requests"));
@@ -67,8 +65,8 @@ static void check_report(json_t *rep)
 
 static void health_load(void)
 {
-    const char *args[] = {"--url", env.url, "--method", "health", "-c", "4", "-z", "2", "--format",
-                          "json", NULL};
+    const char *args[] = {"--url", env.url, "--method", "health", "-c", "4",
+                          "-z",    "2",     "--format", "json",   NULL};
     json_t *rep = NULL;
     CHECK_INT(run_bench(args, &rep), 0);
     check_report(rep);
@@ -77,8 +75,9 @@ static void health_load(void)
 
 static void search_with_baseline(void)
 {
-    const char *args[] = {"--url", env.url, "--key", env.lookup_key, "--method", "search", "--data",
-                          pool, "-c", "4", "-z", "2", "--baseline", "--format", "json", NULL};
+    const char *args[] = {
+        "--url", env.url, "--key", env.lookup_key, "--method", "search", "--data", pool, "-c",
+        "4",     "-z",    "2",     "--baseline",   "--format", "json",   NULL};
     json_t *rep = NULL;
     CHECK_INT(run_bench(args, &rep), 0);
     check_report(rep);
@@ -88,10 +87,27 @@ static void search_with_baseline(void)
 
 static void mixed_open_loop(void)
 {
-    const char *args[] = {"--url", env.url, "--key", env.lookup_key, "--data", pool, "--mix",
-                          "search=70,validate=15,verify=10,batch=5", "--batch-size", "10", "-c",
-                          "8", "-z", "2", "--rate", "200", "--miss-ratio", "0.2", "--format",
-                          "json", NULL};
+    const char *args[] = {"--url",
+                          env.url,
+                          "--key",
+                          env.lookup_key,
+                          "--data",
+                          pool,
+                          "--mix",
+                          "search=70,validate=15,verify=10,batch=5",
+                          "--batch-size",
+                          "10",
+                          "-c",
+                          "8",
+                          "-z",
+                          "2",
+                          "--rate",
+                          "200",
+                          "--miss-ratio",
+                          "0.2",
+                          "--format",
+                          "json",
+                          NULL};
     json_t *rep = NULL;
     CHECK_INT(run_bench(args, &rep), 0);
     check_report(rep);

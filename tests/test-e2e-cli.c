@@ -33,7 +33,8 @@ static void call_ok_prints_the_envelope(void)
     free(out);
     free(err);
     /* Body from stdin, short method names. */
-    const char *args2[] = {"call", "--url", env.url, "--key", env.lookup_key, "Lookup/Validate", "-", NULL};
+    const char *args2[] = {"call",         "--url",           env.url, "--key",
+                           env.lookup_key, "Lookup/Validate", "-",     NULL};
     CHECK_INT(e2e_cli(args2, "{\"email\": \"Jane@Example.com\"}", &out, &err), 0);
     CHECK(out && strstr(out, "\"normalized\": \"jane@example.com\""));
     free(out);
@@ -42,7 +43,8 @@ static void call_ok_prints_the_envelope(void)
 
 static void call_error_exits_1_with_json_and_message(void)
 {
-    const char *args[] = {"call", "--url", env.url, "idlookup.v1.Lookup/Search", "{\"email\": \"a@b.com\"}", NULL};
+    const char *args[] = {
+        "call", "--url", env.url, "idlookup.v1.Lookup/Search", "{\"email\": \"a@b.com\"}", NULL};
     char *out = NULL, *err = NULL;
     CHECK_INT(e2e_cli(args, NULL, &out, &err), 1);
     json_error_t je;
@@ -89,8 +91,9 @@ static void call_bad_usage_exits_2(void)
 
 static void call_unreachable_exits_1(void)
 {
-    const char *args[] = {"call", "--url", "tcp://127.0.0.1:1", "--wait-ms", "300",
-                          "grpc.health.v1.Health/Check", "{}", NULL};
+    const char *args[] = {"call",      "--url", "tcp://127.0.0.1:1",
+                          "--wait-ms", "300",   "grpc.health.v1.Health/Check",
+                          "{}",        NULL};
     char *out = NULL, *err = NULL;
     CHECK_INT(e2e_cli(args, NULL, &out, &err), 1);
     json_error_t je;
@@ -131,7 +134,8 @@ static void ipc_transport(void)
     e2e_init(&ipc);
     snprintf(ipc.url, sizeof ipc.url, "ipc://%s/idlookupd.sock", ipc.dir);
     e2e_start(&ipc, NULL);
-    idl_reply *r = e2e_call(&ipc, ipc.lookup_key, "idlookup.v1.Lookup/Search", "{\"email\": \"a@b.com\"}");
+    idl_reply *r =
+        e2e_call(&ipc, ipc.lookup_key, "idlookup.v1.Lookup/Search", "{\"email\": \"a@b.com\"}");
     CHECK(r && r->code == 0);
     idl_reply_free(r);
     const char *args[] = {"call", "--url", ipc.url, "grpc.health.v1.Health/Check", NULL};

@@ -31,8 +31,7 @@ static void check_reply_shape(idl_reply *r)
 {
     char err[512] = "";
     CHECK(r && shape_check_envelope(schema, "reply", &r->root, err) == 0);
-    if (err[0])
-        fprintf(stderr, "reply shape: %s\n", err);
+    if (err[0]) fprintf(stderr, "reply shape: %s\n", err);
 }
 
 static void health_and_describe(void)
@@ -59,8 +58,7 @@ static void health_and_describe(void)
     CHECK_INT(code_of(r), 0);
     char err[512] = "";
     CHECK(r && shape_check_response(schema, "idlookup.v1.Meta/Describe", &r->body, err) == 0);
-    if (err[0])
-        fprintf(stderr, "describe: %s\n", err);
+    if (err[0]) fprintf(stderr, "describe: %s\n", err);
     const msgpack_object *m = e2e_get(&r->body, "methods");
     CHECK(m && m->type == MSGPACK_OBJECT_ARRAY && m->via.array.size == 10);
     /* Every method the schema lists is served with the scope it documents. */
@@ -70,8 +68,7 @@ static void health_and_describe(void)
         bool found = false;
         for (uint32_t j = 0; j < m->via.array.size; j++) {
             const msgpack_object *e = &m->via.array.ptr[j];
-            if (!e2e_str_is(e2e_get(e, "name"), name))
-                continue;
+            if (!e2e_str_is(e2e_get(e, "name"), name)) continue;
             found = true;
             const msgpack_object *sc = e2e_get(e, "scope");
             CHECK(scope ? e2e_str_is(sc, scope) : (sc && sc->type == MSGPACK_OBJECT_NIL));
@@ -87,13 +84,17 @@ static void undecodable_inputs(void)
         const char *bytes;
         size_t len;
     } cases[] = {
-        {"\xc1", 1},                                 /* never-used byte */
-        {"\x93\x01\x02\x03", 4},                     /* array, not a map */
-        {"\xa3" "abc", 4},                           /* str */
-        {"\x81\xa2id", 4},                           /* truncated map */
-        {"\xdf\xff\xff\xff\xff", 5},                 /* map32 declaring 4G entries */
-        {"\xdb\xff\xff\xff\xff" "ab", 7},            /* str32 declaring 4 GiB */
-        {"\x82\xa2id\x01\xa6method\x01", 13},        /* method not a str; id readable */
+        {"\xc1", 1},             /* never-used byte */
+        {"\x93\x01\x02\x03", 4}, /* array, not a map */
+        {"\xa3"
+         "abc",
+         4},                         /* str */
+        {"\x81\xa2id", 4},           /* truncated map */
+        {"\xdf\xff\xff\xff\xff", 5}, /* map32 declaring 4G entries */
+        {"\xdb\xff\xff\xff\xff"
+         "ab",
+         7},                                  /* str32 declaring 4 GiB */
+        {"\x82\xa2id\x01\xa6method\x01", 13}, /* method not a str; id readable */
         {"", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -115,7 +116,8 @@ static void undecodable_inputs(void)
     /* Deep nesting in the body. */
     char deep[200];
     size_t n = 0;
-    const char *head = "\x83\xa2id\x05\xa6method\xbbgrpc.health.v1.Health/Check\xa4" "body\x81\xa1x";
+    const char *head = "\x83\xa2id\x05\xa6method\xbbgrpc.health.v1.Health/Check\xa4"
+                       "body\x81\xa1x";
     memcpy(deep, head, strlen(head));
     n = strlen(head);
     for (int i = 0; i < 40; i++)
@@ -180,8 +182,7 @@ static int raw_code(const char *method, const char *key, const char *body, size_
         idl_reply *r = NULL;
         if (idl_reply_decode(rep, rl, &r) == 0) {
             code = r->code;
-            if (code == IDL_INVALID_ARGUMENT)
-                CHECK(r->message && strstr(r->message, "body"));
+            if (code == IDL_INVALID_ARGUMENT) CHECK(r->message && strstr(r->message, "body"));
         }
         idl_reply_free(r);
         free(rep);
@@ -192,7 +193,8 @@ static int raw_code(const char *method, const char *key, const char *body, size_
 
 static void body_not_a_map_is_checked_last(void)
 {
-    CHECK_INT(raw_code("idlookup.v1.Lookup/Nope", env.lookup_key, "\x91\x01", 2), IDL_UNIMPLEMENTED);
+    CHECK_INT(raw_code("idlookup.v1.Lookup/Nope", env.lookup_key, "\x91\x01", 2),
+              IDL_UNIMPLEMENTED);
     CHECK_INT(raw_code(SEARCH, NULL, "\x91\x01", 2), IDL_UNAUTHENTICATED);
     CHECK_INT(raw_code(STATS, env.lookup_key, "\xa1x", 2), IDL_PERMISSION_DENIED);
     CHECK_INT(raw_code(SEARCH, env.lookup_key, "\x05", 1), IDL_INVALID_ARGUMENT);
@@ -243,8 +245,8 @@ static void request_ids_unique(void)
 
 static void keys_reload_on_sighup(void)
 {
-    const char *add[] = {"keys", "add", "--file", env.keys, "--customer", "late-co", "--scopes",
-                         "lookup", NULL};
+    const char *add[] = {"keys",    "add",      "--file", env.keys, "--customer",
+                         "late-co", "--scopes", "lookup", NULL};
     char *out = NULL;
     CHECK_INT(e2e_cli(add, NULL, &out, NULL), 0);
     char key[128] = "";
@@ -292,12 +294,14 @@ static void *flood(void *arg)
 {
     uint64_t seed = (uint64_t)(uintptr_t)arg;
     idl_client *c;
-    if (idl_client_open(&c, env.url, env.lookup_key))
-        return NULL;
+    if (idl_client_open(&c, env.url, env.lookup_key)) return NULL;
     void *good = NULL;
     size_t good_len = 0;
-    idl_request_encode(1, SEARCH, env.lookup_key, -1, "\x81\xa5" "email\xa5" "a@b.c", 13, &good,
-                       &good_len);
+    idl_request_encode(1, SEARCH, env.lookup_key, -1,
+                       "\x81\xa5"
+                       "email\xa5"
+                       "a@b.c",
+                       13, &good, &good_len);
     unsigned char buf[512];
     for (int i = 0; i < 1000; i++) {
         size_t len;

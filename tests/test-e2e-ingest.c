@@ -48,12 +48,10 @@ static long long wal_bytes(void)
             char path[700];
             struct stat st;
             snprintf(path, sizeof path, "%s/%s", env.data, e->d_name);
-            if (stat(path, &st) == 0)
-                total += st.st_size;
+            if (stat(path, &st) == 0) total += st.st_size;
         }
     }
-    if (d)
-        closedir(d);
+    if (d) closedir(d);
     return total;
 }
 
@@ -61,8 +59,7 @@ static long long wal_bytes(void)
 static bool under13(const char *dob)
 {
     int y, m, d, ty, tm, td;
-    if (sscanf(dob, "%d-%d-%d", &y, &m, &d) != 3)
-        return false;
+    if (sscanf(dob, "%d-%d-%d", &y, &m, &d) != 3) return false;
     time_t now = time(NULL);
     struct tm g;
     gmtime_r(&now, &g);
@@ -114,8 +111,7 @@ static void killed_ingest_then_rerun(void)
     size_t cap = 0;
     int checked = 0, missing = 0;
     for (int i = 0; getline(&line, &cap, f) > 0; i++) {
-        if (i % 97)
-            continue;
+        if (i % 97) continue;
         json_t *rec = json_loads(line, 0, &je);
         json_t *emails = json_object_get(rec, "emails");
         const char *sid = json_string_value(json_object_get(rec, "source_id"));
@@ -129,7 +125,8 @@ static void killed_ingest_then_rerun(void)
             r = e2e_call(&env, env.lookup_key, "idlookup.v1.Lookup/Search", body);
             bool found = false;
             const msgpack_object *ps = r ? e2e_get(&r->body, "persons") : NULL;
-            for (uint32_t k = 0; ps && ps->type == MSGPACK_OBJECT_ARRAY && k < ps->via.array.size; k++)
+            for (uint32_t k = 0; ps && ps->type == MSGPACK_OBJECT_ARRAY && k < ps->via.array.size;
+                 k++)
                 found |= e2e_str_is(e2e_get(&ps->via.array.ptr[k], "id"), e2e_pid(sid));
             checked++;
             missing += !found;
@@ -151,8 +148,7 @@ int main(void)
     snprintf(count, sizeof count, "%d", N);
     const char *gen[] = {"gen", "--count", count, "--seed", "11", NULL};
     char *out = NULL;
-    if (e2e_cli(gen, NULL, &out, NULL) != 0 || !out)
-        return 99;
+    if (e2e_cli(gen, NULL, &out, NULL) != 0 || !out) return 99;
     FILE *f = fopen(file, "w");
     fputs(out, f);
     fclose(f);

@@ -23,8 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
-
 /* ---- helpers ---- */
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)

@@ -18,7 +18,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-
 #define BYTES(lit) lit, sizeof(lit) - 1
 
 /* A message the reply can carry: non-empty, printable, more than one word. */
@@ -36,8 +35,6 @@ static bool is_sentence(const char *m)
 }
 
 /* ---- building messages ---- */
-
-
 
 static void b_raw(builder *b, const void *p, size_t n)
 {

@@ -38,11 +38,9 @@ static inline bool str_is(const msgpack_object *o, const char *s)
 
 static inline const msgpack_object *get(const msgpack_object *map, const char *key)
 {
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
+    if (!map || map->type != MSGPACK_OBJECT_MAP) return NULL;
     for (uint32_t i = 0; i < map->via.map.size; i++)
-        if (str_is(&map->via.map.ptr[i].key, key))
-            return &map->via.map.ptr[i].val;
+        if (str_is(&map->via.map.ptr[i].key, key)) return &map->via.map.ptr[i].val;
     return NULL;
 }
 
@@ -64,8 +62,7 @@ static inline void cap_address_space(void)
     long pages = 0, page = sysconf(_SC_PAGESIZE);
     FILE *f = fopen("/proc/self/statm", "r");
     if (f) {
-        if (fscanf(f, "%ld", &pages) != 1)
-            pages = 0;
+        if (fscanf(f, "%ld", &pages) != 1) pages = 0;
         fclose(f);
     }
     if (pages > 0) {

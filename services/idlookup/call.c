@@ -44,8 +44,7 @@ static char *read_all(FILE *f, size_t *len)
 {
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
-    if (!buf)
-        return NULL;
+    if (!buf) return NULL;
     size_t r;
     while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
         n += r;
@@ -85,8 +84,7 @@ static int body_from_json(const char *text, size_t len, idl_buf *body)
     size_t i = 0;
     while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\t' || text[i] == '\r'))
         i++;
-    if (i == len)
-        text = "{}", len = 2;
+    if (i == len) text = "{}", len = 2;
     char msg[IDL_WIRE_MSG_MAX];
     if (idl_json_to_msgpack(text, len, body, msg)) {
         fprintf(stderr, "idlookup call: the request body: %s\n", msg);
@@ -113,8 +111,8 @@ static int do_call(const char *url, const char *key, const char *method, const i
         return 1;
     }
     idl_reply *r = NULL;
-    rc = idl_client_call(c, method, body ? body->data : NULL, body ? body->len : 0,
-                         (int)timeout_ms, (int)wait_ms, &r);
+    rc = idl_client_call(c, method, body ? body->data : NULL, body ? body->len : 0, (int)timeout_ms,
+                         (int)wait_ms, &r);
     int status = 1;
     if (rc) {
         /* No envelope came back: print one in the same shape, made here, so
@@ -167,18 +165,24 @@ int idl_cli_call(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
         switch (o) {
-        case 'u': url = optarg; break;
-        case 'k': key = optarg; break;
+        case 'u':
+            url = optarg;
+            break;
+        case 'k':
+            key = optarg;
+            break;
         case 't':
-            if (parse_int("--timeout-ms", optarg, 0, 86400000, &timeout_ms))
-                return 2;
+            if (parse_int("--timeout-ms", optarg, 0, 86400000, &timeout_ms)) return 2;
             break;
         case 'w':
-            if (parse_int("--wait-ms", optarg, 1, 86400000, &wait_ms))
-                return 2;
+            if (parse_int("--wait-ms", optarg, 1, 86400000, &wait_ms)) return 2;
             break;
-        case 'h': fputs(call_usage, stdout); return 0;
-        case ':': fprintf(stderr, "idlookup call: %s: missing value\n", argv[optind - 1]); return 2;
+        case 'h':
+            fputs(call_usage, stdout);
+            return 0;
+        case ':':
+            fprintf(stderr, "idlookup call: %s: missing value\n", argv[optind - 1]);
+            return 2;
         default:
             fprintf(stderr, "idlookup call: unknown option '%s' (see --help)\n", argv[optind - 1]);
             return 2;
@@ -215,8 +219,7 @@ int idl_cli_call(int argc, char **argv)
     idl_buf body = {0};
     int rc = body_from_json(json, len, &body);
     free(in);
-    if (rc == 0)
-        rc = do_call(url, key, method, &body, timeout_ms, wait_ms, true, NULL);
+    if (rc == 0) rc = do_call(url, key, method, &body, timeout_ms, wait_ms, true, NULL);
     idl_buf_free(&body);
     return rc;
 }
@@ -224,21 +227,24 @@ int idl_cli_call(int argc, char **argv)
 int idl_cli_describe(int argc, char **argv)
 {
     const char *url = "tcp://127.0.0.1:7411";
-    static const struct option opts[] = {{"url", required_argument, 0, 'u'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"url", required_argument, 0, 'u'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
     int o;
     while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (o) {
-        case 'u': url = optarg; break;
+        case 'u':
+            url = optarg;
+            break;
         case 'h':
             fputs("usage: idlookup describe [--url URL]\n"
                   "Lists the methods the service implements, with the scope each needs.\n",
                   stdout);
             return 0;
-        case ':': fprintf(stderr, "idlookup describe: %s: missing value\n", argv[optind - 1]); return 2;
+        case ':':
+            fprintf(stderr, "idlookup describe: %s: missing value\n", argv[optind - 1]);
+            return 2;
         default:
             fprintf(stderr, "idlookup describe: unknown option '%s'\n", argv[optind - 1]);
             return 2;
@@ -250,8 +256,7 @@ int idl_cli_describe(int argc, char **argv)
     }
     idl_reply *r = NULL;
     int rc = do_call(url, NULL, "idlookup.v1.Meta/Describe", NULL, -1, 10000, false, &r);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     const msgpack_object *methods = NULL;
     if (r->body.type == MSGPACK_OBJECT_MAP)
         for (uint32_t i = 0; i < r->body.via.map.size; i++)
@@ -262,8 +267,7 @@ int idl_cli_describe(int argc, char **argv)
             const msgpack_object *m = &methods->via.array.ptr[i];
             const msgpack_object *name = NULL, *scope = NULL;
             for (uint32_t j = 0; m->type == MSGPACK_OBJECT_MAP && j < m->via.map.size; j++) {
-                if (idl_wire_str_eq(&m->via.map.ptr[j].key, "name"))
-                    name = &m->via.map.ptr[j].val;
+                if (idl_wire_str_eq(&m->via.map.ptr[j].key, "name")) name = &m->via.map.ptr[j].val;
                 if (idl_wire_str_eq(&m->via.map.ptr[j].key, "scope"))
                     scope = &m->via.map.ptr[j].val;
             }

@@ -33,9 +33,9 @@ typedef enum { S_EMPTY, S_FILLED, S_PARSING, S_PARSED } slot_state;
 
 typedef struct {
     slot_state state;
-    uint64_t seq;         /* chunk number, for in-order writing */
+    uint64_t seq; /* chunk number, for in-order writing */
     const char *file;
-    uint64_t first_line;  /* line number of lines[0] */
+    uint64_t first_line; /* line number of lines[0] */
     size_t n;
     char *lines[CHUNK_LINES];
     size_t lens[CHUNK_LINES];
@@ -67,8 +67,7 @@ static void note(slot *s, const char *file, uint64_t line, const char *kind, con
     char buf[512];
     int n = snprintf(buf, sizeof buf, "idlookup ingest: %s:%llu: %s%s\n", file,
                      (unsigned long long)line, kind, text);
-    if (n > 0)
-        idl_buf_write(&s->notes, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+    if (n > 0) idl_buf_write(&s->notes, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
 static void on_warning(void *ctx, const char *reason)
@@ -162,8 +161,7 @@ static void *parser(void *arg)
             if (p->slots[i].state == S_FILLED && p->slots[i].seq < best)
                 best = p->slots[i].seq, s = &p->slots[i];
         if (!s) {
-            if (p->eof || p->failed)
-                break;
+            if (p->eof || p->failed) break;
             pthread_cond_wait(&p->changed, &p->lock);
             continue;
         }
@@ -204,11 +202,9 @@ static int write_slot(idl_store *st, slot *s, totals *t, idl_upsert_result *res)
     t->read += s->n;
     t->invalid += s->invalid;
     t->dropped += s->dropped;
-    if (s->nrecs == 0)
-        return IDL_OK;
+    if (s->nrecs == 0) return IDL_OK;
     int rc = idl_store_upsert(st, s->recs, s->nrecs, res, false);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     for (size_t i = 0; i < s->nrecs; i++) {
         t->stored += res[i].outcome == IDL_UP_STORED;
         t->updated += res[i].outcome == IDL_UP_UPDATED;
@@ -243,22 +239,20 @@ int idl_cli_ingest(int argc, char **argv)
     unsigned long cache_mb = 256;
     bool quiet = false;
     long nparsers = sysconf(_SC_NPROCESSORS_ONLN);
-    if (nparsers < 1)
-        nparsers = 1;
-    if (nparsers > PARSERS_MAX)
-        nparsers = PARSERS_MAX;
-    static const struct option opts[] = {{"data", required_argument, 0, 'd'},
-                                         {"threads", required_argument, 0, 't'},
-                                         {"cache-mb", required_argument, 0, 'c'},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    if (nparsers < 1) nparsers = 1;
+    if (nparsers > PARSERS_MAX) nparsers = PARSERS_MAX;
+    static const struct option opts[] = {
+        {"data", required_argument, 0, 'd'},     {"threads", required_argument, 0, 't'},
+        {"cache-mb", required_argument, 0, 'c'}, {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
     int o;
     while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (o) {
-        case 'd': data = optarg; break;
+        case 'd':
+            data = optarg;
+            break;
         case 'c': {
             char *e;
             errno = 0;
@@ -281,11 +275,18 @@ int idl_cli_ingest(int argc, char **argv)
             }
             break;
         }
-        case 'q': quiet = true; break;
-        case 'h': fputs(ingest_usage, stdout); return 0;
-        case ':': fprintf(stderr, "idlookup ingest: %s: missing value\n", argv[optind - 1]); return 2;
+        case 'q':
+            quiet = true;
+            break;
+        case 'h':
+            fputs(ingest_usage, stdout);
+            return 0;
+        case ':':
+            fprintf(stderr, "idlookup ingest: %s: missing value\n", argv[optind - 1]);
+            return 2;
         default:
-            fprintf(stderr, "idlookup ingest: unknown option '%s' (see --help)\n", argv[optind - 1]);
+            fprintf(stderr, "idlookup ingest: unknown option '%s' (see --help)\n",
+                    argv[optind - 1]);
             return 2;
         }
     }
@@ -299,8 +300,7 @@ int idl_cli_ingest(int argc, char **argv)
     }
     /* Every file must be readable before anything is written. */
     FILE **files = calloc((size_t)(argc - optind), sizeof(FILE *));
-    if (!files)
-        return 1;
+    if (!files) return 1;
     int nfiles = argc - optind, status = 1;
     for (int i = 0; i < nfiles; i++) {
         const char *path = argv[optind + i];
@@ -331,8 +331,7 @@ int idl_cli_ingest(int argc, char **argv)
     pthread_t th[PARSERS_MAX];
     int nth = 0;
     for (; setup_ok && nth < nparsers; nth++)
-        if (pthread_create(&th[nth], NULL, parser, &p) != 0)
-            break;
+        if (pthread_create(&th[nth], NULL, parser, &p) != 0) break;
     totals t = {0};
     double t0 = now_s(), last_progress = t0;
     bool show_progress = !quiet;
@@ -354,8 +353,7 @@ int idl_cli_ingest(int argc, char **argv)
             }
         slot *next = NULL;
         for (int i = 0; i < SLOTS; i++)
-            if (p.slots[i].state == S_PARSED && p.slots[i].seq == p.next_write)
-                next = &p.slots[i];
+            if (p.slots[i].state == S_PARSED && p.slots[i].seq == p.next_write) next = &p.slots[i];
         if (!empty && !next) {
             bool pending = false;
             for (int i = 0; i < SLOTS; i++)
@@ -414,8 +412,7 @@ int idl_cli_ingest(int argc, char **argv)
             size_t k = 0;
             while (k < (size_t)n && (line[k] == ' ' || line[k] == '\t'))
                 k++;
-            if (k == (size_t)n)
-                continue; /* blank lines are not records */
+            if (k == (size_t)n) continue; /* blank lines are not records */
             char *copy = malloc((size_t)n + 1);
             if (!copy) {
                 rc = IDL_INTERNAL;
@@ -427,24 +424,20 @@ int idl_cli_ingest(int argc, char **argv)
             empty->lineno[empty->n] = lineno;
             empty->n++;
         }
-        if (fi >= nfiles)
-            reading = false;
+        if (fi >= nfiles) reading = false;
         pthread_mutex_lock(&p.lock);
         if (empty->n) {
             empty->seq = p.next_fill++;
             empty->state = S_FILLED;
         }
-        if (!reading)
-            p.eof = true;
-        if (rc)
-            p.failed = true;
+        if (!reading) p.eof = true;
+        if (rc) p.failed = true;
         pthread_cond_broadcast(&p.changed);
         pthread_mutex_unlock(&p.lock);
     }
     pthread_mutex_lock(&p.lock);
     p.eof = true;
-    if (rc)
-        p.failed = true;
+    if (rc) p.failed = true;
     pthread_cond_broadcast(&p.changed);
     pthread_mutex_unlock(&p.lock);
     for (int i = 0; i < nth; i++)
@@ -465,7 +458,8 @@ int idl_cli_ingest(int argc, char **argv)
         fprintf(stderr, "\ridlookup ingest: %llu lines in %.1f s (%.0f lines/s)\n",
                 (unsigned long long)t.read, secs, (double)t.read / secs);
     if (t.more_errors || t.more_warnings)
-        fprintf(stderr, "idlookup ingest: %llu more skipped lines and %llu more warnings not shown\n",
+        fprintf(stderr,
+                "idlookup ingest: %llu more skipped lines and %llu more warnings not shown\n",
                 (unsigned long long)t.more_errors, (unsigned long long)t.more_warnings);
     if (rc) {
         fprintf(stderr, "idlookup ingest: the store could not be written; what was written is "
@@ -480,8 +474,7 @@ int idl_cli_ingest(int argc, char **argv)
     status = fflush(stdout) == 0 ? 0 : 1;
 close_files:
     for (int i = 0; i < nfiles; i++)
-        if (files[i] && files[i] != stdin)
-            fclose(files[i]);
+        if (files[i] && files[i] != stdin) fclose(files[i]);
     free(files);
     return status;
 }

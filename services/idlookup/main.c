@@ -32,18 +32,12 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
-    if (strcmp(cmd, "keys") == 0)
-        return idl_cli_keys(argc - 1, argv + 1);
-    if (strcmp(cmd, "call") == 0)
-        return idl_cli_call(argc - 1, argv + 1);
-    if (strcmp(cmd, "describe") == 0)
-        return idl_cli_describe(argc - 1, argv + 1);
-    if (strcmp(cmd, "ingest") == 0)
-        return idl_cli_ingest(argc - 1, argv + 1);
-    if (strcmp(cmd, "gen") == 0)
-        return idl_cli_gen(argc - 1, argv + 1);
-    if (strcmp(cmd, "analytics") == 0)
-        return idl_cli_analytics(argc - 1, argv + 1);
+    if (strcmp(cmd, "keys") == 0) return idl_cli_keys(argc - 1, argv + 1);
+    if (strcmp(cmd, "call") == 0) return idl_cli_call(argc - 1, argv + 1);
+    if (strcmp(cmd, "describe") == 0) return idl_cli_describe(argc - 1, argv + 1);
+    if (strcmp(cmd, "ingest") == 0) return idl_cli_ingest(argc - 1, argv + 1);
+    if (strcmp(cmd, "gen") == 0) return idl_cli_gen(argc - 1, argv + 1);
+    if (strcmp(cmd, "analytics") == 0) return idl_cli_analytics(argc - 1, argv + 1);
     fprintf(stderr, "idlookup: unknown command '%s' (see idlookup --help)\n", cmd);
     return 2;
 }

@@ -29,8 +29,7 @@ static void on_warning(void *ctx, const char *reason)
 int idld_upsert(idld_call *c)
 {
     idl_field f[1] = {{"records", IDL_FT_ARRAY, NULL}};
-    if (idl_wire_fields(c->body, f, 1, c->msg, c->field))
-        return IDL_INVALID_ARGUMENT;
+    if (idl_wire_fields(c->body, f, 1, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
     if (!f[0].val)
         return idld_fail(c, IDL_INVALID_ARGUMENT, "records", "missing required field 'records'");
     uint32_t n = f[0].val->via.array.size;
@@ -113,8 +112,7 @@ out:
 int idld_stats(idld_call *c)
 {
     idl_field f[1] = {{"_", IDL_FT_STR, NULL}};
-    if (idl_wire_fields(c->body, f, 0, c->msg, c->field))
-        return IDL_INVALID_ARGUMENT;
+    if (idl_wire_fields(c->body, f, 0, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
     idl_store_counts sc;
     idl_store_counts_get(c->st->store, &sc);
     msgpack_packer *pk = c->pk;
@@ -136,8 +134,7 @@ int idld_stats(idld_call *c)
         nz += (counts[i] = atomic_load(&c->st->by_code[i])) != 0;
     msgpack_pack_map(pk, nz);
     for (int i = 0; i < 17; i++) {
-        if (!counts[i])
-            continue;
+        if (!counts[i]) continue;
         idl_wire_pack_cstr(pk, idl_status_name(i));
         msgpack_pack_uint64(pk, counts[i]);
     }
@@ -154,13 +151,11 @@ static const char *const services[] = {"",
 int idld_health(idld_call *c)
 {
     idl_field f[1] = {{"service", IDL_FT_STR, NULL}};
-    if (idl_wire_fields(c->body, f, 1, c->msg, c->field))
-        return IDL_INVALID_ARGUMENT;
+    if (idl_wire_fields(c->body, f, 1, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
     if (f[0].val) {
         size_t i;
         for (i = 0; i < sizeof services / sizeof *services; i++)
-            if (idl_wire_str_eq(f[0].val, services[i]))
-                break;
+            if (idl_wire_str_eq(f[0].val, services[i])) break;
         if (i == sizeof services / sizeof *services)
             return idld_fail(c, IDL_NOT_FOUND, "service", "unknown service name");
     }
@@ -173,8 +168,7 @@ int idld_health(idld_call *c)
 int idld_describe(idld_call *c)
 {
     idl_field f[1] = {{"_", IDL_FT_STR, NULL}};
-    if (idl_wire_fields(c->body, f, 0, c->msg, c->field))
-        return IDL_INVALID_ARGUMENT;
+    if (idl_wire_fields(c->body, f, 0, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
     msgpack_pack_str_body(c->pk, c->st->describe_body, c->st->describe_len);
     return IDL_OK;
 }

@@ -33,10 +33,8 @@ typedef struct {
 /* Loads pid into r when a customer may see it. */
 static bool visible(idld_call *c, uint64_t pid, idl_record *r, const day *t)
 {
-    if (idl_store_get(c->st->store, pid, r) != IDL_OK)
-        return false;
-    if (idl_store_person_suppressed(c->st->store, pid))
-        return false;
+    if (idl_store_get(c->st->store, pid, r) != IDL_OK) return false;
+    if (idl_store_person_suppressed(c->st->store, pid)) return false;
     if (idl_record_is_child(r, t->y, t->m, t->d)) {
         /* DATA.md §2: found at query time (clock moved, bad data): purged. */
         idl_store_purge_child(c->st->store, pid);
@@ -55,13 +53,11 @@ static bool addr_hidden(idld_call *c, const idl_address *a)
     idl_hkey k;
     if (a->zip[0]) {
         idl_hkey_addr(&k, a->street, a->zip);
-        if (key_hidden(c, &k))
-            return true;
+        if (key_hidden(c, &k)) return true;
     }
     if (a->city[0] && a->state[0]) {
         idl_hkey_addrcs(&k, a->street, a->city, a->state);
-        if (key_hidden(c, &k))
-            return true;
+        if (key_hidden(c, &k)) return true;
     }
     return false;
 }
@@ -69,15 +65,12 @@ static bool addr_hidden(idld_call *c, const idl_address *a)
 /* Probes k unless the identifier itself is suppressed; appends to cand. */
 static int probe_into(idld_call *c, const idl_hkey *k, size_t *nc)
 {
-    if (key_hidden(c, k))
-        return IDL_OK;
+    if (key_hidden(c, k)) return IDL_OK;
     size_t n = 0;
     size_t room = IDLD_MAX_CANDIDATES - *nc;
-    if (room == 0)
-        return IDL_OK;
+    if (room == 0) return IDL_OK;
     int rc = idl_store_probe(c->st->store, k, c->scratch->cand + *nc, room, &n, NULL);
-    if (rc)
-        return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
+    if (rc) return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
     *nc += n;
     return IDL_OK;
 }
@@ -90,37 +83,32 @@ static int cmp_u64(const void *a, const void *b)
 
 static size_t uniq(uint64_t *v, size_t n)
 {
-    if (n < 2)
-        return n;
+    if (n < 2) return n;
     qsort(v, n, sizeof *v, cmp_u64);
     size_t o = 1;
     for (size_t i = 1; i < n; i++)
-        if (v[i] != v[o - 1])
-            v[o++] = v[i];
+        if (v[i] != v[o - 1]) v[o++] = v[i];
     return o;
 }
 
 static bool has_email(const idl_record *r, const char *e)
 {
     for (int i = 0; i < r->n_emails; i++)
-        if (strcmp(r->emails[i], e) == 0)
-            return true;
+        if (strcmp(r->emails[i], e) == 0) return true;
     return false;
 }
 
 static bool has_phone(const idl_record *r, const char *p)
 {
     for (int i = 0; i < r->n_phones; i++)
-        if (strcmp(r->phones[i].number, p) == 0)
-            return true;
+        if (strcmp(r->phones[i].number, p) == 0) return true;
     return false;
 }
 
 static bool has_ip(const idl_record *r, const char *ip)
 {
     for (int i = 0; i < r->n_ips; i++)
-        if (strcmp(r->ips[i], ip) == 0)
-            return true;
+        if (strcmp(r->ips[i], ip) == 0) return true;
     return false;
 }
 
@@ -134,8 +122,7 @@ static bool has_addr(idld_call *c, const idl_record *r, const char *street, cons
             (city && strcmp(a->city, city)) || (state && strcmp(a->state, state)) ||
             (zip && strcmp(a->zip, zip)))
             continue;
-        if (!addr_hidden(c, a))
-            return true;
+        if (!addr_hidden(c, a)) return true;
     }
     return false;
 }
@@ -205,13 +192,11 @@ static void render_person(idld_call *c, const idl_record *r, uint64_t pid, doubl
     idl_wire_pack_cstr(pk, "emails");
     msgpack_pack_array(pk, (size_t)ne);
     for (int i = 0; i < r->n_emails; i++)
-        if (keep_e[i])
-            idl_wire_pack_cstr(pk, r->emails[i]);
+        if (keep_e[i]) idl_wire_pack_cstr(pk, r->emails[i]);
     idl_wire_pack_cstr(pk, "phones");
     msgpack_pack_array(pk, (size_t)np);
     for (int i = 0; i < r->n_phones; i++) {
-        if (!keep_p[i])
-            continue;
+        if (!keep_p[i]) continue;
         msgpack_pack_map(pk, 2);
         idl_wire_pack_cstr(pk, "number");
         idl_wire_pack_cstr(pk, r->phones[i].number);
@@ -221,21 +206,18 @@ static void render_person(idld_call *c, const idl_record *r, uint64_t pid, doubl
     idl_wire_pack_cstr(pk, "addresses");
     msgpack_pack_array(pk, (size_t)na);
     for (int i = 0; i < r->n_addrs; i++)
-        if (keep_a[i])
-            pack_addr(pk, &r->addrs[i]);
+        if (keep_a[i]) pack_addr(pk, &r->addrs[i]);
     idl_wire_pack_cstr(pk, "ips");
     msgpack_pack_array(pk, (size_t)ni);
     for (int i = 0; i < r->n_ips; i++)
-        if (keep_i[i])
-            idl_wire_pack_cstr(pk, r->ips[i]);
+        if (keep_i[i]) idl_wire_pack_cstr(pk, r->ips[i]);
     idl_wire_pack_cstr(pk, "score");
     msgpack_pack_double(pk, score);
     idl_wire_pack_cstr(pk, "matched");
     int nm = __builtin_popcount(matched);
     msgpack_pack_array(pk, (size_t)nm);
     for (int b = 0; b < 10; b++)
-        if (matched & (1u << b))
-            idl_wire_pack_cstr(pk, match_names[b]);
+        if (matched & (1u << b)) idl_wire_pack_cstr(pk, match_names[b]);
 }
 
 /* ---- Search ---- */
@@ -246,8 +228,7 @@ static const char *const query_fields[10] = {"email", "phone", "first_name", "la
 static int cmp_hit(const void *a, const void *b)
 {
     const struct idld_hit *x = a, *y = b;
-    if (x->score != y->score)
-        return x->score > y->score ? -1 : 1;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
     return x->pid < y->pid ? -1 : x->pid > y->pid;
 }
 
@@ -258,8 +239,7 @@ int idld_search(idld_call *c)
         f[i] = (idl_field){query_fields[i], IDL_FT_STR, NULL};
     f[10] = (idl_field){"limit", IDL_FT_UINT, NULL};
     f[11] = (idl_field){"min_score", IDL_FT_NUMBER, NULL};
-    if (idl_wire_fields(c->body, f, 12, c->msg, c->field))
-        return IDL_INVALID_ARGUMENT;
+    if (idl_wire_fields(c->body, f, 12, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
     uint64_t limit = 10;
     double min_score = 0;
     if (f[10].val) {
@@ -270,12 +250,12 @@ int idld_search(idld_call *c)
     if (f[11].val) {
         min_score = idl_wire_number(f[11].val);
         if (!(min_score >= 0 && min_score <= 1))
-            return idld_fail(c, IDL_INVALID_ARGUMENT, "min_score", "field 'min_score' must be 0..1");
+            return idld_fail(c, IDL_INVALID_ARGUMENT, "min_score",
+                             "field 'min_score' must be 0..1");
     }
     idld_query q;
     int rc = idld_query_parse(c, f, 10, &q);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     bool g_addr = q.has_street && (q.has_zip || (q.has_city && q.has_state));
     int groups = q.has_email + q.has_phone + q.has_ip + g_addr + q.has_name;
 
@@ -288,36 +268,31 @@ int idld_search(idld_call *c)
     if (q.has_email) {
         idl_hkey_make(&k, "email", q.email);
         use_email = !key_hidden(c, &k);
-        if ((rc = probe_into(c, &k, &nc)))
-            return rc;
+        if ((rc = probe_into(c, &k, &nc))) return rc;
     }
     if (q.has_phone) {
         idl_hkey_make(&k, "phone", q.phone);
         use_phone = !key_hidden(c, &k);
-        if ((rc = probe_into(c, &k, &nc)))
-            return rc;
+        if ((rc = probe_into(c, &k, &nc))) return rc;
     }
     if (q.has_ip) {
         idl_hkey_make(&k, "ip", q.ip);
         use_ip = !key_hidden(c, &k);
-        if ((rc = probe_into(c, &k, &nc)))
-            return rc;
+        if ((rc = probe_into(c, &k, &nc))) return rc;
     }
     if (g_addr) {
         if (q.has_zip)
             idl_hkey_addr(&k, q.street, q.zip);
         else
             idl_hkey_addrcs(&k, q.street, q.city, q.state);
-        if ((rc = probe_into(c, &k, &nc)))
-            return rc;
+        if ((rc = probe_into(c, &k, &nc))) return rc;
     }
     if (q.has_name) {
         const char *gr[16];
         size_t ng = idl_nick_groups(q.first, gr, 16);
         for (size_t g = 0; g < ng; g++) {
             idl_hkey_name(&k, q.last, gr[g]);
-            if ((rc = probe_into(c, &k, &nc)))
-                return rc;
+            if ((rc = probe_into(c, &k, &nc))) return rc;
         }
     }
     nc = uniq(c->scratch->cand, nc);
@@ -328,18 +303,15 @@ int idld_search(idld_call *c)
     idld_scratch *sc = c->scratch;
     for (size_t i = 0; i < nc; i++) {
         if (c->deadline_mono_us && idld_mono_us() > c->deadline_mono_us)
-            return idld_fail(c, IDL_DEADLINE_EXCEEDED, NULL, "the deadline passed during the search");
+            return idld_fail(c, IDL_DEADLINE_EXCEEDED, NULL,
+                             "the deadline passed during the search");
         idl_record *r = cached < IDLD_CACHED_RECORDS ? &sc->recs[cached] : &sc->tmp;
-        if (!visible(c, sc->cand[i], r, &t))
-            continue;
+        if (!visible(c, sc->cand[i], r, &t)) continue;
         uint32_t m = 0;
         double w = 0;
-        if (use_email && has_email(r, q.email))
-            m |= M_EMAIL, w += 1;
-        if (use_phone && has_phone(r, q.phone))
-            m |= M_PHONE, w += 1;
-        if (use_ip && has_ip(r, q.ip))
-            m |= M_IP, w += 1;
+        if (use_email && has_email(r, q.email)) m |= M_EMAIL, w += 1;
+        if (use_phone && has_phone(r, q.phone)) m |= M_PHONE, w += 1;
+        if (use_ip && has_ip(r, q.ip)) m |= M_IP, w += 1;
         if (g_addr &&
             has_addr(c, r, q.street, q.has_unit ? q.unit : NULL, q.has_city ? q.city : NULL,
                      q.has_state ? q.state : NULL, q.has_zip ? q.zip : NULL)) {
@@ -347,7 +319,8 @@ int idld_search(idld_call *c)
                  (q.has_state ? M_STATE : 0) | (q.has_zip ? M_ZIP : 0);
             w += 1;
         }
-        if (q.has_name && strcmp(r->norm_last, q.last) == 0 && idl_nick_match(q.first, r->norm_first)) {
+        if (q.has_name && strcmp(r->norm_last, q.last) == 0 &&
+            idl_nick_match(q.first, r->norm_first)) {
             m |= M_FIRST | M_LAST;
             w += strcmp(r->norm_first, q.first) == 0 ? 1.0 : 0.9;
         }
@@ -360,14 +333,11 @@ int idld_search(idld_call *c)
             m |= (q.has_street ? M_STREET : 0) | (q.has_unit ? M_UNIT : 0) |
                  (q.has_city ? M_CITY : 0) | (q.has_state ? M_STATE : 0) | (q.has_zip ? M_ZIP : 0);
         }
-        if (w <= 0)
-            continue; /* reached only through a hidden identifier */
+        if (w <= 0) continue; /* reached only through a hidden identifier */
         double score = w / groups;
-        if (score < min_score)
-            continue;
+        if (score < min_score) continue;
         sc->hits[nh] = (struct idld_hit){sc->cand[i], score, m, r == &sc->tmp ? -1 : (int)cached};
-        if (r != &sc->tmp)
-            cached++;
+        if (r != &sc->tmp) cached++;
         nh++;
     }
     qsort(sc->hits, nh, sizeof sc->hits[0], cmp_hit);
@@ -384,11 +354,9 @@ int idld_search(idld_call *c)
             r = &sc->tmp;
         }
         render_person(c, r, h->pid, h->score, h->matched, &t);
-        if (c->log && c->log->n_pids < IDL_QLOG_MAX_PIDS)
-            c->log->pids[c->log->n_pids++] = h->pid;
+        if (c->log && c->log->n_pids < IDL_QLOG_MAX_PIDS) c->log->pids[c->log->n_pids++] = h->pid;
     }
-    if (c->log)
-        c->log->n_persons = (uint32_t)shown;
+    if (c->log) c->log->n_persons = (uint32_t)shown;
     idl_wire_pack_cstr(c->pk, "total");
     msgpack_pack_uint64(c->pk, nh);
     return IDL_OK;
@@ -400,32 +368,28 @@ int idld_search(idld_call *c)
 static bool known(idld_call *c, const idl_hkey *k, const idl_address *addr, idl_line_type *rec_type,
                   const char *phone)
 {
-    if (key_hidden(c, k))
-        return false;
+    if (key_hidden(c, k)) return false;
     size_t n = 0;
     uint64_t *cand = c->scratch->probe;
-    if (idl_store_probe(c->st->store, k, cand, 64, &n, NULL))
-        return false;
+    if (idl_store_probe(c->st->store, k, cand, 64, &n, NULL)) return false;
     day t;
     idl_today(&t.y, &t.m, &t.d);
     bool any = false;
     for (size_t i = 0; i < n; i++) {
         idl_record *r = &c->scratch->tmp;
-        if (!visible(c, cand[i], r, &t))
-            continue;
+        if (!visible(c, cand[i], r, &t)) continue;
         if (addr && !has_addr(c, r, addr->street, addr->unit[0] ? addr->unit : NULL,
-                              addr->city[0] ? addr->city : NULL, addr->state[0] ? addr->state : NULL,
-                              addr->zip[0] ? addr->zip : NULL))
+                              addr->city[0] ? addr->city : NULL,
+                              addr->state[0] ? addr->state : NULL, addr->zip[0] ? addr->zip : NULL))
             continue;
         if (phone && rec_type) {
             for (int p = 0; p < r->n_phones; p++)
-                if (strcmp(r->phones[p].number, phone) == 0 && r->phones[p].rec_type != IDL_LINE_UNKNOWN &&
-                    *rec_type == IDL_LINE_UNKNOWN)
+                if (strcmp(r->phones[p].number, phone) == 0 &&
+                    r->phones[p].rec_type != IDL_LINE_UNKNOWN && *rec_type == IDL_LINE_UNKNOWN)
                     *rec_type = r->phones[p].rec_type;
         }
         any = true;
-        if (!rec_type)
-            break;
+        if (!rec_type) break;
     }
     return any;
 }
@@ -441,10 +405,9 @@ static void pack_kv_bool(msgpack_packer *pk, const char *k, bool v)
 
 int idld_validate(idld_call *c)
 {
-    idl_field f[3] = {{"email", IDL_FT_STR, NULL}, {"phone", IDL_FT_STR, NULL},
-                      {"address", IDL_FT_MAP, NULL}};
-    if (idl_wire_fields(c->body, f, 3, c->msg, c->field))
-        return IDL_INVALID_ARGUMENT;
+    idl_field f[3] = {
+        {"email", IDL_FT_STR, NULL}, {"phone", IDL_FT_STR, NULL}, {"address", IDL_FT_MAP, NULL}};
+    if (idl_wire_fields(c->body, f, 3, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
     if (!f[0].val && !f[1].val && !f[2].val)
         return idld_fail(c, IDL_INVALID_ARGUMENT, NULL,
                          "give at least one of 'email', 'phone', 'address'");
@@ -453,15 +416,16 @@ int idld_validate(idld_call *c)
     char parts[5][IDL_NORM_STREET_MAX];
     const char *pp[5] = {NULL, NULL, NULL, NULL, NULL};
     if (f[2].val) {
-        idl_field af[5] = {{"street", IDL_FT_STR, NULL}, {"unit", IDL_FT_STR, NULL},
-                           {"city", IDL_FT_STR, NULL},   {"state", IDL_FT_STR, NULL},
+        idl_field af[5] = {{"street", IDL_FT_STR, NULL},
+                           {"unit", IDL_FT_STR, NULL},
+                           {"city", IDL_FT_STR, NULL},
+                           {"state", IDL_FT_STR, NULL},
                            {"zip", IDL_FT_STR, NULL}};
         char m2[IDL_WIRE_MSG_MAX], fld[64] = "";
         if (idl_wire_fields(f[2].val, af, 5, m2, fld))
             return idld_fail(c, IDL_INVALID_ARGUMENT, "address", "field 'address': %s", m2);
         for (int i = 0; i < 5; i++) {
-            if (!af[i].val)
-                continue;
+            if (!af[i].val) continue;
             if (idl_wire_str(af[i].val, parts[i], sizeof parts[i]))
                 return idld_fail(c, IDL_INVALID_ARGUMENT, "address",
                                  "field 'address.%s' is too long", af[i].name);
@@ -516,7 +480,7 @@ int idld_validate(idld_call *c)
         idl_wire_pack_cstr(pk, "country");
         idl_wire_pack_cstr(pk, ok && country[0] ? country : NULL);
         idl_wire_pack_cstr(pk, "line_type");
-        idl_wire_pack_cstr(pk, idl_line_type_name(!ok ? IDL_LINE_UNKNOWN
+        idl_wire_pack_cstr(pk, idl_line_type_name(!ok                        ? IDL_LINE_UNKNOWN
                                                   : plan != IDL_LINE_UNKNOWN ? plan
                                                                              : rec));
     }
@@ -527,8 +491,7 @@ int idld_validate(idld_call *c)
         const char *names[5] = {"street", "unit", "city", "state", "zip"};
         const char *norm[5] = {a.street, a.unit, a.city, a.state, a.zip};
         for (int i = 0; i < 5; i++)
-            if (pp[i])
-                idld_fingerprint(c, names[i], ok ? norm[i] : pp[i]);
+            if (pp[i]) idld_fingerprint(c, names[i], ok ? norm[i] : pp[i]);
         bool kn = false;
         if (ok) {
             idl_hkey k;
@@ -580,8 +543,7 @@ static void verify_consider(verify_state *v, uint64_t pid)
     idld_call *c = v->c;
     const idld_query *q = v->q;
     idl_record *r = &c->scratch->tmp;
-    if (!visible(c, pid, r, v->t))
-        return;
+    if (!visible(c, pid, r, v->t)) return;
     bool m[G_COUNT] = {false};
     m[G_NAME] = idl_name_match(q->first, r->norm_first, true) &&
                 idl_name_match(q->last, r->norm_last, false);
@@ -598,8 +560,7 @@ static void verify_consider(verify_state *v, uint64_t pid)
         cnt += m[g];
     /* Someone who matches no supplied group is not a match at all (and must
      * not answer for, say, a date of birth). */
-    if (cnt == 0)
-        return;
+    if (cnt == 0) return;
     bool better = cnt > v->best_n || (cnt == v->best_n && m[G_NAME] && !v->best_name) ||
                   (cnt == v->best_n && m[G_NAME] == v->best_name && pid < v->best_pid);
     if (better) {
@@ -618,16 +579,18 @@ int idld_verify(idld_call *c)
                        {"street", IDL_FT_STR, NULL},     {"unit", IDL_FT_STR, NULL},
                        {"city", IDL_FT_STR, NULL},       {"state", IDL_FT_STR, NULL},
                        {"zip", IDL_FT_STR, NULL},        {"dob", IDL_FT_STR, NULL}};
-    if (idl_wire_fields(c->body, f, 10, c->msg, c->field))
-        return IDL_INVALID_ARGUMENT;
+    if (idl_wire_fields(c->body, f, 10, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
     if (!f[0].val)
-        return idld_fail(c, IDL_INVALID_ARGUMENT, "first_name", "missing required field 'first_name'");
+        return idld_fail(c, IDL_INVALID_ARGUMENT, "first_name",
+                         "missing required field 'first_name'");
     if (!f[1].val)
-        return idld_fail(c, IDL_INVALID_ARGUMENT, "last_name", "missing required field 'last_name'");
+        return idld_fail(c, IDL_INVALID_ARGUMENT, "last_name",
+                         "missing required field 'last_name'");
     int dy = 0, dm = 0, dd = 0;
     if (f[9].val) {
         if (idl_parse_date(f[9].val->via.str.ptr, f[9].val->via.str.size, &dy, &dm, &dd))
-            return idld_fail(c, IDL_INVALID_ARGUMENT, "dob", "field 'dob' must be a date YYYY-MM-DD");
+            return idld_fail(c, IDL_INVALID_ARGUMENT, "dob",
+                             "field 'dob' must be a date YYYY-MM-DD");
         char dob[16];
         snprintf(dob, sizeof dob, "%04d-%02d-%02d", dy, dm, dd);
         idld_fingerprint(c, "dob", dob);
@@ -636,20 +599,23 @@ int idld_verify(idld_call *c)
      * the name alone is always enough for it, so the rule below is Verify's. */
     idld_query q;
     int rc = idld_query_parse(c, f, 9, &q);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     bool g_addr = q.has_street && (q.has_zip || (q.has_city && q.has_state));
     if (q.has_street && !g_addr)
         return idld_fail(c, IDL_INVALID_ARGUMENT, "street",
                          "field 'street' needs 'zip' (or 'city' and 'state')");
     if (!q.has_street && (q.has_city || q.has_state || q.has_zip || q.has_unit))
-        return idld_fail(c, IDL_INVALID_ARGUMENT, q.has_zip ? "zip" : q.has_city ? "city" : "state",
+        return idld_fail(c, IDL_INVALID_ARGUMENT,
+                         q.has_zip    ? "zip"
+                         : q.has_city ? "city"
+                                      : "state",
                          "address parts need 'street'");
     bool supplied[G_COUNT] = {true, q.has_email, q.has_phone, g_addr, f[9].val != NULL};
     if (!supplied[G_EMAIL] && !supplied[G_PHONE] && !supplied[G_ADDR] && !supplied[G_DOB])
-        return idld_fail(c, IDL_INVALID_ARGUMENT, NULL,
-                         "give at least one of 'email', 'phone', 'street' with 'zip' (or 'city' and "
-                         "'state'), 'dob' besides the name");
+        return idld_fail(
+            c, IDL_INVALID_ARGUMENT, NULL,
+            "give at least one of 'email', 'phone', 'street' with 'zip' (or 'city' and "
+            "'state'), 'dob' besides the name");
 
     size_t nc = 0;
     idl_hkey k[G_COUNT];
@@ -658,15 +624,13 @@ int idld_verify(idld_call *c)
     if (q.has_email) {
         idl_hkey_make(&k[G_EMAIL], "email", q.email);
         hidden[G_EMAIL] = key_hidden(c, &k[G_EMAIL]);
-        if ((rc = probe_into(c, &k[G_EMAIL], &nc)))
-            return rc;
+        if ((rc = probe_into(c, &k[G_EMAIL], &nc))) return rc;
     }
     cut[G_EMAIL] = nc;
     if (q.has_phone) {
         idl_hkey_make(&k[G_PHONE], "phone", q.phone);
         hidden[G_PHONE] = key_hidden(c, &k[G_PHONE]);
-        if ((rc = probe_into(c, &k[G_PHONE], &nc)))
-            return rc;
+        if ((rc = probe_into(c, &k[G_PHONE], &nc))) return rc;
     }
     cut[G_PHONE] = nc;
     if (g_addr) {
@@ -674,15 +638,21 @@ int idld_verify(idld_call *c)
             idl_hkey_addr(&k[G_ADDR], q.street, q.zip);
         else
             idl_hkey_addrcs(&k[G_ADDR], q.street, q.city, q.state);
-        if ((rc = probe_into(c, &k[G_ADDR], &nc)))
-            return rc;
+        if ((rc = probe_into(c, &k[G_ADDR], &nc))) return rc;
     }
     size_t nid = uniq(c->scratch->cand, nc);
 
     day t;
     idl_today(&t.y, &t.m, &t.d);
-    verify_state v = {.c = c, .q = &q, .g_addr = g_addr, .dy = dy, .dm = dm, .dd = dd,
-                      .has_dob = supplied[G_DOB], .t = &t, .best_n = -1};
+    verify_state v = {.c = c,
+                      .q = &q,
+                      .g_addr = g_addr,
+                      .dy = dy,
+                      .dm = dm,
+                      .dd = dd,
+                      .has_dob = supplied[G_DOB],
+                      .t = &t,
+                      .best_n = -1};
     memcpy(v.hidden, hidden, sizeof hidden);
     for (size_t i = 0; i < nid; i++)
         verify_consider(&v, c->scratch->cand[i]);
@@ -707,21 +677,17 @@ int idld_verify(idld_call *c)
         nc = nid;
         for (size_t g = 0; g < ng; g++) {
             idl_hkey_name(&nk, q.last, gr[g]);
-            if ((rc = probe_into(c, &nk, &nc)))
-                return rc;
+            if ((rc = probe_into(c, &nk, &nc))) return rc;
             idl_hkey_pair(&nk, "fgl", gr[g], li);
-            if ((rc = probe_into(c, &nk, &nc)))
-                return rc;
+            if ((rc = probe_into(c, &nk, &nc))) return rc;
         }
         idl_hkey_pair(&nk, "lnf", q.last, fi);
-        if ((rc = probe_into(c, &nk, &nc)))
-            return rc;
+        if ((rc = probe_into(c, &nk, &nc))) return rc;
         if (supplied[G_DOB]) {
             char dob[16];
             snprintf(dob, sizeof dob, "%04d-%02d-%02d", dy, dm, dd);
             idl_hkey_pair(&nk, "dob", dob, "");
-            if ((rc = probe_into(c, &nk, &nc)))
-                return rc;
+            if ((rc = probe_into(c, &nk, &nc))) return rc;
         }
         size_t nn = uniq(c->scratch->cand + nid, nc - nid);
         for (size_t i = nid; i < nid + nn; i++) {
@@ -729,8 +695,7 @@ int idld_verify(idld_call *c)
             if (bsearch(&pid, c->scratch->cand, nid, sizeof pid, cmp_u64))
                 continue; /* already considered */
             /* At the bound, a newcomer can only win a tie on a lower id. */
-            if (v.best_n == bound && v.best_name && pid > v.best_pid)
-                continue;
+            if (v.best_n == bound && v.best_name && pid > v.best_pid) continue;
             verify_consider(&v, pid);
         }
     }
@@ -745,8 +710,7 @@ int idld_verify(idld_call *c)
     const char *check[G_COUNT];
     int matched = 0, total = 0;
     for (int g = 0; g < G_COUNT; g++) {
-        if (!supplied[g])
-            continue;
+        if (!supplied[g]) continue;
         total++;
         bool m = picked && best_m[g];
         matched += m;
@@ -773,8 +737,7 @@ int idld_verify(idld_call *c)
     idl_wire_pack_cstr(pk, "checks");
     msgpack_pack_map(pk, (size_t)total);
     for (int g = 0; g < G_COUNT; g++) {
-        if (!supplied[g])
-            continue;
+        if (!supplied[g]) continue;
         idl_wire_pack_cstr(pk, group_names[g]);
         idl_wire_pack_cstr(pk, check[g]);
     }

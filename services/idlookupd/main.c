@@ -46,7 +46,8 @@ static int parse_uint(const char *flag, const char *s, unsigned long lo, unsigne
     errno = 0;
     unsigned long v = strtoul(s, &end, 10);
     if (errno || *end || end == s || s[0] == '-' || v < lo || v > hi) {
-        fprintf(stderr, "idlookupd: %s: expected a number in %lu..%lu, got '%s'\n", flag, lo, hi, s);
+        fprintf(stderr, "idlookupd: %s: expected a number in %lu..%lu, got '%s'\n", flag, lo, hi,
+                s);
         return -1;
     }
     *out = v;
@@ -69,7 +70,8 @@ static int build_describe(idld_state *st, char err[256])
     json_t *arr = json_array();
     size_t i;
     json_t *m;
-    json_array_foreach(methods, i, m) {
+    json_array_foreach(methods, i, m)
+    {
         json_t *e = json_object();
         json_object_set(e, "name", json_object_get(m, "name"));
         json_t *scope = json_object_get(m, "scope");
@@ -119,32 +121,39 @@ int main(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (o) {
-        case 'd': data = optarg; break;
-        case 'k': keys = optarg; break;
-        case 'l': listen = optarg; break;
+        case 'd':
+            data = optarg;
+            break;
+        case 'k':
+            keys = optarg;
+            break;
+        case 'l':
+            listen = optarg;
+            break;
         case O_WORKERS:
-            if (parse_uint("--workers", optarg, 1, 4096, &workers))
-                return 2;
+            if (parse_uint("--workers", optarg, 1, 4096, &workers)) return 2;
             break;
         case O_CACHE:
-            if (parse_uint("--cache-mb", optarg, 8, 1 << 20, &cache_mb))
-                return 2;
+            if (parse_uint("--cache-mb", optarg, 8, 1 << 20, &cache_mb)) return 2;
             break;
         case O_FLUSH:
-            if (parse_uint("--log-flush-ms", optarg, 1, 1000, &flush_ms))
-                return 2;
+            if (parse_uint("--log-flush-ms", optarg, 1, 1000, &flush_ms)) return 2;
             break;
         case O_RETENTION:
-            if (parse_uint("--log-retention-days", optarg, 0, 100000, &retention))
-                return 2;
+            if (parse_uint("--log-retention-days", optarg, 0, 100000, &retention)) return 2;
             break;
-        case O_FPKEY: fpkey = optarg; break;
+        case O_FPKEY:
+            fpkey = optarg;
+            break;
         case O_DRAIN:
-            if (parse_uint("--drain-ms", optarg, 0, 60000, &drain_ms))
-                return 2;
+            if (parse_uint("--drain-ms", optarg, 0, 60000, &drain_ms)) return 2;
             break;
-        case O_NOLOG: log_queries = false; break;
-        case 'h': fputs(usage, stdout); return 0;
+        case O_NOLOG:
+            log_queries = false;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
         case ':':
             fprintf(stderr, "idlookupd: %s: missing value\n", argv[optind - 1]);
             return 2;
@@ -186,12 +195,10 @@ int main(int argc, char **argv)
         return 1;
     }
     atomic_store(&st.keys, kr);
-    if (build_describe(&st, err))
-        goto fail;
+    if (build_describe(&st, err)) goto fail;
     mkdir(data, 0700);
     idl_store_opts so = {.cache_mb = cache_mb};
-    if (idl_store_open(&st.store, data, &so, err))
-        goto fail;
+    if (idl_store_open(&st.store, data, &so, err)) goto fail;
     char fpbuf[PATH_MAX];
     if (!fpkey) {
         snprintf(fpbuf, sizeof fpbuf, "%s/fingerprint.key", data);
@@ -199,14 +206,12 @@ int main(int argc, char **argv)
     }
     if (idl_qlog_open(&st.qlog, st.store, fpkey, (unsigned)flush_ms, (unsigned)retention, err))
         goto fail;
-    if (idld_pool_start(&pool, &st, listen, workers, err))
-        goto fail;
+    if (idld_pool_start(&pool, &st, listen, workers, err)) goto fail;
     fprintf(stderr, "idlookupd: serving on %s (%lu workers, store %s)\n", listen, workers, data);
 
     for (;;) {
         int sig = 0;
-        if (sigwait(&set, &sig) != 0)
-            continue;
+        if (sigwait(&set, &sig) != 0) continue;
         if (sig == SIGHUP) {
             idl_keyring *nk = NULL;
             if (idl_keyring_load(keys, &nk, &kerr) != IDL_OK) {
@@ -219,8 +224,7 @@ int main(int argc, char **argv)
             /* Handlers may still hold keys of the old ring: it is retired,
              * not freed, until exit. */
             idl_keyring *old = atomic_exchange(&st.keys, nk);
-            if (n_old < sizeof old_keys / sizeof *old_keys)
-                old_keys[n_old++] = old;
+            if (n_old < sizeof old_keys / sizeof *old_keys) old_keys[n_old++] = old;
             fprintf(stderr, "idlookupd: SIGHUP: reloaded %zu keys\n", idl_keyring_count(nk));
             continue;
         }
@@ -228,14 +232,14 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "idlookupd: draining for %lu ms\n", drain_ms);
     atomic_store(&st.draining, true);
-    struct timespec ts = {.tv_sec = (time_t)(drain_ms / 1000), .tv_nsec = (long)(drain_ms % 1000) * 1000000L};
+    struct timespec ts = {.tv_sec = (time_t)(drain_ms / 1000),
+                          .tv_nsec = (long)(drain_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
     idld_pool_stop(pool);
     pool = NULL;
     rc = 0;
 fail:
-    if (rc)
-        fprintf(stderr, "idlookupd: %s\n", err[0] ? err : "failed to start");
+    if (rc) fprintf(stderr, "idlookupd: %s\n", err[0] ? err : "failed to start");
     idld_pool_stop(pool);
     idl_qlog_close(st.qlog);
     idl_store_close(st.store);
@@ -243,7 +247,6 @@ fail:
     for (size_t i = 0; i < n_old; i++)
         idl_keyring_free(old_keys[i]);
     free((void *)st.describe_body);
-    if (rc == 0)
-        fprintf(stderr, "idlookupd: stopped\n");
+    if (rc == 0) fprintf(stderr, "idlookupd: stopped\n");
     return rc;
 }

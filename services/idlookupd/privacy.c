@@ -41,8 +41,7 @@ static int resolve(idld_call *c, const idl_field *f, bool include_suppressed, id
         return IDL_OK;
     }
     int rc = idld_query_parse(c, f, 10, q);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     return idld_query_all(c, q, include_suppressed, pids, PRIVACY_MAX_PERSONS, n);
 }
 
@@ -58,21 +57,18 @@ int idld_optout(idld_call *c)
 {
     idl_field f[12];
     init_fields(f);
-    if (idl_wire_fields(c->body, f, 11, c->msg, c->field))
-        return IDL_INVALID_ARGUMENT;
+    if (idl_wire_fields(c->body, f, 11, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
     idld_query q;
     bool by_id;
     uint64_t pids[PRIVACY_MAX_PERSONS];
     size_t n = 0;
     int rc = resolve(c, f, true, &q, &by_id, pids, &n);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     idl_hkey keys[8];
     size_t nk = by_id ? 0 : idld_query_keys(&q, keys, 8);
     uint32_t newly = 0;
     rc = idl_store_suppress(c->st->store, pids, n, keys, nk, &newly);
-    if (rc)
-        return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be written");
+    if (rc) return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be written");
     msgpack_pack_map(c->pk, 1);
     idl_wire_pack_cstr(c->pk, "suppressed");
     msgpack_pack_uint32(c->pk, newly);
@@ -107,8 +103,7 @@ int idld_disclosures(idld_call *c)
 {
     idl_field f[12];
     init_fields(f);
-    if (idl_wire_fields(c->body, f, 12, c->msg, c->field))
-        return IDL_INVALID_ARGUMENT;
+    if (idl_wire_fields(c->body, f, 12, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
     if (!f[11].val)
         return idld_fail(c, IDL_INVALID_ARGUMENT, "year", "missing required field 'year'");
     uint64_t year = idl_wire_uint(f[11].val);
@@ -121,8 +116,7 @@ int idld_disclosures(idld_call *c)
     /* Disclosures works for suppressed persons too (API.md): opting out does
      * not take away the right to know who received one's data. */
     int rc = resolve(c, f, true, &q, &by_id, pids, &n);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
@@ -144,8 +138,7 @@ int idld_disclosures(idld_call *c)
     }
     /* Searches answered up to now count, even those still in the log's
      * buffers. */
-    if (c->st->qlog)
-        idl_qlog_flush(c->st->qlog);
+    if (c->st->qlog) idl_qlog_flush(c->st->qlog);
     uint64_t lo_t = year_start_us((unsigned)year), hi_t = year_start_us((unsigned)year + 1);
     recipient *rs = NULL;
     size_t nr = 0, cap = 0;
@@ -163,8 +156,7 @@ int idld_disclosures(idld_call *c)
         for (; idl_store_iter_valid(it); idl_store_iter_next(it)) {
             size_t kl, vl;
             const char *k = idl_store_iter_key(it, &kl), *v = idl_store_iter_value(it, &vl);
-            if (kl != 24)
-                continue;
+            if (kl != 24) continue;
             uint64_t t = idl_be64_get((const uint8_t *)k + 8);
             char cust[IDL_QLOG_FIELD_MAX];
             size_t cl = vl < sizeof cust - 1 ? vl : sizeof cust - 1;
@@ -172,8 +164,7 @@ int idld_disclosures(idld_call *c)
             cust[cl] = 0;
             size_t j;
             for (j = 0; j < nr; j++)
-                if (strcmp(rs[j].customer, cust) == 0)
-                    break;
+                if (strcmp(rs[j].customer, cust) == 0) break;
             if (j == nr) {
                 if (nr == cap) {
                     cap = cap ? cap * 2 : 8;
@@ -192,15 +183,12 @@ int idld_disclosures(idld_call *c)
                 nr++;
             }
             rs[j].count++;
-            if (t < rs[j].first)
-                rs[j].first = t;
-            if (t > rs[j].last)
-                rs[j].last = t;
+            if (t < rs[j].first) rs[j].first = t;
+            if (t > rs[j].last) rs[j].last = t;
         }
         idl_store_iter_close(it);
     }
-    if (nr > 1)
-        qsort(rs, nr, sizeof(*rs), cmp_recipient);
+    if (nr > 1) qsort(rs, nr, sizeof(*rs), cmp_recipient);
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 2);
     idl_wire_pack_cstr(pk, "year");

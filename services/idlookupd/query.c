@@ -23,16 +23,14 @@ int idld_fail(idld_call *c, int code, const char *field, const char *fmt, ...)
  * distinct subjects). */
 void idld_fingerprint(idld_call *c, const char *kind, const char *value)
 {
-    if (!c->log || !c->st->qlog || c->log->n_fps >= IDL_QLOG_MAX_FPS)
-        return;
+    if (!c->log || !c->st->qlog || c->log->n_fps >= IDL_QLOG_MAX_FPS) return;
     c->log->fps[c->log->n_fps++] = idl_qlog_fingerprint(c->st->qlog, kind, value);
 }
 
 static const msgpack_object *fget(const idl_field *f, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++)
-        if (strcmp(f[i].name, name) == 0)
-            return f[i].val;
+        if (strcmp(f[i].name, name) == 0) return f[i].val;
     return NULL;
 }
 
@@ -40,8 +38,8 @@ static const msgpack_object *fget(const idl_field *f, size_t n, const char *name
 static int take_str(idld_call *c, const msgpack_object *o, const char *name, char *buf, size_t sz)
 {
     if (idl_wire_str(o, buf, sz) != IDL_OK)
-        return idld_fail(c, IDL_INVALID_ARGUMENT, name, "field '%s' is too long (at most %zu bytes)",
-                         name, sz - 1);
+        return idld_fail(c, IDL_INVALID_ARGUMENT, name,
+                         "field '%s' is too long (at most %zu bytes)", name, sz - 1);
     return IDL_OK;
 }
 
@@ -53,18 +51,16 @@ int idld_query_parse(idld_call *c, const idl_field *fields, size_t n, idld_query
     const msgpack_object *o;
     int rc;
     if ((o = fget(fields, n, "email"))) {
-        if ((rc = take_str(c, o, "email", raw, sizeof raw)))
-            return rc;
+        if ((rc = take_str(c, o, "email", raw, sizeof raw))) return rc;
         int bad = idl_norm_email(raw, strlen(raw), q->email, &why);
         idld_fingerprint(c, "email", bad ? raw : q->email);
         if (bad)
-            return idld_fail(c, IDL_INVALID_ARGUMENT, "email", "field 'email' is not a valid email: %s",
-                             why);
+            return idld_fail(c, IDL_INVALID_ARGUMENT, "email",
+                             "field 'email' is not a valid email: %s", why);
         q->has_email = true;
     }
     if ((o = fget(fields, n, "phone"))) {
-        if ((rc = take_str(c, o, "phone", raw, sizeof raw)))
-            return rc;
+        if ((rc = take_str(c, o, "phone", raw, sizeof raw))) return rc;
         idl_line_type t;
         int bad = idl_norm_phone(raw, strlen(raw), q->phone, &t, NULL, &why);
         idld_fingerprint(c, "phone", bad ? raw : q->phone);
@@ -74,27 +70,25 @@ int idld_query_parse(idld_call *c, const idl_field *fields, size_t n, idld_query
         q->has_phone = true;
     }
     if ((o = fget(fields, n, "ip"))) {
-        if ((rc = take_str(c, o, "ip", raw, sizeof raw)))
-            return rc;
+        if ((rc = take_str(c, o, "ip", raw, sizeof raw))) return rc;
         int bad = idl_norm_ip(raw, strlen(raw), q->ip, &why);
         idld_fingerprint(c, "ip", bad ? raw : q->ip);
         if (bad)
-            return idld_fail(c, IDL_INVALID_ARGUMENT, "ip", "field 'ip' is not a valid IP address: %s",
-                             why);
+            return idld_fail(c, IDL_INVALID_ARGUMENT, "ip",
+                             "field 'ip' is not a valid IP address: %s", why);
         q->has_ip = true;
     }
-    const msgpack_object *first = fget(fields, n, "first_name"), *last = fget(fields, n, "last_name");
+    const msgpack_object *first = fget(fields, n, "first_name"),
+                         *last = fget(fields, n, "last_name");
     if (first) {
-        if ((rc = take_str(c, first, "first_name", raw, sizeof raw)))
-            return rc;
+        if ((rc = take_str(c, first, "first_name", raw, sizeof raw))) return rc;
         int bad = idl_norm_name(raw, strlen(raw), q->first, &why);
         idld_fingerprint(c, "first_name", bad ? raw : q->first);
         if (bad)
             return idld_fail(c, IDL_INVALID_ARGUMENT, "first_name", "field 'first_name': %s", why);
     }
     if (last) {
-        if ((rc = take_str(c, last, "last_name", raw, sizeof raw)))
-            return rc;
+        if ((rc = take_str(c, last, "last_name", raw, sizeof raw))) return rc;
         int bad = idl_norm_name(raw, strlen(raw), q->last, &why);
         idld_fingerprint(c, "last_name", bad ? raw : q->last);
         if (bad)
@@ -102,47 +96,37 @@ int idld_query_parse(idld_call *c, const idl_field *fields, size_t n, idld_query
     }
     q->has_name = first && last;
     if ((o = fget(fields, n, "city"))) {
-        if ((rc = take_str(c, o, "city", raw, sizeof raw)))
-            return rc;
+        if ((rc = take_str(c, o, "city", raw, sizeof raw))) return rc;
         int bad = idl_norm_city(raw, q->city, &why);
         idld_fingerprint(c, "city", bad ? raw : q->city);
-        if (bad)
-            return idld_fail(c, IDL_INVALID_ARGUMENT, "city", "field 'city': %s", why);
+        if (bad) return idld_fail(c, IDL_INVALID_ARGUMENT, "city", "field 'city': %s", why);
         q->has_city = true;
     }
     if ((o = fget(fields, n, "state"))) {
-        if ((rc = take_str(c, o, "state", raw, sizeof raw)))
-            return rc;
+        if ((rc = take_str(c, o, "state", raw, sizeof raw))) return rc;
         int bad = idl_norm_state(raw, q->state, &why);
         idld_fingerprint(c, "state", bad ? raw : q->state);
-        if (bad)
-            return idld_fail(c, IDL_INVALID_ARGUMENT, "state", "field 'state': %s", why);
+        if (bad) return idld_fail(c, IDL_INVALID_ARGUMENT, "state", "field 'state': %s", why);
         q->has_state = true;
     }
     if ((o = fget(fields, n, "zip"))) {
-        if ((rc = take_str(c, o, "zip", raw, sizeof raw)))
-            return rc;
+        if ((rc = take_str(c, o, "zip", raw, sizeof raw))) return rc;
         int bad = idl_norm_zip(raw, q->zip, &why);
         idld_fingerprint(c, "zip", bad ? raw : q->zip);
-        if (bad)
-            return idld_fail(c, IDL_INVALID_ARGUMENT, "zip", "field 'zip': %s", why);
+        if (bad) return idld_fail(c, IDL_INVALID_ARGUMENT, "zip", "field 'zip': %s", why);
         q->has_zip = true;
     }
     const msgpack_object *street = fget(fields, n, "street"), *unit = fget(fields, n, "unit");
     if (street || unit) {
         char ustr[128] = "";
-        if (unit && (rc = take_str(c, unit, "unit", ustr, sizeof ustr)))
-            return rc;
+        if (unit && (rc = take_str(c, unit, "unit", ustr, sizeof ustr))) return rc;
         if (!street)
             return idld_fail(c, IDL_INVALID_ARGUMENT, "unit", "field 'unit' needs 'street'");
-        if ((rc = take_str(c, street, "street", raw, sizeof raw)))
-            return rc;
+        if ((rc = take_str(c, street, "street", raw, sizeof raw))) return rc;
         int bad = idl_norm_street(raw, unit ? ustr : NULL, q->street, q->unit, &why);
         idld_fingerprint(c, "street", bad ? raw : q->street);
-        if (unit)
-            idld_fingerprint(c, "unit", bad ? ustr : q->unit);
-        if (bad)
-            return idld_fail(c, IDL_INVALID_ARGUMENT, "street", "field 'street': %s", why);
+        if (unit) idld_fingerprint(c, "unit", bad ? ustr : q->unit);
+        if (bad) return idld_fail(c, IDL_INVALID_ARGUMENT, "street", "field 'street': %s", why);
         q->has_street = true;
         q->has_unit = q->unit[0] != 0;
     }
@@ -157,14 +141,10 @@ int idld_query_parse(idld_call *c, const idl_field *fields, size_t n, idld_query
 size_t idld_query_keys(const idld_query *q, idl_hkey *keys, size_t max)
 {
     size_t n = 0;
-    if (q->has_email && n < max)
-        idl_hkey_make(&keys[n++], "email", q->email);
-    if (q->has_phone && n < max)
-        idl_hkey_make(&keys[n++], "phone", q->phone);
-    if (q->has_ip && n < max)
-        idl_hkey_make(&keys[n++], "ip", q->ip);
-    if (q->has_street && q->has_zip && n < max)
-        idl_hkey_addr(&keys[n++], q->street, q->zip);
+    if (q->has_email && n < max) idl_hkey_make(&keys[n++], "email", q->email);
+    if (q->has_phone && n < max) idl_hkey_make(&keys[n++], "phone", q->phone);
+    if (q->has_ip && n < max) idl_hkey_make(&keys[n++], "ip", q->ip);
+    if (q->has_street && q->has_zip && n < max) idl_hkey_addr(&keys[n++], q->street, q->zip);
     if (q->has_street && q->has_city && q->has_state && n < max)
         idl_hkey_addrcs(&keys[n++], q->street, q->city, q->state);
     return n;
@@ -173,28 +153,24 @@ size_t idld_query_keys(const idld_query *q, idl_hkey *keys, size_t max)
 static bool holds_str(const char (*arr)[IDL_NORM_EMAIL_MAX], int n, const char *s)
 {
     for (int i = 0; i < n; i++)
-        if (strcmp(arr[i], s) == 0)
-            return true;
+        if (strcmp(arr[i], s) == 0) return true;
     return false;
 }
 
 static bool holds_all(const idl_record *r, const idld_query *q)
 {
-    if (q->has_email && !holds_str(r->emails, r->n_emails, q->email))
-        return false;
+    if (q->has_email && !holds_str(r->emails, r->n_emails, q->email)) return false;
     if (q->has_phone) {
         bool ok = false;
         for (int i = 0; i < r->n_phones; i++)
             ok |= strcmp(r->phones[i].number, q->phone) == 0;
-        if (!ok)
-            return false;
+        if (!ok) return false;
     }
     if (q->has_ip) {
         bool ok = false;
         for (int i = 0; i < r->n_ips; i++)
             ok |= strcmp(r->ips[i], q->ip) == 0;
-        if (!ok)
-            return false;
+        if (!ok) return false;
     }
     if (q->has_name && (strcmp(r->norm_first, q->first) || strcmp(r->norm_last, q->last)))
         return false;
@@ -208,8 +184,7 @@ static bool holds_all(const idl_record *r, const idld_query *q)
                  (!q->has_state || strcmp(a->state, q->state) == 0) &&
                  (!q->has_zip || strcmp(a->zip, q->zip) == 0);
         }
-        if (!ok)
-            return false;
+        if (!ok) return false;
     }
     return true;
 }
@@ -235,16 +210,12 @@ int idld_query_all(idld_call *c, const idld_query *q, bool include_suppressed, u
     size_t nc = 0;
     uint64_t *cand = c->scratch->probe;
     int rc = idl_store_probe(c->st->store, &k, cand, IDLD_MAX_CANDIDATES, &nc, NULL);
-    if (rc)
-        return idld_fail(c, rc, NULL, "the store cannot be read");
+    if (rc) return idld_fail(c, rc, NULL, "the store cannot be read");
     size_t out = 0;
     for (size_t i = 0; i < nc && out < max; i++) {
-        if (idl_store_get(c->st->store, cand[i], &c->scratch->tmp) != IDL_OK)
-            continue;
-        if (!include_suppressed && idl_store_person_suppressed(c->st->store, cand[i]))
-            continue;
-        if (holds_all(&c->scratch->tmp, q))
-            pids[out++] = cand[i];
+        if (idl_store_get(c->st->store, cand[i], &c->scratch->tmp) != IDL_OK) continue;
+        if (!include_suppressed && idl_store_person_suppressed(c->st->store, cand[i])) continue;
+        if (holds_all(&c->scratch->tmp, q)) pids[out++] = cand[i];
     }
     *n = out;
     return IDL_OK;

@@ -51,9 +51,8 @@ static const char *const scope_word[5] = {"", "lookup", "privacy", "", "admin"};
 
 /* ---- Batch ---- */
 
-static const char *const batch_allowed[3] = {"idlookup.v1.Lookup/Search",
-                                             "idlookup.v1.Lookup/Validate",
-                                             "idlookup.v1.Lookup/Verify"};
+static const char *const batch_allowed[3] = {
+    "idlookup.v1.Lookup/Search", "idlookup.v1.Lookup/Validate", "idlookup.v1.Lookup/Verify"};
 
 static void pack_result(msgpack_packer *pk, int code, const char *msg, const idl_buf *body)
 {
@@ -72,8 +71,7 @@ static void pack_result(msgpack_packer *pk, int code, const char *msg, const idl
 int idld_batch(idld_call *c)
 {
     idl_field f[1] = {{"calls", IDL_FT_ARRAY, NULL}};
-    if (idl_wire_fields(c->body, f, 1, c->msg, c->field))
-        return IDL_INVALID_ARGUMENT;
+    if (idl_wire_fields(c->body, f, 1, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
     if (!f[0].val)
         return idld_fail(c, IDL_INVALID_ARGUMENT, "calls", "missing required field 'calls'");
     uint32_t n = f[0].val->via.array.size;
@@ -87,14 +85,17 @@ int idld_batch(idld_call *c)
     idl_qlog_entry *inner_log = malloc(sizeof(*inner_log));
     for (uint32_t i = 0; i < n; i++) {
         const msgpack_object *call = &f[0].val->via.array.ptr[i];
-        idld_call ic = {.st = c->st, .key = c->key, .kinfo = c->kinfo, .scratch = sc,
-                        .deadline_mono_us = c->deadline_mono_us, .log = inner_log};
+        idld_call ic = {.st = c->st,
+                        .key = c->key,
+                        .kinfo = c->kinfo,
+                        .scratch = sc,
+                        .deadline_mono_us = c->deadline_mono_us,
+                        .log = inner_log};
         uint64_t t0 = idld_mono_us();
         if (inner_log) {
             memset(inner_log, 0, offsetof(idl_qlog_entry, pids));
             inner_log->n_pids = inner_log->n_fps = 0;
-            if (c->st->qlog)
-                idl_qlog_next_id(c->st->qlog, &inner_log->time_us, &inner_log->seq);
+            if (c->st->qlog) idl_qlog_next_id(c->st->qlog, &inner_log->time_us, &inner_log->seq);
             snprintf(inner_log->customer, sizeof inner_log->customer, "%s", c->kinfo->customer);
             snprintf(inner_log->key_id, sizeof inner_log->key_id, "%s", c->kinfo->id);
         }
@@ -110,7 +111,8 @@ int idld_batch(idld_call *c)
         } else if (idl_wire_fields(call, cf, 2, ic.msg, ic.field)) {
             code = IDL_INVALID_ARGUMENT;
         } else if (!cf[0].val) {
-            code = idld_fail(&ic, IDL_INVALID_ARGUMENT, "method", "missing required field 'method'");
+            code =
+                idld_fail(&ic, IDL_INVALID_ARGUMENT, "method", "missing required field 'method'");
         } else {
             bool allowed = false;
             for (int a = 0; a < 3; a++)
@@ -142,16 +144,13 @@ int idld_batch(idld_call *c)
             inner_log->code = code;
             inner_log->latency_us = (uint32_t)(idld_mono_us() - t0);
             persons += inner_log->n_persons;
-            if (code != 0)
-                inner_log->n_persons = inner_log->n_pids = 0;
+            if (code != 0) inner_log->n_persons = inner_log->n_pids = 0;
             atomic_fetch_add(&c->st->by_code[code], 1);
-            if (c->st->qlog && c->st->log_queries)
-                idl_qlog_append(c->st->qlog, inner_log);
+            if (c->st->qlog && c->st->log_queries) idl_qlog_append(c->st->qlog, inner_log);
         }
     }
     free(inner_log);
-    if (c->log)
-        c->log->n_persons = persons;
+    if (c->log) c->log->n_persons = persons;
     return IDL_OK;
 }
 
@@ -197,8 +196,7 @@ static void handle(idld_worker *w, const void *data, size_t len)
     idl_qlog_entry *log = &w->log;
     memset(log, 0, offsetof(idl_qlog_entry, pids));
     log->n_pids = log->n_fps = 0;
-    if (st->qlog)
-        idl_qlog_next_id(st->qlog, &log->time_us, &log->seq);
+    if (st->qlog) idl_qlog_next_id(st->qlog, &log->time_us, &log->seq);
     char rid[32];
     idl_qlog_request_id(log->time_us, log->seq, rid);
 
@@ -215,19 +213,20 @@ static void handle(idld_worker *w, const void *data, size_t len)
     uint32_t remaining = 0;
     idl_keyring *kr = NULL;
     if (code == 0) {
-        snprintf(log->method, sizeof log->method, "%.*s",
-                 (int)(req.method_len < sizeof log->method ? req.method_len : sizeof log->method - 1),
-                 req.method);
+        snprintf(
+            log->method, sizeof log->method, "%.*s",
+            (int)(req.method_len < sizeof log->method ? req.method_len : sizeof log->method - 1),
+            req.method);
         for (char *p = log->method; *p; p++)
-            if ((unsigned char)*p < 0x20)
-                *p = '?';
+            if ((unsigned char)*p < 0x20) *p = '?';
         m = idld_method_find(req.method, req.method_len);
         if (!m)
             code = idld_fail(&c, IDL_UNIMPLEMENTED, "method", "unknown method '%s'", log->method);
     } else if (req.has_id && req.method) {
-        snprintf(log->method, sizeof log->method, "%.*s",
-                 (int)(req.method_len < sizeof log->method ? req.method_len : sizeof log->method - 1),
-                 req.method);
+        snprintf(
+            log->method, sizeof log->method, "%.*s",
+            (int)(req.method_len < sizeof log->method ? req.method_len : sizeof log->method - 1),
+            req.method);
     }
     if (code == 0 && m->scope) {
         kr = atomic_load(&st->keys);
@@ -243,8 +242,8 @@ static void handle(idld_worker *w, const void *data, size_t len)
             snprintf(log->key_id, sizeof log->key_id, "%s", c.kinfo->id);
             if (!(c.kinfo->scopes & m->scope)) {
                 code = idld_fail(&c, IDL_PERMISSION_DENIED, NULL,
-                                 "this key lacks the '%s' scope that %s needs", scope_word[m->scope],
-                                 m->name);
+                                 "this key lacks the '%s' scope that %s needs",
+                                 scope_word[m->scope], m->name);
             } else if (m->takes_token) {
                 uint32_t retry = 0;
                 rate_meta = true;
@@ -263,8 +262,10 @@ static void handle(idld_worker *w, const void *data, size_t len)
     }
     if (code == 0 && req.has_timeout) {
         if (req.timeout_ms == 0 || idld_mono_us() >= t0 + req.timeout_ms * 1000u)
-            code = idld_fail(&c, IDL_DEADLINE_EXCEEDED, NULL, "the deadline (timeout_ms %llu) passed "
-                             "before work started", (unsigned long long)req.timeout_ms);
+            code = idld_fail(&c, IDL_DEADLINE_EXCEEDED, NULL,
+                             "the deadline (timeout_ms %llu) passed "
+                             "before work started",
+                             (unsigned long long)req.timeout_ms);
         else
             c.deadline_mono_us = t0 + req.timeout_ms * 1000u;
     }
@@ -278,12 +279,11 @@ static void handle(idld_worker *w, const void *data, size_t len)
         if (code == 0 && w->body.failed)
             code = idld_fail(&c, IDL_INTERNAL, NULL, "out of memory building the reply");
         if (code == 0 && m->reads && c.deadline_mono_us && idld_mono_us() > c.deadline_mono_us)
-            code = idld_fail(&c, IDL_DEADLINE_EXCEEDED, NULL, "the deadline passed during the call");
+            code =
+                idld_fail(&c, IDL_DEADLINE_EXCEEDED, NULL, "the deadline passed during the call");
     }
-    if (code != 0)
-        log->n_persons = log->n_pids = 0;
-    if (rate_meta && m && !m->takes_token)
-        idl_key_peek(c.key, idld_mono_us(), &remaining);
+    if (code != 0) log->n_persons = log->n_pids = 0;
+    if (rate_meta && m && !m->takes_token) idl_key_peek(c.key, idld_mono_us(), &remaining);
 
     msgpack_packer rpk;
     idl_buf_packer(&w->reply, &rpk);
@@ -317,8 +317,7 @@ static void handle(idld_worker *w, const void *data, size_t len)
     atomic_fetch_add(&st->by_code[code], 1);
     log->code = code;
     log->latency_us = (uint32_t)(idld_mono_us() - t0);
-    if (st->qlog && st->log_queries)
-        idl_qlog_append(st->qlog, log);
+    if (st->qlog && st->log_queries) idl_qlog_append(st->qlog, log);
 }
 
 static void worker_cb(void *arg)
@@ -326,17 +325,14 @@ static void worker_cb(void *arg)
     idld_worker *w = arg;
     int rv = nng_aio_result(w->aio);
     if (w->state == W_SEND) {
-        if (rv != 0)
-            nng_msg_free(nng_aio_get_msg(w->aio));
-        if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
-            return;
+        if (rv != 0) nng_msg_free(nng_aio_get_msg(w->aio));
+        if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) return;
         w->state = W_RECV;
         nng_ctx_recv(w->ctx, w->aio);
         return;
     }
     if (rv != 0) {
-        if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
-            return;
+        if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) return;
         nng_ctx_recv(w->ctx, w->aio);
         return;
     }
@@ -410,8 +406,7 @@ fail:
 
 void idld_pool_stop(idld_pool *p)
 {
-    if (!p)
-        return;
+    if (!p) return;
     nng_close(p->sock);
     for (size_t i = 0; i < p->n; i++) {
         idld_worker *w = &p->workers[i];

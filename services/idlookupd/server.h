@@ -69,7 +69,7 @@ typedef int (*idld_handler)(idld_call *c);
 
 typedef struct {
     const char *name;
-    unsigned scope; /* 0: no key needed */
+    unsigned scope;   /* 0: no key needed */
     bool takes_token; /* Batch takes none itself: its inner calls do */
     bool reads;       /* a deadline passing during the call voids the answer */
     idld_handler fn;
@@ -102,8 +102,7 @@ void idld_fingerprint(idld_call *c, const char *kind, const char *value);
 
 /* Shared between Search, OptOut and Disclosures: the parsed identifier set. */
 typedef struct {
-    bool has_email, has_phone, has_ip, has_street, has_unit, has_city, has_state, has_zip,
-        has_name;
+    bool has_email, has_phone, has_ip, has_street, has_unit, has_city, has_state, has_zip, has_name;
     char email[IDL_NORM_EMAIL_MAX];
     char phone[IDL_NORM_PHONE_MAX];
     char ip[IDL_NORM_IP_MAX];
