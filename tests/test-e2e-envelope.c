@@ -201,6 +201,31 @@ static void body_not_a_map_is_checked_last(void)
     CHECK_INT(raw_code(HEALTH, NULL, "\xa1x", 2), IDL_INVALID_ARGUMENT);
 }
 
+/* A huge timeout_ms is a far deadline, not an overflow into the past. */
+static void huge_timeout_is_served(void)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    idl_wire_pack_cstr(&pk, "id");
+    msgpack_pack_uint64(&pk, 5);
+    idl_wire_pack_cstr(&pk, "method");
+    idl_wire_pack_cstr(&pk, HEALTH);
+    idl_wire_pack_cstr(&pk, "timeout_ms");
+    msgpack_pack_uint64(&pk, UINT64_MAX);
+    void *rep = NULL;
+    size_t rl = 0;
+    idl_reply *r = NULL;
+    CHECK(idl_client_call_raw(env.c, sb.data, sb.size, 5000, &rep, &rl) == 0);
+    CHECK(rep && idl_reply_decode(rep, rl, &r) == 0);
+    CHECK_INT(code_of(r), 0);
+    idl_reply_free(r);
+    free(rep);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static void rate_limit(void)
 {
     /* The slow key has rate 2: burst 2, then RESOURCE_EXHAUSTED with a
@@ -388,6 +413,7 @@ int main(void)
     RUN(undecodable_inputs);
     RUN(keys_scopes_and_codes);
     RUN(body_not_a_map_is_checked_last);
+    RUN(huge_timeout_is_served);
     RUN(rate_limit);
     RUN(request_ids_unique);
     RUN(keys_reload_on_sighup);

@@ -260,14 +260,15 @@ static void handle(idld_worker *w, const void *data, size_t len)
             }
         }
     }
-    if (code == 0 && req.has_timeout) {
-        if (req.timeout_ms == 0 || idld_mono_us() >= t0 + req.timeout_ms * 1000u)
+    /* A deadline beyond a year is no deadline (and cannot overflow). */
+    if (code == 0 && req.has_timeout && req.timeout_ms <= 366ull * 86400u * 1000u) {
+        uint64_t deadline = t0 + req.timeout_ms * 1000u;
+        if (req.timeout_ms == 0 || idld_mono_us() >= deadline)
             code = idld_fail(&c, IDL_DEADLINE_EXCEEDED, NULL,
-                             "the deadline (timeout_ms %llu) passed "
-                             "before work started",
+                             "the deadline (timeout_ms %llu) passed before work started",
                              (unsigned long long)req.timeout_ms);
         else
-            c.deadline_mono_us = t0 + req.timeout_ms * 1000u;
+            c.deadline_mono_us = deadline;
     }
     if (code == 0 && atomic_load(&st->draining) && m->fn != idld_health)
         code = idld_fail(&c, IDL_UNAVAILABLE, NULL, "the service is shutting down");
