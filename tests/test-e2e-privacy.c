@@ -31,22 +31,6 @@ static shape_schema *schema;
 
 /* ---- small helpers ---- */
 
-/* A failed expectation with the caller's line and a formatted explanation. */
-static void expect_at(int line, bool ok, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void expect_at(int line, bool ok, const char *fmt, ...)
-{
-    test_checks_++;
-    if (ok) return;
-    test_failures_++;
-    fprintf(stderr, "%s:%d: ", __FILE__, line);
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-#define EXPECT(cond, ...) expect_at(__LINE__, (cond), __VA_ARGS__)
 
 static char *xstrdup(const char *s)
 {
@@ -60,13 +44,13 @@ static char *xstrdup(const char *s)
 static idl_reply *call_at(int line, const char *key, const char *method, const char *json, int want)
 {
     idl_reply *r = e2e_call(&E, key, method, json);
-    expect_at(line, r != NULL, "%s %s: no reply", method, json);
+    expect_at(__FILE__, line, r != NULL, "%s %s: no reply", method, json);
     if (!r) return NULL;
-    expect_at(line, r->code == want, "%s %s: code %d (%s), want %d", method, json, r->code,
+    expect_at(__FILE__, line, r->code == want, "%s %s: code %d (%s), want %d", method, json, r->code,
               r->message ? r->message : "", want);
     if (r->code == 0 && schema) {
         char err[512] = "";
-        expect_at(line, shape_check_response(schema, method, &r->body, err) == 0,
+        expect_at(__FILE__, line, shape_check_response(schema, method, &r->body, err) == 0,
                   "%s %s: reply body does not fit the schema: %s", method, json, err);
     }
     return r;
@@ -82,7 +66,7 @@ static long long search_total_at(int line, const char *key, const char *json)
     if (r && r->code == 0) {
         t = e2e_uint(e2e_get(&r->body, "total"));
         const msgpack_object *p = e2e_get(&r->body, "persons");
-        expect_at(line, p && p->type == MSGPACK_OBJECT_ARRAY && (t > 10 || p->via.array.size == t),
+        expect_at(__FILE__, line, p && p->type == MSGPACK_OBJECT_ARRAY && (t > 10 || p->via.array.size == t),
                   "Search %s: persons does not agree with total: %s", json, e2e_json(&r->body));
     }
     idl_reply_free(r);
@@ -163,7 +147,7 @@ static void same_reply_at(int line, const char *key, const char *method, const c
         if (nsubst == 0) {
             bool same = same_obj(&h->body, &n->body);
             char *hj = xstrdup(e2e_json(&h->body));
-            expect_at(line, same,
+            expect_at(__FILE__, line, same,
                       "%s: a suppressed person is observable:\n  %s\n    -> %s\n  %s\n    -> %s",
                       method, json_hidden, hj, json_never, e2e_json(&n->body));
             free(hj);
@@ -175,7 +159,7 @@ static void same_reply_at(int line, const char *key, const char *method, const c
                 free(want);
                 want = w2;
             }
-            expect_at(line, strcmp(hj, want) == 0,
+            expect_at(__FILE__, line, strcmp(hj, want) == 0,
                       "%s: a suppressed person is observable:\n  %s\n    -> %s\n  want (from %s)\n "
                       "   -> %s",
                       method, json_hidden, hj, json_never, want);
@@ -253,12 +237,12 @@ static void upsert_at(int line, const char *records, long long stored, long long
                   u = e2e_uint(e2e_get(&r->body, "updated")),
                   c = e2e_uint(e2e_get(&r->body, "rejected_child")),
                   p = e2e_uint(e2e_get(&r->body, "suppressed"));
-        expect_at(line, s == stored && u == updated && c == child && p == supp,
+        expect_at(__FILE__, line, s == stored && u == updated && c == child && p == supp,
                   "Upsert: stored/updated/rejected_child/suppressed = %lld/%lld/%lld/%lld, want "
                   "%lld/%lld/%lld/%lld (%s)",
                   s, u, c, p, stored, updated, child, supp, e2e_json(&r->body));
         const msgpack_object *inv = e2e_get(&r->body, "invalid");
-        expect_at(line, inv && inv->type == MSGPACK_OBJECT_ARRAY && inv->via.array.size == 0,
+        expect_at(__FILE__, line, inv && inv->type == MSGPACK_OBJECT_ARRAY && inv->via.array.size == 0,
                   "Upsert: records reported invalid: %s", e2e_json(inv));
     }
     idl_reply_free(r);
@@ -814,21 +798,21 @@ static void child_absent(int line, const char *first, const char *last, const ch
     char q[512];
     for (int k = 0; k < 2; k++) {
         snprintf(q, sizeof q, "{\"email\": \"%s\"}", email);
-        expect_at(line, search_total_at(line, keys[k], q) == 0, "child found by %s", q);
-        expect_at(line, known_at(line, keys[k], "email", q) == 0, "child's email known");
+        expect_at(__FILE__, line, search_total_at(line, keys[k], q) == 0, "child found by %s", q);
+        expect_at(__FILE__, line, known_at(line, keys[k], "email", q) == 0, "child's email known");
         snprintf(q, sizeof q, "{\"first_name\": \"%s\", \"last_name\": \"%s\"}", first, last);
-        expect_at(line, search_total_at(line, keys[k], q) == 0, "child found by %s", q);
+        expect_at(__FILE__, line, search_total_at(line, keys[k], q) == 0, "child found by %s", q);
         if (phone) {
             snprintf(q, sizeof q, "{\"phone\": \"%s\"}", phone);
-            expect_at(line, search_total_at(line, keys[k], q) == 0, "child found by %s", q);
-            expect_at(line, known_at(line, keys[k], "phone", q) == 0, "child's phone known");
+            expect_at(__FILE__, line, search_total_at(line, keys[k], q) == 0, "child found by %s", q);
+            expect_at(__FILE__, line, known_at(line, keys[k], "phone", q) == 0, "child's phone known");
         }
         snprintf(q, sizeof q, "{\"first_name\": \"%s\", \"last_name\": \"%s\", \"email\": \"%s\"}",
                  first, last, email);
         const char *c = verify_check_at(line, keys[k], "email", q);
-        expect_at(line, strcmp(c, "not_found") == 0, "Verify child email: %s", c);
+        expect_at(__FILE__, line, strcmp(c, "not_found") == 0, "Verify child email: %s", c);
         c = verify_check_at(line, keys[k], "name", q);
-        expect_at(line, strcmp(c, "not_found") == 0, "Verify child name: %s", c);
+        expect_at(__FILE__, line, strcmp(c, "not_found") == 0, "Verify child name: %s", c);
     }
 }
 
@@ -960,17 +944,17 @@ static void expect_recipient(int line, const msgpack_object *body, const char *c
                              long long count, long long t0, long long t1)
 {
     const msgpack_object *rc = recipient(body, customer);
-    expect_at(line, rc != NULL, "Disclosures lists no %s: %s", customer, e2e_json(body));
+    expect_at(__FILE__, line, rc != NULL, "Disclosures lists no %s: %s", customer, e2e_json(body));
     if (!rc) return;
     long long n = e2e_uint(e2e_get(rc, "disclosures"));
-    expect_at(line, n == count, "%s: %lld disclosures, want %lld", customer, n, count);
+    expect_at(__FILE__, line, n == count, "%s: %lld disclosures, want %lld", customer, n, count);
     long long first = rfc3339_utc(e2e_get(rc, "first")), last = rfc3339_utc(e2e_get(rc, "last"));
-    expect_at(line, first >= 0 && last >= 0, "%s: first/last are not RFC 3339 UTC: %s", customer,
+    expect_at(__FILE__, line, first >= 0 && last >= 0, "%s: first/last are not RFC 3339 UTC: %s", customer,
               e2e_json(rc));
-    expect_at(line, first >= t0 && first <= last && last <= t1,
+    expect_at(__FILE__, line, first >= t0 && first <= last && last <= t1,
               "%s: first %lld / last %lld outside the test's window [%lld, %lld]", customer, first,
               last, t0, t1);
-    if (count == 1) expect_at(line, first == last, "%s: one disclosure, first != last", customer);
+    if (count == 1) expect_at(__FILE__, line, first == last, "%s: one disclosure, first != last", customer);
 }
 
 static void disclosures(void)

@@ -28,21 +28,6 @@
 
 static e2e_env E;
 
-static void expect_at(int line, bool ok, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void expect_at(int line, bool ok, const char *fmt, ...)
-{
-    test_checks_++;
-    if (ok) return;
-    test_failures_++;
-    fprintf(stderr, "%s:%d: ", __FILE__, line);
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-#define EXPECT(cond, ...) expect_at(__LINE__, (cond), __VA_ARGS__)
 
 static long long now_us(void)
 {
@@ -154,11 +139,11 @@ static idl_reply *send_at(int line, const char *key, const char *customer, const
                           const char *json, int want)
 {
     idl_reply *r = e2e_call(&E, key, method, json);
-    expect_at(line, r != NULL, "%s %s: no reply", method, json);
+    expect_at(__FILE__, line, r != NULL, "%s %s: no reply", method, json);
     if (!r) return NULL;
-    expect_at(line, r->code == want, "%s %s: code %d (%s), want %d", method, json, r->code,
+    expect_at(__FILE__, line, r->code == want, "%s %s: code %d (%s), want %d", method, json, r->code,
               r->message ? r->message : "", want);
-    expect_at(line, r->request_id && strlen(r->request_id) > 0, "%s: no meta.request-id", method);
+    expect_at(__FILE__, line, r->request_id && strlen(r->request_id) > 0, "%s: no meta.request-id", method);
     if (n_sent < MAX_SENT && r->request_id) {
         sent_call *s = &sent[n_sent++];
         snprintf(s->rid, sizeof s->rid, "%s", r->request_id);
@@ -177,10 +162,10 @@ static void send_garbage(int line, const void *bytes, size_t len)
     void *rep = NULL;
     size_t rl = 0;
     int rc = idl_client_call_raw(E.c, bytes, len, 10000, &rep, &rl);
-    expect_at(line, rc == 0, "garbage: no reply (%d)", rc);
+    expect_at(__FILE__, line, rc == 0, "garbage: no reply (%d)", rc);
     idl_reply *r = NULL;
     if (rc == 0 && idl_reply_decode(rep, rl, &r) == 0) {
-        expect_at(line, r->code == IDL_INVALID_ARGUMENT && r->id == 0, "garbage: code %d id %llu",
+        expect_at(__FILE__, line, r->code == IDL_INVALID_ARGUMENT && r->id == 0, "garbage: code %d id %llu",
                   r->code, (unsigned long long)r->id);
         if (r->request_id && n_sent < MAX_SENT) {
             sent_call *s = &sent[n_sent++];
@@ -190,7 +175,7 @@ static void send_garbage(int line, const void *bytes, size_t len)
             s->code = r->code;
         }
     } else {
-        expect_at(line, false, "garbage: undecodable reply");
+        expect_at(__FILE__, line, false, "garbage: undecodable reply");
     }
     idl_reply_free(r);
     free(rep);
@@ -230,7 +215,7 @@ static char *run_export(int line, const char *fmt)
     const char *args[] = {"analytics", "export", "--data", E.data, "--format", fmt, NULL};
     char *out = NULL, *err = NULL;
     int st = e2e_cli(args, NULL, &out, &err);
-    expect_at(line, st == 0, "analytics export --format %s: exit %d: %s", fmt, st, err ? err : "");
+    expect_at(__FILE__, line, st == 0, "analytics export --format %s: exit %d: %s", fmt, st, err ? err : "");
     free(err);
     if (st != 0) {
         free(out);
@@ -257,7 +242,7 @@ static entry *parse_export(int line, const char *text, size_t *n)
         if (len > 0) {
             json_error_t je;
             json_t *o = json_loadb(p, len, 0, &je);
-            expect_at(line, o && json_is_object(o), "export line is not a JSON object: %.*s",
+            expect_at(__FILE__, line, o && json_is_object(o), "export line is not a JSON object: %.*s",
                       (int)len, p);
             if (o) {
                 if (*n == cap) es = realloc(es, (cap *= 2) * sizeof(*es));
@@ -320,10 +305,10 @@ static void expect_sent_logged(int line, const entry *es, size_t n, size_t from)
 {
     for (size_t i = from; i < n_sent; i++) {
         const entry *e = find_rid(es, n, sent[i].rid);
-        expect_at(line, e != NULL, "request-id %s (%s) is not in the log", sent[i].rid,
+        expect_at(__FILE__, line, e != NULL, "request-id %s (%s) is not in the log", sent[i].rid,
                   sent[i].method);
         if (!e) continue;
-        expect_at(line,
+        expect_at(__FILE__, line,
                   strcmp(e->customer, sent[i].customer) == 0 &&
                       strcmp(e->method, sent[i].method) == 0 && e->code == sent[i].code,
                   "entry %s: customer \"%s\" method \"%s\" code %d, want \"%s\" \"%s\" %d", e->rid,
@@ -342,10 +327,10 @@ static json_t *run_report(int line, const char *const *extra, char **text_out)
     args[i] = NULL;
     char *out = NULL, *err = NULL;
     int st = e2e_cli(args, NULL, &out, &err);
-    expect_at(line, st == 0, "analytics: exit %d: %s", st, err ? err : "");
+    expect_at(__FILE__, line, st == 0, "analytics: exit %d: %s", st, err ? err : "");
     json_error_t je;
     json_t *rep = st == 0 ? json_loads(out ? out : "", 0, &je) : NULL;
-    expect_at(line, st != 0 || (rep && json_is_object(rep)),
+    expect_at(__FILE__, line, st != 0 || (rep && json_is_object(rep)),
               "analytics output is not one JSON object: %s", out ? out : "");
     if (text_out)
         *text_out = out;
@@ -407,19 +392,19 @@ static void expect_group(int line, const json_t *rep, const char *customer, cons
                          long long requests, long long distinct, const int *errors)
 {
     group_sum s = sum_groups(rep, customer, method);
-    expect_at(line, s.requests == requests, "group (\"%s\", %s): %lld requests, want %lld",
+    expect_at(__FILE__, line, s.requests == requests, "group (\"%s\", %s): %lld requests, want %lld",
               customer, method, s.requests, requests);
     if (distinct >= 0)
-        expect_at(line, s.distinct == distinct,
+        expect_at(__FILE__, line, s.distinct == distinct,
                   "group (\"%s\", %s): %lld distinct fingerprints, want %lld", customer, method,
                   s.distinct, distinct);
     long long want[IDL_STATUS_COUNT] = {0};
     for (int i = 0; errors && errors[i] >= 0; i += 2)
         want[errors[i]] = errors[i + 1];
     for (int k = 1; k < IDL_STATUS_COUNT; k++)
-        expect_at(line, s.errors[k] == want[k], "group (\"%s\", %s): errors %s = %lld, want %lld",
+        expect_at(__FILE__, line, s.errors[k] == want[k], "group (\"%s\", %s): errors %s = %lld, want %lld",
                   customer, method, idl_status_name(k), s.errors[k], want[k]);
-    expect_at(line, s.other_errors == 0, "group (\"%s\", %s): error names that are not code names",
+    expect_at(__FILE__, line, s.other_errors == 0, "group (\"%s\", %s): error names that are not code names",
               customer, method);
 }
 
@@ -702,10 +687,10 @@ static void scan_for_identifiers(int line, const char *what, const char *text)
     CHECK(!has_digit_token("1718005602123 ab05602", "05602"));
     CHECK(strcasestr("x JUNIPER hollow", "Juniper Hollow") != NULL);
     for (size_t i = 0; i < sizeof pii / sizeof pii[0]; i++)
-        expect_at(line, strcasestr(text, pii[i]) == NULL, "%s holds the identifier \"%s\"", what,
+        expect_at(__FILE__, line, strcasestr(text, pii[i]) == NULL, "%s holds the identifier \"%s\"", what,
                   pii[i]);
     for (size_t i = 0; i < sizeof pii_digits / sizeof pii_digits[0]; i++)
-        expect_at(line, !has_digit_token(text, pii_digits[i]), "%s holds the identifier \"%s\"",
+        expect_at(__FILE__, line, !has_digit_token(text, pii_digits[i]), "%s holds the identifier \"%s\"",
                   what, pii_digits[i]);
 }
 

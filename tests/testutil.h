@@ -3,6 +3,8 @@
 #ifndef IDL_TESTUTIL_H
 #define IDL_TESTUTIL_H
 
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -50,6 +52,25 @@ static int test_checks_;
             fputc('\n', stderr);                                                                   \
         }                                                                                          \
     } while (0)
+
+/* A check at a caller's line with a formatted explanation (for helpers that
+ * check on behalf of the line that called them). */
+static inline void expect_at(const char *file, int line, bool ok, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static inline void expect_at(const char *file, int line, bool ok, const char *fmt, ...)
+{
+    test_checks_++;
+    if (ok)
+        return;
+    test_failures_++;
+    fprintf(stderr, "%s:%d: ", file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+#define EXPECT(cond, ...) expect_at(__FILE__, __LINE__, (cond), __VA_ARGS__)
 
 #define RUN(fn)                                                                                    \
     do {                                                                                           \
