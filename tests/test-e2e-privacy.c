@@ -31,7 +31,6 @@ static shape_schema *schema;
 
 /* ---- small helpers ---- */
 
-
 static char *xstrdup(const char *s)
 {
     char *d = strdup(s ? s : "");
@@ -46,8 +45,8 @@ static idl_reply *call_at(int line, const char *key, const char *method, const c
     idl_reply *r = e2e_call(&E, key, method, json);
     expect_at(__FILE__, line, r != NULL, "%s %s: no reply", method, json);
     if (!r) return NULL;
-    expect_at(__FILE__, line, r->code == want, "%s %s: code %d (%s), want %d", method, json, r->code,
-              r->message ? r->message : "", want);
+    expect_at(__FILE__, line, r->code == want, "%s %s: code %d (%s), want %d", method, json,
+              r->code, r->message ? r->message : "", want);
     if (r->code == 0 && schema) {
         char err[512] = "";
         expect_at(__FILE__, line, shape_check_response(schema, method, &r->body, err) == 0,
@@ -66,7 +65,8 @@ static long long search_total_at(int line, const char *key, const char *json)
     if (r && r->code == 0) {
         t = e2e_uint(e2e_get(&r->body, "total"));
         const msgpack_object *p = e2e_get(&r->body, "persons");
-        expect_at(__FILE__, line, p && p->type == MSGPACK_OBJECT_ARRAY && (t > 10 || p->via.array.size == t),
+        expect_at(__FILE__, line,
+                  p && p->type == MSGPACK_OBJECT_ARRAY && (t > 10 || p->via.array.size == t),
                   "Search %s: persons does not agree with total: %s", json, e2e_json(&r->body));
     }
     idl_reply_free(r);
@@ -242,7 +242,8 @@ static void upsert_at(int line, const char *records, long long stored, long long
                   "%lld/%lld/%lld/%lld (%s)",
                   s, u, c, p, stored, updated, child, supp, e2e_json(&r->body));
         const msgpack_object *inv = e2e_get(&r->body, "invalid");
-        expect_at(__FILE__, line, inv && inv->type == MSGPACK_OBJECT_ARRAY && inv->via.array.size == 0,
+        expect_at(__FILE__, line,
+                  inv && inv->type == MSGPACK_OBJECT_ARRAY && inv->via.array.size == 0,
                   "Upsert: records reported invalid: %s", e2e_json(inv));
     }
     idl_reply_free(r);
@@ -804,8 +805,10 @@ static void child_absent(int line, const char *first, const char *last, const ch
         expect_at(__FILE__, line, search_total_at(line, keys[k], q) == 0, "child found by %s", q);
         if (phone) {
             snprintf(q, sizeof q, "{\"phone\": \"%s\"}", phone);
-            expect_at(__FILE__, line, search_total_at(line, keys[k], q) == 0, "child found by %s", q);
-            expect_at(__FILE__, line, known_at(line, keys[k], "phone", q) == 0, "child's phone known");
+            expect_at(__FILE__, line, search_total_at(line, keys[k], q) == 0, "child found by %s",
+                      q);
+            expect_at(__FILE__, line, known_at(line, keys[k], "phone", q) == 0,
+                      "child's phone known");
         }
         snprintf(q, sizeof q, "{\"first_name\": \"%s\", \"last_name\": \"%s\", \"email\": \"%s\"}",
                  first, last, email);
@@ -949,12 +952,13 @@ static void expect_recipient(int line, const msgpack_object *body, const char *c
     long long n = e2e_uint(e2e_get(rc, "disclosures"));
     expect_at(__FILE__, line, n == count, "%s: %lld disclosures, want %lld", customer, n, count);
     long long first = rfc3339_utc(e2e_get(rc, "first")), last = rfc3339_utc(e2e_get(rc, "last"));
-    expect_at(__FILE__, line, first >= 0 && last >= 0, "%s: first/last are not RFC 3339 UTC: %s", customer,
-              e2e_json(rc));
+    expect_at(__FILE__, line, first >= 0 && last >= 0, "%s: first/last are not RFC 3339 UTC: %s",
+              customer, e2e_json(rc));
     expect_at(__FILE__, line, first >= t0 && first <= last && last <= t1,
               "%s: first %lld / last %lld outside the test's window [%lld, %lld]", customer, first,
               last, t0, t1);
-    if (count == 1) expect_at(__FILE__, line, first == last, "%s: one disclosure, first != last", customer);
+    if (count == 1)
+        expect_at(__FILE__, line, first == last, "%s: one disclosure, first != last", customer);
 }
 
 static void disclosures(void)

@@ -28,7 +28,6 @@
 
 static e2e_env E;
 
-
 static long long now_us(void)
 {
     struct timespec ts;
@@ -141,9 +140,10 @@ static idl_reply *send_at(int line, const char *key, const char *customer, const
     idl_reply *r = e2e_call(&E, key, method, json);
     expect_at(__FILE__, line, r != NULL, "%s %s: no reply", method, json);
     if (!r) return NULL;
-    expect_at(__FILE__, line, r->code == want, "%s %s: code %d (%s), want %d", method, json, r->code,
-              r->message ? r->message : "", want);
-    expect_at(__FILE__, line, r->request_id && strlen(r->request_id) > 0, "%s: no meta.request-id", method);
+    expect_at(__FILE__, line, r->code == want, "%s %s: code %d (%s), want %d", method, json,
+              r->code, r->message ? r->message : "", want);
+    expect_at(__FILE__, line, r->request_id && strlen(r->request_id) > 0, "%s: no meta.request-id",
+              method);
     if (n_sent < MAX_SENT && r->request_id) {
         sent_call *s = &sent[n_sent++];
         snprintf(s->rid, sizeof s->rid, "%s", r->request_id);
@@ -165,8 +165,8 @@ static void send_garbage(int line, const void *bytes, size_t len)
     expect_at(__FILE__, line, rc == 0, "garbage: no reply (%d)", rc);
     idl_reply *r = NULL;
     if (rc == 0 && idl_reply_decode(rep, rl, &r) == 0) {
-        expect_at(__FILE__, line, r->code == IDL_INVALID_ARGUMENT && r->id == 0, "garbage: code %d id %llu",
-                  r->code, (unsigned long long)r->id);
+        expect_at(__FILE__, line, r->code == IDL_INVALID_ARGUMENT && r->id == 0,
+                  "garbage: code %d id %llu", r->code, (unsigned long long)r->id);
         if (r->request_id && n_sent < MAX_SENT) {
             sent_call *s = &sent[n_sent++];
             snprintf(s->rid, sizeof s->rid, "%s", r->request_id);
@@ -215,7 +215,8 @@ static char *run_export(int line, const char *fmt)
     const char *args[] = {"analytics", "export", "--data", E.data, "--format", fmt, NULL};
     char *out = NULL, *err = NULL;
     int st = e2e_cli(args, NULL, &out, &err);
-    expect_at(__FILE__, line, st == 0, "analytics export --format %s: exit %d: %s", fmt, st, err ? err : "");
+    expect_at(__FILE__, line, st == 0, "analytics export --format %s: exit %d: %s", fmt, st,
+              err ? err : "");
     free(err);
     if (st != 0) {
         free(out);
@@ -242,8 +243,8 @@ static entry *parse_export(int line, const char *text, size_t *n)
         if (len > 0) {
             json_error_t je;
             json_t *o = json_loadb(p, len, 0, &je);
-            expect_at(__FILE__, line, o && json_is_object(o), "export line is not a JSON object: %.*s",
-                      (int)len, p);
+            expect_at(__FILE__, line, o && json_is_object(o),
+                      "export line is not a JSON object: %.*s", (int)len, p);
             if (o) {
                 if (*n == cap) es = realloc(es, (cap *= 2) * sizeof(*es));
                 entry *e = &es[(*n)++];
@@ -392,8 +393,9 @@ static void expect_group(int line, const json_t *rep, const char *customer, cons
                          long long requests, long long distinct, const int *errors)
 {
     group_sum s = sum_groups(rep, customer, method);
-    expect_at(__FILE__, line, s.requests == requests, "group (\"%s\", %s): %lld requests, want %lld",
-              customer, method, s.requests, requests);
+    expect_at(__FILE__, line, s.requests == requests,
+              "group (\"%s\", %s): %lld requests, want %lld", customer, method, s.requests,
+              requests);
     if (distinct >= 0)
         expect_at(__FILE__, line, s.distinct == distinct,
                   "group (\"%s\", %s): %lld distinct fingerprints, want %lld", customer, method,
@@ -402,10 +404,11 @@ static void expect_group(int line, const json_t *rep, const char *customer, cons
     for (int i = 0; errors && errors[i] >= 0; i += 2)
         want[errors[i]] = errors[i + 1];
     for (int k = 1; k < IDL_STATUS_COUNT; k++)
-        expect_at(__FILE__, line, s.errors[k] == want[k], "group (\"%s\", %s): errors %s = %lld, want %lld",
-                  customer, method, idl_status_name(k), s.errors[k], want[k]);
-    expect_at(__FILE__, line, s.other_errors == 0, "group (\"%s\", %s): error names that are not code names",
-              customer, method);
+        expect_at(__FILE__, line, s.errors[k] == want[k],
+                  "group (\"%s\", %s): errors %s = %lld, want %lld", customer, method,
+                  idl_status_name(k), s.errors[k], want[k]);
+    expect_at(__FILE__, line, s.other_errors == 0,
+              "group (\"%s\", %s): error names that are not code names", customer, method);
 }
 
 /* ---- cases ---- */
@@ -687,11 +690,11 @@ static void scan_for_identifiers(int line, const char *what, const char *text)
     CHECK(!has_digit_token("1718005602123 ab05602", "05602"));
     CHECK(strcasestr("x JUNIPER hollow", "Juniper Hollow") != NULL);
     for (size_t i = 0; i < sizeof pii / sizeof pii[0]; i++)
-        expect_at(__FILE__, line, strcasestr(text, pii[i]) == NULL, "%s holds the identifier \"%s\"", what,
-                  pii[i]);
+        expect_at(__FILE__, line, strcasestr(text, pii[i]) == NULL,
+                  "%s holds the identifier \"%s\"", what, pii[i]);
     for (size_t i = 0; i < sizeof pii_digits / sizeof pii_digits[0]; i++)
-        expect_at(__FILE__, line, !has_digit_token(text, pii_digits[i]), "%s holds the identifier \"%s\"",
-                  what, pii_digits[i]);
+        expect_at(__FILE__, line, !has_digit_token(text, pii_digits[i]),
+                  "%s holds the identifier \"%s\"", what, pii_digits[i]);
 }
 
 /* The log holds no identifier the test sent, only fingerprints. */

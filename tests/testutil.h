@@ -60,8 +60,7 @@ static inline void expect_at(const char *file, int line, bool ok, const char *fm
 static inline void expect_at(const char *file, int line, bool ok, const char *fmt, ...)
 {
     test_checks_++;
-    if (ok)
-        return;
+    if (ok) return;
     test_failures_++;
     fprintf(stderr, "%s:%d: ", file, line);
     va_list ap;

@@ -91,38 +91,13 @@ static size_t uniq(uint64_t *v, size_t n)
     return o;
 }
 
-static bool has_email(const idl_record *r, const char *e)
-{
-    for (int i = 0; i < r->n_emails; i++)
-        if (strcmp(r->emails[i], e) == 0) return true;
-    return false;
-}
-
-static bool has_phone(const idl_record *r, const char *p)
-{
-    for (int i = 0; i < r->n_phones; i++)
-        if (strcmp(r->phones[i].number, p) == 0) return true;
-    return false;
-}
-
-static bool has_ip(const idl_record *r, const char *ip)
-{
-    for (int i = 0; i < r->n_ips; i++)
-        if (strcmp(r->ips[i], ip) == 0) return true;
-    return false;
-}
-
 /* An address of r that is not hidden and agrees with every given part. */
 static bool has_addr(idld_call *c, const idl_record *r, const char *street, const char *unit,
                      const char *city, const char *state, const char *zip)
 {
     for (int i = 0; i < r->n_addrs; i++) {
         const idl_address *a = &r->addrs[i];
-        if ((street && strcmp(a->street, street)) || (unit && strcmp(a->unit, unit)) ||
-            (city && strcmp(a->city, city)) || (state && strcmp(a->state, state)) ||
-            (zip && strcmp(a->zip, zip)))
-            continue;
-        if (!addr_hidden(c, a)) return true;
+        if (idld_addr_agrees(a, street, unit, city, state, zip) && !addr_hidden(c, a)) return true;
     }
     return false;
 }
@@ -309,9 +284,9 @@ int idld_search(idld_call *c)
         if (!visible(c, sc->cand[i], r, &t)) continue;
         uint32_t m = 0;
         double w = 0;
-        if (use_email && has_email(r, q.email)) m |= M_EMAIL, w += 1;
-        if (use_phone && has_phone(r, q.phone)) m |= M_PHONE, w += 1;
-        if (use_ip && has_ip(r, q.ip)) m |= M_IP, w += 1;
+        if (use_email && idld_has_email(r, q.email)) m |= M_EMAIL, w += 1;
+        if (use_phone && idld_has_phone(r, q.phone)) m |= M_PHONE, w += 1;
+        if (use_ip && idld_has_ip(r, q.ip)) m |= M_IP, w += 1;
         if (g_addr &&
             has_addr(c, r, q.street, q.has_unit ? q.unit : NULL, q.has_city ? q.city : NULL,
                      q.has_state ? q.state : NULL, q.has_zip ? q.zip : NULL)) {
@@ -547,8 +522,8 @@ static void verify_consider(verify_state *v, uint64_t pid)
     bool m[G_COUNT] = {false};
     m[G_NAME] = idl_name_match(q->first, r->norm_first, true) &&
                 idl_name_match(q->last, r->norm_last, false);
-    m[G_EMAIL] = q->has_email && !v->hidden[G_EMAIL] && has_email(r, q->email);
-    m[G_PHONE] = q->has_phone && !v->hidden[G_PHONE] && has_phone(r, q->phone);
+    m[G_EMAIL] = q->has_email && !v->hidden[G_EMAIL] && idld_has_email(r, q->email);
+    m[G_PHONE] = q->has_phone && !v->hidden[G_PHONE] && idld_has_phone(r, q->phone);
     m[G_ADDR] = v->g_addr && has_addr(c, r, q->street, q->has_unit ? q->unit : NULL,
                                       q->has_city ? q->city : NULL, q->has_state ? q->state : NULL,
                                       q->has_zip ? q->zip : NULL);

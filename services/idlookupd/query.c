@@ -150,41 +150,51 @@ size_t idld_query_keys(const idld_query *q, idl_hkey *keys, size_t max)
     return n;
 }
 
-static bool holds_str(const char (*arr)[IDL_NORM_EMAIL_MAX], int n, const char *s)
+bool idld_has_email(const idl_record *r, const char *email)
 {
-    for (int i = 0; i < n; i++)
-        if (strcmp(arr[i], s) == 0) return true;
+    for (int i = 0; i < r->n_emails; i++)
+        if (strcmp(r->emails[i], email) == 0) return true;
     return false;
 }
 
+bool idld_has_phone(const idl_record *r, const char *e164)
+{
+    for (int i = 0; i < r->n_phones; i++)
+        if (strcmp(r->phones[i].number, e164) == 0) return true;
+    return false;
+}
+
+bool idld_has_ip(const idl_record *r, const char *ip)
+{
+    for (int i = 0; i < r->n_ips; i++)
+        if (strcmp(r->ips[i], ip) == 0) return true;
+    return false;
+}
+
+bool idld_addr_agrees(const idl_address *a, const char *street, const char *unit, const char *city,
+                      const char *state, const char *zip)
+{
+    return (!street || strcmp(a->street, street) == 0) && (!unit || strcmp(a->unit, unit) == 0) &&
+           (!city || strcmp(a->city, city) == 0) && (!state || strcmp(a->state, state) == 0) &&
+           (!zip || strcmp(a->zip, zip) == 0);
+}
+
+/* Every given group at once, names exactly (OptOut and Disclosures act on
+ * precisely the persons named, never on nickname or typo matches). */
 static bool holds_all(const idl_record *r, const idld_query *q)
 {
-    if (q->has_email && !holds_str(r->emails, r->n_emails, q->email)) return false;
-    if (q->has_phone) {
-        bool ok = false;
-        for (int i = 0; i < r->n_phones; i++)
-            ok |= strcmp(r->phones[i].number, q->phone) == 0;
-        if (!ok) return false;
-    }
-    if (q->has_ip) {
-        bool ok = false;
-        for (int i = 0; i < r->n_ips; i++)
-            ok |= strcmp(r->ips[i], q->ip) == 0;
-        if (!ok) return false;
-    }
+    if ((q->has_email && !idld_has_email(r, q->email)) ||
+        (q->has_phone && !idld_has_phone(r, q->phone)) || (q->has_ip && !idld_has_ip(r, q->ip)))
+        return false;
     if (q->has_name && (strcmp(r->norm_first, q->first) || strcmp(r->norm_last, q->last)))
         return false;
     if (q->has_street || q->has_city || q->has_state || q->has_zip) {
-        bool ok = false;
-        for (int i = 0; i < r->n_addrs && !ok; i++) {
-            const idl_address *a = &r->addrs[i];
-            ok = (!q->has_street || strcmp(a->street, q->street) == 0) &&
-                 (!q->has_unit || strcmp(a->unit, q->unit) == 0) &&
-                 (!q->has_city || strcmp(a->city, q->city) == 0) &&
-                 (!q->has_state || strcmp(a->state, q->state) == 0) &&
-                 (!q->has_zip || strcmp(a->zip, q->zip) == 0);
-        }
-        if (!ok) return false;
+        for (int i = 0; i < r->n_addrs; i++)
+            if (idld_addr_agrees(&r->addrs[i], q->has_street ? q->street : NULL,
+                                 q->has_unit ? q->unit : NULL, q->has_city ? q->city : NULL,
+                                 q->has_state ? q->state : NULL, q->has_zip ? q->zip : NULL))
+                return true;
+        return false;
     }
     return true;
 }

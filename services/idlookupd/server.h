@@ -100,6 +100,14 @@ int idld_fail(idld_call *c, int code, const char *field, const char *fmt, ...)
 /* Adds a keyed fingerprint of a query identifier to the call's log entry. */
 void idld_fingerprint(idld_call *c, const char *kind, const char *value);
 
+/* Whether a record holds a normalized identifier (Search, Verify, OptOut). */
+bool idld_has_email(const idl_record *r, const char *email);
+bool idld_has_phone(const idl_record *r, const char *e164);
+bool idld_has_ip(const idl_record *r, const char *ip);
+/* Whether an address agrees with every part given (NULL = any). */
+bool idld_addr_agrees(const idl_address *a, const char *street, const char *unit, const char *city,
+                      const char *state, const char *zip);
+
 /* Shared between Search, OptOut and Disclosures: the parsed identifier set. */
 typedef struct {
     bool has_email, has_phone, has_ip, has_street, has_unit, has_city, has_state, has_zip, has_name;
