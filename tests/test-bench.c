@@ -44,6 +44,7 @@ static void args_defaults(void)
     CHECK_INT(o.concurrency, 8);
     CHECK_INT(o.sockets, 1);
     CHECK_INT(o.batch_size, 100);
+    CHECK_INT(o.search_by, IDL_BENCH_BY_EMAIL);
     CHECK_INT(o.timeout_ms, 5000);
     CHECK_INT(o.deadline_ms, -1);
     CHECK(o.rate == 0 && o.warmup_s == 0 && o.miss_ratio == 0 && o.max_errors == 0);
@@ -65,7 +66,7 @@ static void args_all_flags(void)
                    "-z", "500ms", "--rate", "1000.5", "--warmup", "1m", "--method", "batch",
                    "--data", "p.ndjson", "--format", "json", "--deadline-ms", "0", "--progress",
                    "--baseline", "--max-errors", "0.01", "--miss-ratio=0.25", "--batch-size", "7",
-                   "--timeout-ms", "250", "--seed", "99");
+                   "--timeout-ms", "250", "--seed", "99", "--search-by", "phone");
     CHECK_INT(rc, 0);
     if (rc) fprintf(stderr, "  err: %s\n", err);
     CHECK_STR(o.url, "ipc:///tmp/x.sock");
@@ -85,6 +86,11 @@ static void args_all_flags(void)
     CHECK_INT(o.batch_size, 7);
     CHECK_INT(o.timeout_ms, 250);
     CHECK_INT(o.seed, 99);
+    CHECK_INT(o.search_by, IDL_BENCH_BY_PHONE);
+    CHECK_INT(PARSE(&o, err, "--method", "health", "--search-by=any"), 0);
+    CHECK_INT(o.search_by, IDL_BENCH_BY_ANY);
+    CHECK_INT(PARSE(&o, err, "--method", "health", "--search-by", "email"), 0);
+    CHECK_INT(o.search_by, IDL_BENCH_BY_EMAIL);
 
     CHECK_INT(PARSE(&o, err, "-n", "1000", "--method", "health", "--duration=2s"),
               IDL_INVALID_ARGUMENT);
@@ -117,6 +123,10 @@ static void args_errors_name_the_flag(void)
         {{"--method", "health", "--rate", "inf"}, "--rate"},
         {{"--method", "health", "--miss-ratio", "1.5"}, "--miss-ratio"},
         {{"--method", "health", "--miss-ratio", "-0.1"}, "--miss-ratio"},
+        {{"--method", "health", "--search-by", "name"}, "--search-by"},
+        {{"--method", "health", "--search-by", "Email"}, "--search-by"},
+        {{"--method", "health", "--search-by="}, "--search-by"},
+        {{"--method", "health", "--search-by"}, "--search-by"},
         {{"--method", "health", "--batch-size", "101"}, "--batch-size"},
         {{"--method", "health", "--batch-size", "0"}, "--batch-size"},
         {{"--method", "health", "--timeout-ms", "0"}, "--timeout-ms"},
@@ -170,12 +180,11 @@ static void help_documents_every_flag(void)
     idl_bench_usage(f);
     fclose(f);
     static const char *const all[] = {
-        "--url",      "--key",          "--method",       "--mix",
-        "--data",     "--miss-ratio",   "--batch-size",   "-c, --concurrency",
-        "--sockets",  "-z, --duration", "-n, --requests", "--warmup",
-        "--rate",     "--timeout-ms",   "--deadline-ms",  "--format",
-        "--progress", "--max-errors",   "--baseline",     "--seed",
-        "-h, --help",
+        "--url",          "--key",          "--method",          "--mix",        "--data",
+        "--miss-ratio",   "--batch-size",   "-c, --concurrency", "--search-by",  "--sockets",
+        "-z, --duration", "-n, --requests", "--warmup",          "--rate",       "--timeout-ms",
+        "--deadline-ms",  "--format",       "--progress",        "--max-errors", "--baseline",
+        "--seed",         "-h, --help",
     };
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         if (!strstr(buf, all[i])) {
@@ -418,16 +427,32 @@ static void request_bodies(void)
     idl_bench_body *b = NULL;
     msgpack_zone z;
 
-    CHECK_INT(idl_bench_bodies(NULL, IDL_BENCH_HEALTH, 1, 0, 100, 1, &b), 0);
+    CHECK_INT(idl_bench_bodies(NULL, IDL_BENCH_HEALTH, 1, 0, 100, IDL_BENCH_BY_EMAIL, 1, &b), 0);
     CHECK_INT(b[0].len, 1);
     CHECK_INT(b[0].data[0], 0x80); /* {} */
     idl_bench_bodies_free(b, 1);
-    CHECK_INT(idl_bench_bodies(NULL, IDL_BENCH_SEARCH, 1, 0, 100, 1, &b), IDL_INVALID_ARGUMENT);
-    CHECK_INT(idl_bench_bodies(p, 99, 1, 0, 100, 1, &b), IDL_INVALID_ARGUMENT);
+    CHECK_INT(idl_bench_bodies(NULL, IDL_BENCH_SEARCH, 1, 0, 100, IDL_BENCH_BY_EMAIL, 1, &b),
+              IDL_INVALID_ARGUMENT);
+    CHECK_INT(idl_bench_bodies(p, 99, 1, 0, 100, IDL_BENCH_BY_EMAIL, 1, &b), IDL_INVALID_ARGUMENT);
 
-    /* Search: one identifier each; the phone-only person is asked by phone. */
-    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_SEARCH, 20, 0, 100, 1, &b), 0);
+    /* Search by email (the default): every body asks for the one email;
+     * Bob, who has only a phone, is never asked. */
+    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_SEARCH, 20, 0, 100, IDL_BENCH_BY_EMAIL, 1, &b), 0);
     int emails = 0, phones = 0;
+    for (int i = 0; i < 20; i++) {
+        msgpack_object o = decode(b[i].data, b[i].len, &z);
+        CHECK(o.type == MSGPACK_OBJECT_MAP && o.via.map.size == 1);
+        emails += str_has(get(&o, "email"), "Jane.Doe@Example.com");
+        phones += get(&o, "phone") != NULL;
+        msgpack_zone_destroy(&z);
+    }
+    CHECK_INT(emails, 20);
+    CHECK_INT(phones, 0);
+    idl_bench_bodies_free(b, 20);
+
+    /* By any: email where there is one, else phone, so both kinds appear. */
+    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_SEARCH, 20, 0, 100, IDL_BENCH_BY_ANY, 1, &b), 0);
+    emails = phones = 0;
     for (int i = 0; i < 20; i++) {
         msgpack_object o = decode(b[i].data, b[i].len, &z);
         CHECK(o.type == MSGPACK_OBJECT_MAP && o.via.map.size == 1);
@@ -439,8 +464,50 @@ static void request_bodies(void)
     CHECK(emails > 0 && phones > 0);
     idl_bench_bodies_free(b, 20);
 
+    /* By phone: only phones, Jane's as well as Bob's; misses are made-up
+     * phones that neither holds. */
+    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_SEARCH, 20, 0.5, 100, IDL_BENCH_BY_PHONE, 1, &b), 0);
+    int jane = 0, bob = 0, made_up = 0;
+    for (int i = 0; i < 20; i++) {
+        msgpack_object o = decode(b[i].data, b[i].len, &z);
+        CHECK(o.type == MSGPACK_OBJECT_MAP && o.via.map.size == 1);
+        CHECK(get(&o, "email") == NULL);
+        const msgpack_object *ph = get(&o, "phone");
+        CHECK(ph != NULL);
+        if (str_has(ph, "(415) 555-2671"))
+            jane++;
+        else if (str_has(ph, "212 555 0100"))
+            bob++;
+        else
+            made_up += str_has(ph, "+1");
+        msgpack_zone_destroy(&z);
+    }
+    CHECK_INT(made_up, 10);
+    CHECK_INT(jane + bob, 10);
+    CHECK(jane > 0 && bob > 0);
+    idl_bench_bodies_free(b, 20);
+
+    /* The same seed gives the same bodies, another seed others. */
+    idl_bench_body *again = NULL;
+    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_SEARCH, 20, 0.5, 100, IDL_BENCH_BY_PHONE, 1, &b), 0);
+    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_SEARCH, 20, 0.5, 100, IDL_BENCH_BY_PHONE, 1, &again),
+              0);
+    int same = 0;
+    for (int i = 0; i < 20; i++)
+        same += b[i].len == again[i].len && !memcmp(b[i].data, again[i].data, b[i].len);
+    CHECK_INT(same, 20);
+    idl_bench_bodies_free(again, 20);
+    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_SEARCH, 20, 0.5, 100, IDL_BENCH_BY_PHONE, 2, &again),
+              0);
+    same = 0;
+    for (int i = 0; i < 20; i++)
+        same += b[i].len == again[i].len && !memcmp(b[i].data, again[i].data, b[i].len);
+    CHECK(same < 20);
+    idl_bench_bodies_free(again, 20);
+    idl_bench_bodies_free(b, 20);
+
     /* Misses: exactly half of 20 ask for made-up emails not in the pool. */
-    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_SEARCH, 20, 0.5, 100, 1, &b), 0);
+    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_SEARCH, 20, 0.5, 100, IDL_BENCH_BY_EMAIL, 1, &b), 0);
     int misses = 0;
     for (int i = 0; i < 20; i++) {
         msgpack_object o = decode(b[i].data, b[i].len, &z);
@@ -451,7 +518,7 @@ static void request_bodies(void)
     idl_bench_bodies_free(b, 20);
 
     /* Validate alternates email and phone; misses include made-up phones. */
-    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_VALIDATE, 40, 1.0, 100, 3, &b), 0);
+    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_VALIDATE, 40, 1.0, 100, IDL_BENCH_BY_EMAIL, 3, &b), 0);
     int miss_phones = 0;
     for (int i = 0; i < 40; i++) {
         msgpack_object o = decode(b[i].data, b[i].len, &z);
@@ -469,7 +536,7 @@ static void request_bodies(void)
     idl_bench_bodies_free(b, 40);
 
     /* Verify: names and one identifier. */
-    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_VERIFY, 10, 0, 100, 1, &b), 0);
+    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_VERIFY, 10, 0, 100, IDL_BENCH_BY_EMAIL, 1, &b), 0);
     for (int i = 0; i < 10; i++) {
         msgpack_object o = decode(b[i].data, b[i].len, &z);
         CHECK(o.via.map.size == 3);
@@ -480,7 +547,7 @@ static void request_bodies(void)
     idl_bench_bodies_free(b, 10);
 
     /* Batch: batch_size inner Search calls. */
-    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_BATCH, 3, 0.25, 4, 1, &b), 0);
+    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_BATCH, 3, 0.25, 4, IDL_BENCH_BY_EMAIL, 1, &b), 0);
     int inner_misses = 0;
     for (int i = 0; i < 3; i++) {
         msgpack_object o = decode(b[i].data, b[i].len, &z);
@@ -497,7 +564,71 @@ static void request_bodies(void)
     }
     CHECK_INT(inner_misses, 3); /* a quarter of 12 */
     idl_bench_bodies_free(b, 3);
+
+    /* Batch by phone: the inner Searches ask for phones only. */
+    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_BATCH, 3, 0.25, 4, IDL_BENCH_BY_PHONE, 1, &b), 0);
+    int inner_phones = 0;
+    for (int i = 0; i < 3; i++) {
+        msgpack_object o = decode(b[i].data, b[i].len, &z);
+        const msgpack_object *calls = get(&o, "calls");
+        for (uint32_t k = 0; calls && k < calls->via.array.size; k++) {
+            const msgpack_object *body = get(&calls->via.array.ptr[k], "body");
+            CHECK(body && !get(body, "email"));
+            inner_phones += body && get(body, "phone") != NULL;
+        }
+        msgpack_zone_destroy(&z);
+    }
+    CHECK_INT(inner_phones, 12);
+    idl_bench_bodies_free(b, 3);
+    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_SEARCH, 1, 0, 100, 7, 1, &b), IDL_INVALID_ARGUMENT);
     idl_bench_pool_free(p);
+}
+
+/* A pool without a person of the kind --search-by asks for is refused up
+ * front, with a message that names the flag and the file. */
+static void search_by_needs_matching_persons(void)
+{
+    char *path = write_pool("{\"first_name\":\"Bob\",\"last_name\":\"Roe\",\"emails\":[],"
+                            "\"phones\":[\"+1 212 555 0100\"]}\n");
+    idl_bench_pool *p = NULL;
+    idl_bench_opts o;
+    char err[256] = "";
+    CHECK_INT(idl_bench_pool_load(path, &p, NULL, err, sizeof(err)), 0);
+
+    CHECK_INT(PARSE(&o, err, "--method", "search", "--data", path), 0);
+    err[0] = '\0';
+    CHECK_INT(idl_bench_pool_fits(p, &o, err, sizeof(err)), IDL_INVALID_ARGUMENT);
+    CHECK(strstr(err, "--search-by email") && strstr(err, path) && !strchr(err, '\n'));
+    idl_bench_body *b = NULL;
+    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_SEARCH, 1, 0, 100, IDL_BENCH_BY_EMAIL, 1, &b),
+              IDL_INVALID_ARGUMENT);
+    /* Batch searches too; Verify and Validate take a phone as before. */
+    CHECK_INT(PARSE(&o, err, "--mix", "batch=1,verify=1", "--data", path), 0);
+    CHECK_INT(idl_bench_pool_fits(p, &o, err, sizeof(err)), IDL_INVALID_ARGUMENT);
+    CHECK_INT(PARSE(&o, err, "--mix", "validate=1,verify=1", "--data", path), 0);
+    CHECK_INT(idl_bench_pool_fits(p, &o, err, sizeof(err)), 0);
+
+    CHECK_INT(PARSE(&o, err, "--method", "search", "--data", path, "--search-by", "phone"), 0);
+    CHECK_INT(idl_bench_pool_fits(p, &o, err, sizeof(err)), 0);
+    CHECK_INT(PARSE(&o, err, "--method", "search", "--data", path, "--search-by", "any"), 0);
+    CHECK_INT(idl_bench_pool_fits(p, &o, err, sizeof(err)), 0);
+    idl_bench_pool_free(p);
+    unlink(path);
+    free(path);
+
+    path = write_pool("{\"first_name\":\"Jo\",\"last_name\":\"Poe\",\"emails\":[\"jo@x.org\"]}\n");
+    CHECK_INT(idl_bench_pool_load(path, &p, NULL, err, sizeof(err)), 0);
+    CHECK_INT(PARSE(&o, err, "--method", "search", "--data", path, "--search-by=phone"), 0);
+    err[0] = '\0';
+    CHECK_INT(idl_bench_pool_fits(p, &o, err, sizeof(err)), IDL_INVALID_ARGUMENT);
+    CHECK(strstr(err, "--search-by phone") && strstr(err, path));
+    CHECK_INT(idl_bench_bodies(p, IDL_BENCH_BATCH, 1, 0, 3, IDL_BENCH_BY_PHONE, 1, &b),
+              IDL_INVALID_ARGUMENT);
+    CHECK_INT(PARSE(&o, err, "--method", "search", "--data", path), 0);
+    CHECK_INT(idl_bench_pool_fits(p, &o, err, sizeof(err)), 0);
+    idl_bench_pool_free(p);
+    unlink(path);
+    free(path);
 }
 
 /* ---- ids and replies ------------------------------------------------------ */
@@ -995,6 +1126,7 @@ static void binary_exit_codes(void)
         {"--mix search=70,lookup=30 --data x", "--mix"},
         {"--method search", "--data"},
         {"--frobnicate", "--frobnicate"},
+        {"--method search --data x --search-by phones", "--search-by"},
         {"--method health --url not-a-url -n 1", "--url"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -1010,6 +1142,20 @@ static void binary_exit_codes(void)
         free(e);
         free(o);
     }
+
+    /* A pool without the kind of identifier --search-by asks for: exit 1
+     * before the first request, with the flag named. */
+    char *phones_only = write_pool("{\"first_name\":\"Bob\",\"phones\":[\"+1 212 555 0100\"]}\n");
+    char pool_args[512];
+    snprintf(pool_args, sizeof(pool_args),
+             "--url ipc:///tmp/test-bench-nobody-%d.sock --method search --data %s -n 1",
+             (int)getpid(), phones_only);
+    CHECK_INT(run_bench(pool_args, out, errf), 1);
+    char *pool_err = slurp(errf);
+    CHECK(strstr(pool_err, "--search-by email") != NULL);
+    free(pool_err);
+    unlink(phones_only);
+    free(phones_only);
 
     CHECK_INT(run_bench("--help", out, errf), 0);
     char *help = slurp(out);
@@ -1052,6 +1198,7 @@ int main(int argc, char **argv)
     RUN(latency_from_schedule);
     RUN(pool_loading);
     RUN(request_bodies);
+    RUN(search_by_needs_matching_persons);
     RUN(request_id_patching);
     RUN(reply_scanning);
     RUN(scanner_skips_every_type);

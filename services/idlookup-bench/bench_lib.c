@@ -201,6 +201,7 @@ enum {
     F_MIX,
     F_DATA,
     F_MISS,
+    F_SEARCH_BY,
     F_BATCH,
     F_CONC,
     F_SOCKETS,
@@ -237,6 +238,10 @@ static const struct flag {
      "                        every workload but health"},
     {"miss-ratio", 0, true, F_MISS, "R",
      "share 0..1 of lookups for made-up identifiers not in --data (default 0)"},
+    {"search-by", 0, true, F_SEARCH_BY, "KIND",
+     "what Search and Batch's Searches ask for: email (default; persons\n"
+     "                        with an email), phone (persons with a phone) or any\n"
+     "                        (email, else phone); misses are made-up emails or phones"},
     {"batch-size", 0, true, F_BATCH, "N", "Search calls per Batch request, 1..100 (default 100)"},
     {"concurrency", 'c', true, F_CONC, "N", "requests in flight = worker threads (default 8)"},
     {"sockets", 0, true, F_SOCKETS, "K",
@@ -352,6 +357,18 @@ static int apply_flag(idl_bench_opts *o, const struct flag *fl, const char *v, b
             return IDL_INVALID_ARGUMENT;
         }
         o->miss_ratio = d;
+        break;
+    case F_SEARCH_BY:
+        if (!strcmp(v, "email"))
+            o->search_by = IDL_BENCH_BY_EMAIL;
+        else if (!strcmp(v, "phone"))
+            o->search_by = IDL_BENCH_BY_PHONE;
+        else if (!strcmp(v, "any"))
+            o->search_by = IDL_BENCH_BY_ANY;
+        else {
+            set_err(err, errlen, "--%s: expected email, phone or any, got \"%s\"", name, v);
+            return IDL_INVALID_ARGUMENT;
+        }
         break;
     case F_BATCH:
         if (parse_u64(v, 1, 100, &u)) {
@@ -602,6 +619,10 @@ struct idl_bench_pool {
     size_t nemails;
     char **phones; /* sorted, the last 10 digits of each phone */
     size_t nphones;
+    /* Indexes into persons of those with an email, and with a phone, in file
+     * order: Search picks from these for --search-by email and phone. */
+    size_t *with_email, nwith_email;
+    size_t *with_phone, nwith_phone;
 };
 
 static int cmp_str(const void *a, const void *b)
@@ -645,6 +666,8 @@ void idl_bench_pool_free(idl_bench_pool *p)
     for (size_t i = 0; i < p->nphones; i++)
         free(p->phones[i]);
     free(p->phones);
+    free(p->with_email);
+    free(p->with_phone);
     free(p);
 }
 
@@ -680,8 +703,12 @@ static int build_miss_sets(idl_bench_pool *p)
 {
     p->emails = calloc(p->n ? p->n : 1, sizeof(char *));
     p->phones = calloc(p->n ? p->n : 1, sizeof(char *));
-    if (!p->emails || !p->phones) return IDL_RESOURCE_EXHAUSTED;
+    p->with_email = calloc(p->n ? p->n : 1, sizeof(size_t));
+    p->with_phone = calloc(p->n ? p->n : 1, sizeof(size_t));
+    if (!p->emails || !p->phones || !p->with_email || !p->with_phone) return IDL_RESOURCE_EXHAUSTED;
     for (size_t i = 0; i < p->n; i++) {
+        if (p->persons[i].email) p->with_email[p->nwith_email++] = i;
+        if (p->persons[i].phone) p->with_phone[p->nwith_phone++] = i;
         if (p->persons[i].email) {
             char *e = strdup(p->persons[i].email);
             if (!e) return IDL_RESOURCE_EXHAUSTED;
@@ -770,6 +797,27 @@ fail:
     return rc;
 }
 
+int idl_bench_pool_fits(const idl_bench_pool *p, const idl_bench_opts *o, char *err, size_t errlen)
+{
+    if (!o->mix.weight[IDL_BENCH_SEARCH] && !o->mix.weight[IDL_BENCH_BATCH]) return 0;
+    const char *file = o->data ? o->data : "the pool";
+    if (o->search_by == IDL_BENCH_BY_EMAIL && (!p || p->nwith_email == 0)) {
+        set_err(err, errlen,
+                "--search-by email: %s holds no person with an email (try --search-by phone "
+                "or any)",
+                file);
+        return IDL_INVALID_ARGUMENT;
+    }
+    if (o->search_by == IDL_BENCH_BY_PHONE && (!p || p->nwith_phone == 0)) {
+        set_err(err, errlen,
+                "--search-by phone: %s holds no person with a phone (try --search-by email "
+                "or any)",
+                file);
+        return IDL_INVALID_ARGUMENT;
+    }
+    return 0;
+}
+
 /* A made-up email that no person in the pool holds. */
 static void miss_email(const idl_bench_pool *p, uint64_t *rng, char out[64])
 {
@@ -822,25 +870,35 @@ static bool is_miss(size_t j, double ratio)
     return floor((double)(j + 1) * ratio) > floor((double)j * ratio);
 }
 
-/* {"email": e} or {"phone": p} for a Search (or a Batch's inner Search). */
-static void pack_search(msgpack_packer *pk, const idl_bench_pool *p, bool miss, uint64_t *rng)
+/* {"email": e} or {"phone": p} for a Search (or a Batch's inner Search), as
+ * by (IDL_BENCH_BY_*) asks.  The caller has checked that the pool has a
+ * person of that kind. */
+static void pack_search(msgpack_packer *pk, const idl_bench_pool *p, int by, bool miss,
+                        uint64_t *rng)
 {
     char buf[64];
     msgpack_pack_map(pk, 1);
-    if (miss) {
+    if (miss && by == IDL_BENCH_BY_PHONE) {
+        miss_phone(p, rng, buf);
+        pack_kv(pk, "phone", buf);
+    } else if (miss) {
         miss_email(p, rng, buf);
         pack_kv(pk, "email", buf);
-        return;
+    } else if (by == IDL_BENCH_BY_EMAIL) {
+        pack_kv(pk, "email", p->persons[p->with_email[rng_next(rng) % p->nwith_email]].email);
+    } else if (by == IDL_BENCH_BY_PHONE) {
+        pack_kv(pk, "phone", p->persons[p->with_phone[rng_next(rng) % p->nwith_phone]].phone);
+    } else {
+        const person *pe = &p->persons[rng_next(rng) % p->n];
+        if (pe->email)
+            pack_kv(pk, "email", pe->email);
+        else
+            pack_kv(pk, "phone", pe->phone);
     }
-    const person *pe = &p->persons[rng_next(rng) % p->n];
-    if (pe->email)
-        pack_kv(pk, "email", pe->email);
-    else
-        pack_kv(pk, "phone", pe->phone);
 }
 
 static void pack_body(msgpack_packer *pk, const idl_bench_pool *p, int m, size_t j, double ratio,
-                      unsigned batch_size, uint64_t *rng)
+                      unsigned batch_size, int by, uint64_t *rng)
 {
     char buf[64];
     const person *pe = p && m != IDL_BENCH_HEALTH ? &p->persons[rng_next(rng) % p->n] : NULL;
@@ -850,7 +908,7 @@ static void pack_body(msgpack_packer *pk, const idl_bench_pool *p, int m, size_t
         msgpack_pack_map(pk, 0);
         break;
     case IDL_BENCH_SEARCH:
-        pack_search(pk, p, miss, rng);
+        pack_search(pk, p, by, miss, rng);
         break;
     case IDL_BENCH_VALIDATE:
         /* Emails on even templates and phones on odd ones, so both
@@ -889,7 +947,7 @@ static void pack_body(msgpack_packer *pk, const idl_bench_pool *p, int m, size_t
             msgpack_pack_map(pk, 2);
             pack_kv(pk, "method", method_wire[IDL_BENCH_SEARCH]);
             pack_cstr(pk, "body");
-            pack_search(pk, p, is_miss(j * batch_size + k, ratio), rng);
+            pack_search(pk, p, by, is_miss(j * batch_size + k, ratio), rng);
         }
         break;
     }
@@ -904,10 +962,15 @@ void idl_bench_bodies_free(idl_bench_body *b, size_t count)
 }
 
 int idl_bench_bodies(const idl_bench_pool *pool, int m, size_t count, double miss_ratio,
-                     unsigned batch_size, uint64_t seed, idl_bench_body **out)
+                     unsigned batch_size, int search_by, uint64_t seed, idl_bench_body **out)
 {
     if (m < 0 || m >= IDL_BENCH_NMETHODS || count == 0 || batch_size == 0 ||
         (m != IDL_BENCH_HEALTH && (!pool || pool->n == 0)))
+        return IDL_INVALID_ARGUMENT;
+    if ((m == IDL_BENCH_SEARCH || m == IDL_BENCH_BATCH) &&
+        ((search_by == IDL_BENCH_BY_EMAIL && pool->nwith_email == 0) ||
+         (search_by == IDL_BENCH_BY_PHONE && pool->nwith_phone == 0) ||
+         (search_by < IDL_BENCH_BY_EMAIL || search_by > IDL_BENCH_BY_ANY)))
         return IDL_INVALID_ARGUMENT;
     idl_bench_body *b = calloc(count, sizeof(*b));
     if (!b) return IDL_RESOURCE_EXHAUSTED;
@@ -919,7 +982,7 @@ int idl_bench_bodies(const idl_bench_pool *pool, int m, size_t count, double mis
         msgpack_packer pk;
         msgpack_sbuffer_init(&sb);
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        pack_body(&pk, pool, m, j, miss_ratio, batch_size, &rng);
+        pack_body(&pk, pool, m, j, miss_ratio, batch_size, search_by, &rng);
         /* msgpack_sbuffer_write reports allocation failure by returning -1,
          * which the packer passes on silently; an empty buffer is the sign. */
         if (sb.size == 0) {

@@ -65,6 +65,13 @@ int idl_bench_mix_parse(const char *spec, idl_bench_mix *mix, char *err, size_t 
  * weight[m] / total. */
 int idl_bench_mix_pick(const idl_bench_mix *mix, uint64_t r);
 
+/* What Search, and the Searches inside a Batch, ask for (--search-by). */
+enum {
+    IDL_BENCH_BY_EMAIL, /* only persons with an email, by email (the default) */
+    IDL_BENCH_BY_PHONE, /* only persons with a phone, by phone */
+    IDL_BENCH_BY_ANY,   /* any person: by email, else by phone */
+};
+
 /* Everything the command line says.  Strings point into argv. */
 typedef struct {
     const char *url;
@@ -73,6 +80,7 @@ typedef struct {
     const char *method_label; /* "search" for --method search, "mix" for a mix */
     idl_bench_mix mix;
     double miss_ratio;
+    int search_by; /* IDL_BENCH_BY_* */
     unsigned batch_size;
     unsigned concurrency;
     unsigned sockets;
@@ -125,6 +133,12 @@ int idl_bench_pool_load(const char *path, idl_bench_pool **out, size_t *skipped,
 size_t idl_bench_pool_size(const idl_bench_pool *p);
 void idl_bench_pool_free(idl_bench_pool *p);
 
+/* Checks that the pool has what o's workloads ask for: with --search-by
+ * email (phone), Search and Batch need at least one person with an email
+ * (a phone).  Returns 0, or IDL_INVALID_ARGUMENT with err naming --search-by
+ * and o->data. */
+int idl_bench_pool_fits(const idl_bench_pool *p, const idl_bench_opts *o, char *err, size_t errlen);
+
 /* One pre-encoded request body (a msgpack map), malloc'd. */
 typedef struct {
     unsigned char *data;
@@ -133,17 +147,21 @@ typedef struct {
 
 /* Builds count bodies for method m from the pool (NULL is fine for health):
  *   health   {}
- *   search   {"email": e}, or {"phone": p} for a person without email
+ *   search   by search_by (IDL_BENCH_BY_*): {"email": e} of a person with an
+ *            email, {"phone": p} of one with a phone, or for any person
+ *            {"email": e}, else {"phone": p}
  *   validate {"email": e} or {"phone": p}, alternating where both exist
  *   verify   {"first_name", "last_name", "email"} (phone without email)
  *   batch    {"calls": [batch_size Search calls as above]}
  * A share miss_ratio of the lookups (of the inner calls for batch) asks for a
- * made-up email or phone that no person in the pool holds.  Persons are
- * picked at random with seed.  Returns 0 and *out (free with
- * idl_bench_bodies_free), IDL_INVALID_ARGUMENT when m needs a pool and has
- * none, or IDL_RESOURCE_EXHAUSTED. */
+ * made-up email or phone that no person in the pool holds (a phone for
+ * search and batch only with IDL_BENCH_BY_PHONE).  Persons are picked at
+ * random with seed, so the same arguments give the same bodies.  Returns 0
+ * and *out (free with idl_bench_bodies_free), IDL_INVALID_ARGUMENT when m
+ * needs a pool and has none (or no person search_by can ask for), or
+ * IDL_RESOURCE_EXHAUSTED. */
 int idl_bench_bodies(const idl_bench_pool *pool, int m, size_t count, double miss_ratio,
-                     unsigned batch_size, uint64_t seed, idl_bench_body **out);
+                     unsigned batch_size, int search_by, uint64_t seed, idl_bench_body **out);
 void idl_bench_bodies_free(idl_bench_body *b, size_t count);
 
 /* Request ids are patched into pre-encoded envelopes: an envelope encoded

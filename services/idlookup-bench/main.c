@@ -370,7 +370,8 @@ static int build_set(const idl_bench_opts *o, const idl_bench_pool *pool, int m,
                                                                  : TEMPLATES_PER_METHOD;
     if (count == 0) count = 1;
     idl_bench_body *bodies = NULL;
-    int rc = idl_bench_bodies(pool, m, count, o->miss_ratio, o->batch_size, o->seed, &bodies);
+    int rc = idl_bench_bodies(pool, m, count, o->miss_ratio, o->batch_size, o->search_by, o->seed,
+                              &bodies);
     if (rc) {
         fprintf(stderr, "idlookup-bench: cannot build %s requests: %s\n", idl_bench_method_name(m),
                 idl_status_name(rc));
@@ -445,6 +446,10 @@ int main(int argc, char **argv)
         if (skipped)
             fprintf(stderr, "idlookup-bench: %s: skipped %zu lines without a usable person\n",
                     o.data, skipped);
+        if (idl_bench_pool_fits(pool, &o, err, sizeof(err))) {
+            fprintf(stderr, "idlookup-bench: %s\n", err);
+            goto out;
+        }
     }
     for (int m = 0; m < IDL_BENCH_NMETHODS; m++)
         if (o.mix.weight[m] && build_set(&o, pool, m, &sets[m], &max_len)) goto out;
