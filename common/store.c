@@ -22,6 +22,9 @@ static const char *const cf_names[IDL_CF_COUNT] = {"default", "persons", "idx",
 #define CTR_PERSONS "c:persons_total"
 #define CTR_SUPPRESSED "c:persons_suppressed"
 #define CTR_PURGED "c:children_purged"
+/* The layout version (store.h).  Version 2 made idx values pid lists. */
+#define META_FORMAT "format"
+#define STORE_FORMAT 2
 
 /* ---- the suppression mirror ----
  * Every read path asks "is this person / identifier suppressed?" several
@@ -140,7 +143,6 @@ struct idl_store {
     rocksdb_column_family_handle_t *cf[IDL_CF_COUNT];
     rocksdb_cache_t *cache;
     rocksdb_readoptions_t *ropts;
-    rocksdb_readoptions_t *ropts_prefix; /* probes: stop at the end of the prefix */
     rocksdb_writeoptions_t *wopts;
     rocksdb_writeoptions_t *wopts_sync;
     pthread_mutex_t wlock;
@@ -312,7 +314,163 @@ size_t idl_record_keys(const idl_record *r, idl_hkey *keys, size_t max, bool nam
     return n;
 }
 
+/* ---- the index's merge operator ----
+ * An idx value is the ascending list of big-endian person ids filed under one
+ * identifier, so a lookup is one point read rather than a prefix scan (an
+ * iterator over every level cost twice a Get).  Writers never read-modify-
+ * write a list: they merge operands, each a run of 9-byte ops ('+' or '-',
+ * then the pid), which RocksDB folds into the list at read or compaction
+ * time.  The last op on a pid decides whether it is in the list. */
+
+#define IDX_OP_LEN 9
+
+typedef struct {
+    uint64_t pid;
+    uint32_t seq;
+    bool add;
+} idx_op;
+
+static int cmp_idx_op(const void *a, const void *b)
+{
+    const idx_op *x = a, *y = b;
+    if (x->pid != y->pid) return x->pid < y->pid ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static char *idx_full_merge(void *state, const char *key, size_t key_length, const char *existing,
+                            size_t existing_length, const char *const *operands,
+                            const size_t *operand_lengths, int num_operands, unsigned char *success,
+                            size_t *new_length)
+{
+    (void)state, (void)key, (void)key_length;
+    *success = 0;
+    size_t nops = 0;
+    for (int i = 0; i < num_operands; i++)
+        nops += operand_lengths[i] / IDX_OP_LEN;
+    size_t nold = existing ? existing_length / 8 : 0;
+    idx_op *ops = malloc((nops ? nops : 1) * sizeof(*ops));
+    char *out = malloc((nold + nops) * 8 + 1);
+    if (!ops || !out) goto fail;
+    size_t n = 0;
+    for (int i = 0; i < num_operands; i++) {
+        const uint8_t *o = (const uint8_t *)operands[i];
+        for (size_t j = 0; j + IDX_OP_LEN <= operand_lengths[i]; j += IDX_OP_LEN) {
+            ops[n].add = o[j] == '+';
+            ops[n].pid = idl_be64_get(o + j + 1);
+            ops[n].seq = (uint32_t)n;
+            n++;
+        }
+    }
+    qsort(ops, n, sizeof(*ops), cmp_idx_op);
+    /* Merge the sorted old list with the last op of each pid. */
+    const uint8_t *old = (const uint8_t *)existing;
+    size_t i = 0, j = 0, len = 0;
+    while (i < nold || j < n) {
+        uint64_t a = i < nold ? idl_be64_get(old + 8 * i) : UINT64_MAX;
+        if (j < n && (i == nold || ops[j].pid <= a)) {
+            size_t last = j;
+            while (last + 1 < n && ops[last + 1].pid == ops[j].pid)
+                last++;
+            if (ops[last].add) {
+                idl_be64_put((uint8_t *)out + len, ops[j].pid);
+                len += 8;
+            }
+            if (i < nold && a == ops[j].pid) i++;
+            j = last + 1;
+        } else {
+            memcpy(out + len, old + 8 * i, 8);
+            len += 8;
+            i++;
+        }
+    }
+    free(ops);
+    *new_length = len;
+    *success = 1;
+    return out;
+fail:
+    free(ops);
+    free(out);
+    return NULL;
+}
+
+/* Operands compose by concatenation: applying the joined run in order is
+ * applying each in turn. */
+static char *idx_partial_merge(void *state, const char *key, size_t key_length,
+                               const char *const *operands, const size_t *operand_lengths,
+                               int num_operands, unsigned char *success, size_t *new_length)
+{
+    (void)state, (void)key, (void)key_length;
+    size_t total = 0;
+    for (int i = 0; i < num_operands; i++)
+        total += operand_lengths[i];
+    char *out = malloc(total ? total : 1);
+    *success = out != NULL;
+    if (!out) return NULL;
+    size_t len = 0;
+    for (int i = 0; i < num_operands; i++) {
+        memcpy(out + len, operands[i], operand_lengths[i]);
+        len += operand_lengths[i];
+    }
+    *new_length = len;
+    return out;
+}
+
+static void idx_merge_free(void *state, const char *value, size_t length)
+{
+    (void)state, (void)length;
+    free((void *)value);
+}
+
+/* The C API calls a destructor for the (here absent) state unconditionally. */
+static void idx_merge_state_free(void *state)
+{
+    (void)state;
+}
+
+static const char *idx_merge_name(void *state)
+{
+    (void)state;
+    return "idlookup.pidlist.v1";
+}
+
 /* ---- open / close ---- */
+
+/* A store written with another layout would answer every lookup with
+ * nobody: refuse it, and stamp a new empty store with this layout. */
+static int check_format(idl_store *s, const char *path, char err[256])
+{
+    char *v = NULL;
+    size_t vl = 0;
+    uint64_t have = 0;
+    if (idl_store_raw_get(s, IDL_CF_META, META_FORMAT, strlen(META_FORMAT), &v, &vl) == IDL_OK) {
+        have = vl == 8 ? idl_be64_get((const uint8_t *)v) : UINT64_MAX;
+        free(v);
+    }
+    if (have == STORE_FORMAT) return IDL_OK;
+    if (have == 0) {
+        idl_store_iter *it;
+        if (idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
+        bool empty = !idl_store_iter_valid(it);
+        idl_store_iter_close(it);
+        if (empty && !s->secondary) {
+            uint8_t b[8];
+            idl_be64_put(b, STORE_FORMAT);
+            char *rerr = NULL;
+            rocksdb_put_cf(s->db, s->wopts, s->cf[IDL_CF_META], META_FORMAT, strlen(META_FORMAT),
+                           (const char *)b, 8, &rerr);
+            if (!rerr) return IDL_OK;
+            snprintf(err, 256, "cannot write to store %s: %s", path, rerr);
+            free(rerr);
+            return IDL_UNAVAILABLE;
+        }
+        if (empty) return IDL_OK;
+    }
+    snprintf(err, 256,
+             "store %s has layout %llu, this build reads layout %d: ingest the data again into "
+             "a new directory",
+             path, have == UINT64_MAX ? 0ull : (unsigned long long)(have ? have : 1), STORE_FORMAT);
+    return IDL_FAILED_PRECONDITION;
+}
 
 static rocksdb_options_t *cf_options(idl_store *s, idl_cf cf, bool bulk)
 {
@@ -331,16 +489,15 @@ static rocksdb_options_t *cf_options(idl_store *s, idl_cf cf, bool bulk)
         rocksdb_block_based_options_set_filter_policy(t,
                                                       rocksdb_filterpolicy_create_bloom_full(10));
     if (cf == IDL_CF_IDX) {
-        /* Lookups are prefix scans on the 16-byte identifier hash: filter on
-         * the prefix, not on whole keys that no query ever names.  The
-         * memtable is hashed on that prefix too: inserting random keys into
-         * one big skip list was most of a bulk load's time. */
-        rocksdb_options_set_prefix_extractor(o, rocksdb_slicetransform_create_fixed_prefix(16));
-        rocksdb_block_based_options_set_whole_key_filtering(t, 0);
-        rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.05);
+        rocksdb_options_set_merge_operator(
+            o, rocksdb_mergeoperator_create(NULL, idx_merge_state_free, idx_full_merge,
+                                            idx_partial_merge, idx_merge_free, idx_merge_name));
         /* A bulk load never reads this family, so its memtable can be a
-         * plain vector sorted once at flush.  (Serving reads it constantly,
-         * and a vector memtable sorts a copy for every iterator.) */
+         * plain vector sorted once at flush.  Serving reads it constantly
+         * (a vector memtable sorts a copy for every read), so there it is
+         * hashed on the whole 16-byte key, as persons is on its 8. */
+        rocksdb_options_set_prefix_extractor(o, rocksdb_slicetransform_create_fixed_prefix(16));
+        rocksdb_options_set_memtable_whole_key_filtering(o, 1);
         if (bulk)
             rocksdb_options_set_memtable_vector_rep(o);
         else
@@ -456,11 +613,11 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
         goto fail;
     }
     s->ropts = rocksdb_readoptions_create();
-    s->ropts_prefix = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_prefix_same_as_start(s->ropts_prefix, 1);
     s->wopts = rocksdb_writeoptions_create();
     s->wopts_sync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->wopts_sync, 1);
+    if ((rc = check_format(s, path, err))) goto fail;
+    rc = IDL_INTERNAL;
     load_counters(s);
     if (load_suppression(s)) {
         snprintf(err, 256, "cannot read the suppression list of %s", path);
@@ -498,7 +655,6 @@ void idl_store_close(idl_store *s)
         if (s->cfopts[i]) rocksdb_options_destroy(s->cfopts[i]);
     if (s->dbopts) rocksdb_options_destroy(s->dbopts);
     if (s->ropts) rocksdb_readoptions_destroy(s->ropts);
-    if (s->ropts_prefix) rocksdb_readoptions_destroy(s->ropts_prefix);
     if (s->wopts) rocksdb_writeoptions_destroy(s->wopts);
     if (s->wopts_sync) rocksdb_writeoptions_destroy(s->wopts_sync);
     if (s->cache) rocksdb_cache_destroy(s->cache);
@@ -519,6 +675,17 @@ int idl_store_catch_up(idl_store *s)
     /* The mirror is insert-only, like the list: reading it again adds what
      * the primary suppressed since. */
     return load_suppression(s) ? IDL_INTERNAL : IDL_OK;
+}
+
+int idl_store_compact(idl_store *s)
+{
+    if (s->secondary) return IDL_FAILED_PRECONDITION;
+    rocksdb_compactoptions_t *co = rocksdb_compactoptions_create();
+    rocksdb_compactoptions_set_bottommost_level_compaction(co, 1 /* force */);
+    for (int i = 0; i < IDL_CF_COUNT; i++)
+        rocksdb_compact_range_cf_opt(s->db, s->cf[i], co, NULL, 0, NULL, 0);
+    rocksdb_compactoptions_destroy(co);
+    return IDL_OK;
 }
 
 /* ---- raw access ---- */
@@ -661,31 +828,21 @@ void idl_store_iter_close(idl_store_iter *it)
 int idl_store_probe(idl_store *s, const idl_hkey *k, uint64_t *pids, size_t max, size_t *n,
                     bool *more)
 {
-    /* One shared ReadOptions with prefix_same_as_start: the scan ends where
-     * this identifier's entries end, without a per-call upper bound object. */
-    size_t count = 0;
-    bool extra = false;
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts_prefix, s->cf[IDL_CF_IDX]);
-    for (rocksdb_iter_seek(it, (const char *)k->b, 16); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
-        size_t kl;
-        const char *key = rocksdb_iter_key(it, &kl);
-        if (kl != 24 || memcmp(key, k->b, 16) != 0) break;
-        if (count == max) {
-            extra = true;
-            break;
-        }
-        pids[count++] = idl_be64_get((const uint8_t *)key + 16);
-    }
     char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    rocksdb_iter_destroy(it);
+    rocksdb_pinnableslice_t *p = rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[IDL_CF_IDX],
+                                                       (const char *)k->b, sizeof k->b, &rerr);
     if (rerr) {
         free(rerr);
         return IDL_UNAVAILABLE;
     }
+    size_t count = 0, vl = 0;
+    const uint8_t *v = p ? (const uint8_t *)rocksdb_pinnableslice_value(p, &vl) : NULL;
+    size_t total = vl / 8;
+    for (; count < total && count < max; count++)
+        pids[count] = idl_be64_get(v + 8 * count);
+    if (p) rocksdb_pinnableslice_destroy(p);
     *n = count;
-    if (more) *more = extra;
+    if (more) *more = total > max;
     return IDL_OK;
 }
 
@@ -737,12 +894,14 @@ bool idl_store_person_suppressed(idl_store *s, uint64_t pid)
  * roughly halves the cost.  Operations on the same key keep their order. */
 
 typedef struct {
-    uint8_t cf, del, klen;
+    uint8_t cf, kind, klen; /* kind: SOP_PUT, SOP_DEL or SOP_MERGE */
     uint8_t key[24];
     uint32_t seq;
     uint32_t vlen;
     size_t voff;
 } sop;
+
+enum { SOP_PUT, SOP_DEL, SOP_MERGE };
 
 typedef struct {
     sop *ops;
@@ -751,7 +910,7 @@ typedef struct {
     bool failed;
 } sbatch;
 
-static void sb_add(sbatch *b, idl_cf cf, bool del, const void *k, size_t kl, const void *v,
+static void sb_add(sbatch *b, idl_cf cf, int kind, const void *k, size_t kl, const void *v,
                    size_t vl)
 {
     if (b->n == b->cap) {
@@ -766,7 +925,7 @@ static void sb_add(sbatch *b, idl_cf cf, bool del, const void *k, size_t kl, con
     }
     sop *o = &b->ops[b->n];
     o->cf = (uint8_t)cf;
-    o->del = del;
+    o->kind = (uint8_t)kind;
     o->klen = (uint8_t)(kl > 24 ? 24 : kl);
     memcpy(o->key, k, o->klen);
     o->seq = (uint32_t)b->n;
@@ -781,12 +940,21 @@ static void sb_add(sbatch *b, idl_cf cf, bool del, const void *k, size_t kl, con
 
 static void sb_put(sbatch *b, idl_cf cf, const void *k, size_t kl, const void *v, size_t vl)
 {
-    sb_add(b, cf, false, k, kl, v, vl);
+    sb_add(b, cf, SOP_PUT, k, kl, v, vl);
 }
 
 static void sb_del(sbatch *b, idl_cf cf, const void *k, size_t kl)
 {
-    sb_add(b, cf, true, k, kl, NULL, 0);
+    sb_add(b, cf, SOP_DEL, k, kl, NULL, 0);
+}
+
+/* Files pid under (add) or removes it from (!add) the index key k. */
+static void sb_index(sbatch *b, const idl_hkey *k, uint64_t pid, bool add)
+{
+    uint8_t op[IDX_OP_LEN];
+    op[0] = add ? '+' : '-';
+    idl_be64_put(op + 1, pid);
+    sb_add(b, IDL_CF_IDX, SOP_MERGE, k->b, 16, op, IDX_OP_LEN);
 }
 
 static int cmp_sop(const void *a, const void *b)
@@ -807,11 +975,14 @@ static int sb_commit(idl_store *s, sbatch *b, bool sync)
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     for (size_t i = 0; i < b->n; i++) {
         const sop *o = &b->ops[i];
-        if (o->del)
+        const char *v = b->vals.data ? b->vals.data + o->voff : "";
+        if (o->kind == SOP_DEL)
             rocksdb_writebatch_delete_cf(wb, s->cf[o->cf], (const char *)o->key, o->klen);
+        else if (o->kind == SOP_MERGE)
+            rocksdb_writebatch_merge_cf(wb, s->cf[o->cf], (const char *)o->key, o->klen, v,
+                                        o->vlen);
         else
-            rocksdb_writebatch_put_cf(wb, s->cf[o->cf], (const char *)o->key, o->klen,
-                                      b->vals.data ? b->vals.data + o->voff : "", o->vlen);
+            rocksdb_writebatch_put_cf(wb, s->cf[o->cf], (const char *)o->key, o->klen, v, o->vlen);
     }
     char *rerr = NULL;
     rocksdb_write(s->db, sync ? s->wopts_sync : s->wopts, wb, &rerr);
@@ -865,12 +1036,8 @@ static void index_delete(sbatch *b, const idl_record *r, uint64_t pid)
 {
     idl_hkey keys[IDL_RECORD_KEYS_MAX];
     size_t n = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, true);
-    uint8_t k[24];
-    idl_be64_put(k + 16, pid);
-    for (size_t i = 0; i < n; i++) {
-        memcpy(k, keys[i].b, 16);
-        sb_del(b, IDL_CF_IDX, k, 24);
-    }
+    for (size_t i = 0; i < n; i++)
+        sb_index(b, &keys[i], pid, false);
 }
 
 static void person_delete(sbatch *b, const idl_record *r, uint64_t pid)
@@ -977,12 +1144,8 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
             sb_put(b, IDL_CF_PERSONS, pk, 8, buf.data, buf.len);
             idl_hkey keys[IDL_RECORD_KEYS_MAX];
             size_t nk = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, true);
-            uint8_t ik[24];
-            idl_be64_put(ik + 16, pid);
-            for (size_t k = 0; k < nk; k++) {
-                memcpy(ik, keys[k].b, 16);
-                sb_put(b, IDL_CF_IDX, ik, 24, "", 0);
-            }
+            for (size_t k = 0; k < nk; k++)
+                sb_index(b, &keys[k], pid, true);
             out.outcome = had ? IDL_UP_UPDATED : IDL_UP_STORED;
             out.suppressed = now_supp;
             if (!had) total++;

@@ -1,13 +1,14 @@
 /* The record store: RocksDB (C API) with one column family per concern.
  *
  *   persons  pid(8, big-endian)            -> record (record.h format)
- *   idx      hkey(16) + pid(8)             -> ""          identifier -> persons
+ *   idx      hkey(16)                      -> pid(8)...   identifier -> persons, ascending
  *   supp     'p' + pid(8) | 'k' + hkey(16) -> time_us(8)  opt-outs, apart from records
  *   log      time_us(8) + seq(8)           -> entry       the query log (qlog.h)
  *   logp     pid(8) + time_us(8) + seq(8)  -> customer    who received whom (Disclosures)
- *   default  small metadata: counters, disclosure-request marks
+ *   default  small metadata: layout version, counters, disclosure-request marks
  * Index keys are XXH3-128 of "kind:normalized", so no identifier is a key in
- * clear.  Reads are lock-free (RocksDB point reads and bounded prefix scans);
+ * clear.  idx lists change by merge operands ('+'/'-' pid), never by reading
+ * and rewriting them.  Reads are lock-free (RocksDB point reads);
  * writes that must read-modify-write (upsert, opt-out, purge, marks) take one
  * writer mutex and commit one WriteBatch each, so every record and its index
  * entries appear or vanish together.
@@ -40,13 +41,18 @@ typedef enum {
 } idl_cf;
 
 /* Opens (creating if missing) the store at path.  Returns 0, IDL_UNAVAILABLE
- * when another process holds it (err says so), IDL_INTERNAL otherwise; err
- * (256 bytes) is filled on failure. */
+ * when another process holds it (err says so), IDL_FAILED_PRECONDITION when
+ * it was written with another layout, IDL_INTERNAL otherwise; err (256
+ * bytes) is filled on failure. */
 int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts, char err[256]);
 /* Closes the store; NULL is fine.  No call may be running on it. */
 void idl_store_close(idl_store *s);
 /* Secondary instances only: catch up with the primary's writes. */
 int idl_store_catch_up(idl_store *s);
+/* Compacts every column family down to its last level, folding the index's
+ * merge operands into plain lists.  For tests and maintenance: it rewrites
+ * the whole store. */
+int idl_store_compact(idl_store *s);
 
 /* ---- keys ---- */
 

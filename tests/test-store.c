@@ -135,16 +135,21 @@ static bool probe_finds(idl_store *s, const idl_hkey *k, uint64_t pid)
     return found;
 }
 
-/* Index entries (anywhere) that point at pid. */
+/* Index entries (anywhere) that point at pid: an idx value is the list of
+ * 8-byte pids under one 16-byte identifier hash. */
 static size_t idx_entries_for(idl_store *s, uint64_t pid)
 {
     idl_store_iter *it = NULL;
     size_t n = 0;
     CHECK_INT(idl_store_iter_open(s, IDL_CF_IDX, NULL, 0, NULL, 0, &it), IDL_OK);
     for (; it && idl_store_iter_valid(it); idl_store_iter_next(it)) {
-        size_t kl;
-        const char *k = idl_store_iter_key(it, &kl);
-        if (kl == 24 && idl_be64_get((const uint8_t *)k + 16) == pid) n++;
+        size_t kl, vl;
+        idl_store_iter_key(it, &kl);
+        const uint8_t *v = (const uint8_t *)idl_store_iter_value(it, &vl);
+        CHECK_INT(kl, 16);
+        CHECK_INT(vl % 8, 0);
+        for (size_t i = 0; i + 8 <= vl; i += 8)
+            n += idl_be64_get(v + i) == pid;
     }
     idl_store_iter_close(it);
     return n;
@@ -320,6 +325,131 @@ static void upsert_then_update_moves_index(void)
     CHECK_INT(idx_entries_for(s, pid), n_new);
     counts_are(s, 1, 0, 0);
     CHECK_INT(count_cf(s, IDL_CF_PERSONS), 1);
+    idl_store_close(s);
+    rm_rf(dir);
+}
+
+/* The person ids a probe of email lists, as a comparable number string. */
+static void expect_list(idl_store *s, const char *email, const uint64_t *want, size_t nwant)
+{
+    idl_hkey k = email_key(email);
+    uint64_t got[8];
+    bool more = true;
+    size_t n = probe(s, &k, got, 8, &more);
+    CHECK(!more);
+    CHECK_INT(n, nwant);
+    for (size_t i = 0; i < n && i < nwant; i++)
+        CHECK(got[i] == want[i]);
+}
+
+static int cmp_pid(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void household(idl_record *r, const char *sid, const char *email)
+{
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"source_id\": \"%s\", \"first_name\": \"Ann\", \"last_name\": \"Lee\","
+             " \"emails\": [\"%s\"]}",
+             sid, email);
+    rec_json(r, json);
+}
+
+/* An identifier's list is folded from merge operands: joins and leaves in
+ * separate writes, before and after compaction (which turns operands into a
+ * stored list and folds newer operands into that), stay exact and sorted. */
+static void index_lists_merge(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    idl_store *s = open_store(dir);
+    if (!s) return;
+    const char *sid[4] = {"h-1", "h-2", "h-3", "h-4"};
+    uint64_t pid[4];
+    for (int i = 0; i < 4; i++)
+        pid[i] = idl_person_id(sid[i]);
+    idl_record r;
+    uint64_t want[4];
+    /* Three join one by one, each in its own write. */
+    for (int i = 0; i < 3; i++) {
+        household(&r, sid[i], "home@example.com");
+        upsert1(s, &r);
+        want[i] = pid[i];
+    }
+    qsort(want, 3, sizeof *want, cmp_pid);
+    expect_list(s, "home@example.com", want, 3);
+    CHECK_INT(idl_store_compact(s), IDL_OK);
+    expect_list(s, "home@example.com", want, 3);
+    /* One moves away (a '-' operand on a stored list), one joins. */
+    household(&r, sid[1], "away@example.com");
+    upsert1(s, &r);
+    household(&r, sid[3], "home@example.com");
+    upsert1(s, &r);
+    uint64_t now[3] = {pid[0], pid[2], pid[3]};
+    qsort(now, 3, sizeof *now, cmp_pid);
+    expect_list(s, "home@example.com", now, 3);
+    expect_list(s, "away@example.com", &pid[1], 1);
+    s = reopen(s, dir);
+    if (!s) return;
+    expect_list(s, "home@example.com", now, 3);
+    CHECK_INT(idl_store_compact(s), IDL_OK);
+    expect_list(s, "home@example.com", now, 3);
+    /* The one who moved comes back, and leaves again, in one call: the last
+     * write of a person decides. */
+    idl_record two[2];
+    household(&two[0], sid[1], "home@example.com");
+    household(&two[1], sid[1], "away@example.com");
+    idl_upsert_result res[2];
+    CHECK_INT(idl_store_upsert(s, two, 2, res, false), IDL_OK);
+    expect_list(s, "home@example.com", now, 3);
+    expect_list(s, "away@example.com", &pid[1], 1);
+    /* Everyone leaves: an empty list is no one. */
+    for (int i = 0; i < 4; i++) {
+        household(&r, sid[i], "elsewhere@example.com");
+        upsert1(s, &r);
+    }
+    expect_list(s, "home@example.com", NULL, 0);
+    CHECK_INT(idl_store_compact(s), IDL_OK);
+    expect_list(s, "home@example.com", NULL, 0);
+    expect_list(s, "away@example.com", NULL, 0);
+    qsort(pid, 4, sizeof *pid, cmp_pid);
+    expect_list(s, "elsewhere@example.com", pid, 4);
+    idl_store_close(s);
+    rm_rf(dir);
+}
+
+/* A store written with another index layout is refused with a reason, not
+ * served as if it were empty. */
+static void other_layout_is_refused(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    idl_store *s = open_store(dir);
+    if (!s) return;
+    idl_record r;
+    household(&r, "f-1", "f@example.com");
+    upsert1(s, &r);
+    /* A layout-1 store: records, and no layout stamp. */
+    idl_store_batch *b = idl_store_batch_new(s);
+    idl_store_batch_delete(b, IDL_CF_META, "format", 6);
+    CHECK_INT(idl_store_batch_commit(s, b, false), IDL_OK);
+    idl_store_batch_free(b);
+    idl_store_close(s);
+    char err[256] = "";
+    s = NULL;
+    CHECK_INT(idl_store_open(&s, dir, NULL, err), IDL_FAILED_PRECONDITION);
+    CHECK(s == NULL);
+    CHECK(strstr(err, "layout 1") != NULL && strstr(err, "ingest") != NULL);
+    idl_store_close(s);
+    rm_rf(dir);
+    /* A new store is stamped and opens again. */
+    make_tmpdir(dir);
+    s = open_store(dir);
+    idl_store_close(s);
+    s = open_store(dir);
     idl_store_close(s);
     rm_rf(dir);
 }
@@ -1161,7 +1291,7 @@ static int crash_writer(const char *dir, int progress_fd)
 
 /* What a consistency scan found. */
 typedef struct {
-    size_t persons, supp, missing, bad_id, unreadable, entries, dangling, foreign;
+    size_t persons, supp, missing, bad_id, unreadable, entries, dangling, foreign, unsorted;
     idl_store_counts counts;
 } scan;
 
@@ -1195,26 +1325,31 @@ static scan scan_store(const char *dir)
     idl_store_iter_close(it);
     CHECK_INT(idl_store_iter_open(s, IDL_CF_IDX, NULL, 0, NULL, 0, &it), IDL_OK);
     for (; it && idl_store_iter_valid(it); idl_store_iter_next(it)) {
-        size_t kl;
+        size_t kl, vl;
         const char *k = idl_store_iter_key(it, &kl);
-        sc.entries++;
-        if (kl != 24) {
+        const uint8_t *v = (const uint8_t *)idl_store_iter_value(it, &vl);
+        if (kl != 16 || vl % 8) {
+            sc.entries++;
             sc.dangling++;
             continue;
         }
-        uint64_t pid = idl_be64_get((const uint8_t *)k + 16);
-        idl_record r;
-        if (idl_store_get(s, pid, &r) != IDL_OK) {
-            sc.dangling++;
-            continue;
+        for (size_t e = 0; e < vl; e += 8) {
+            sc.entries++;
+            uint64_t pid = idl_be64_get(v + e);
+            if (e && idl_be64_get(v + e - 8) >= pid) sc.unsorted++;
+            idl_record r;
+            if (idl_store_get(s, pid, &r) != IDL_OK) {
+                sc.dangling++;
+                continue;
+            }
+            /* The entry's hash must be one of that person's current keys. */
+            idl_hkey keys[IDL_RECORD_KEYS_MAX];
+            size_t nk = idl_record_keys(&r, keys, IDL_RECORD_KEYS_MAX, true);
+            bool mine = false;
+            for (size_t i = 0; i < nk && !mine; i++)
+                mine = memcmp(keys[i].b, k, 16) == 0;
+            sc.foreign += !mine;
         }
-        /* The entry's hash must be one of that person's current keys. */
-        idl_hkey keys[IDL_RECORD_KEYS_MAX];
-        size_t nk = idl_record_keys(&r, keys, IDL_RECORD_KEYS_MAX, true);
-        bool mine = false;
-        for (size_t i = 0; i < nk && !mine; i++)
-            mine = memcmp(keys[i].b, k, 16) == 0;
-        sc.foreign += !mine;
     }
     idl_store_iter_close(it);
     idl_store_counts_get(s, &sc.counts);
@@ -1232,6 +1367,7 @@ static void check_consistent(const char *dir)
     CHECK_INT(sc.missing, 0);
     CHECK_INT(sc.dangling, 0);
     CHECK_INT(sc.foreign, 0);
+    CHECK_INT(sc.unsorted, 0);
     CHECK_INT(sc.counts.persons + sc.counts.suppressed, sc.persons);
     CHECK_INT(sc.counts.suppressed, sc.supp);
     CHECK(sc.counts.children_purged > 0);
@@ -1240,28 +1376,36 @@ static void check_consistent(const char *dir)
 }
 
 /* The scan itself catches damage: one index entry removed, one orphan and
- * one stale entry added. */
+ * one stale entry added (idx values rewritten behind the merge operator). */
 static void scan_detects_damage(const char *dir)
 {
     idl_store *s = open_store(dir);
     if (!s) return;
     idl_store_iter *it = NULL;
     CHECK_INT(idl_store_iter_open(s, IDL_CF_IDX, NULL, 0, NULL, 0, &it), IDL_OK);
-    CHECK(idl_store_iter_valid(it));
-    uint8_t victim[24];
-    size_t kl = 0;
-    memcpy(victim, idl_store_iter_key(it, &kl), 24);
+    /* A key with one pid: dropping it leaves that person's key missing. */
+    uint8_t victim_key[16], victim_pid[8];
+    bool found = false;
+    for (; idl_store_iter_valid(it) && !found; idl_store_iter_next(it)) {
+        size_t kl = 0, vl = 0;
+        const char *k = idl_store_iter_key(it, &kl);
+        const char *v = idl_store_iter_value(it, &vl);
+        if (kl == 16 && vl == 8) {
+            memcpy(victim_key, k, 16);
+            memcpy(victim_pid, v, 8);
+            found = true;
+        }
+    }
     idl_store_iter_close(it);
-    uint8_t orphan[24], stale[24];
+    CHECK(found);
     idl_hkey k = email_key("nobody-holds-this@example.com");
-    memcpy(orphan, k.b, 16);
-    idl_be64_put(orphan + 16, idl_person_id("no-such-person"));
-    memcpy(stale, k.b, 16);
-    memcpy(stale + 16, victim + 16, 8);
+    uint8_t list[16];
+    uint64_t orphan = idl_person_id("no-such-person"), stale = idl_be64_get(victim_pid);
+    idl_be64_put(list, orphan < stale ? orphan : stale);
+    idl_be64_put(list + 8, orphan < stale ? stale : orphan);
     idl_store_batch *b = idl_store_batch_new(s);
-    idl_store_batch_delete(b, IDL_CF_IDX, victim, 24);
-    idl_store_batch_put(b, IDL_CF_IDX, orphan, 24, "", 0);
-    idl_store_batch_put(b, IDL_CF_IDX, stale, 24, "", 0);
+    idl_store_batch_put(b, IDL_CF_IDX, victim_key, 16, "", 0);
+    idl_store_batch_put(b, IDL_CF_IDX, k.b, 16, list, 16);
     CHECK_INT(idl_store_batch_commit(s, b, false), IDL_OK);
     idl_store_batch_free(b);
     idl_store_close(s);
@@ -1322,6 +1466,8 @@ int main(int argc, char **argv)
     RUN(open_close_reopen);
     RUN(second_open_is_unavailable);
     RUN(upsert_then_update_moves_index);
+    RUN(index_lists_merge);
+    RUN(other_layout_is_refused);
     RUN(children_are_not_stored);
     RUN(update_to_child_purges);
     RUN(counters_persist);
