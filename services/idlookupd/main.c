@@ -1,5 +1,6 @@
 /* idlookupd: the identity lookup daemon.  Parses flags, opens the store, the
  * keys and the query log, serves on nng until SIGTERM/SIGINT, then drains. */
+#include "assist.h"
 #include "pool.h"
 #include "server.h"
 #include "status.h"
@@ -27,6 +28,8 @@ static const char usage[] =
     "  --listen URL            tcp://HOST:PORT or ipc:///PATH (default tcp://127.0.0.1:7411)\n"
     "  --workers N             nng contexts serving requests concurrently (default 64)\n"
     "  --cache-mb N            RocksDB block cache in MiB (default 256)\n"
+    "  --batch-threads N       helper threads that run parts of a Batch in parallel with the\n"
+    "                          thread that received it (default: the number of CPUs; 0: none)\n"
     "  --log-flush-ms N        query-log flush interval, 1..1000 ms (default 200): a crash\n"
     "                          loses at most this much of the log; a clean stop loses nothing\n"
     "  --log-retention-days N  delete query-log entries older than N days (default 400;\n"
@@ -101,8 +104,10 @@ int main(int argc, char **argv)
 {
     const char *data = NULL, *keys = NULL, *listen = "tcp://127.0.0.1:7411", *fpkey = NULL;
     unsigned long workers = 64, cache_mb = 256, flush_ms = 200, retention = 400, drain_ms = 500;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned long batch_threads = ncpu > 0 ? (unsigned long)ncpu : 1;
     bool log_queries = true;
-    enum { O_WORKERS = 256, O_CACHE, O_FLUSH, O_RETENTION, O_FPKEY, O_DRAIN, O_NOLOG };
+    enum { O_WORKERS = 256, O_CACHE, O_FLUSH, O_RETENTION, O_FPKEY, O_DRAIN, O_NOLOG, O_BATCH };
     static const struct option opts[] = {
         {"data", required_argument, 0, 'd'},
         {"keys", required_argument, 0, 'k'},
@@ -114,6 +119,7 @@ int main(int argc, char **argv)
         {"fingerprint-key", required_argument, 0, O_FPKEY},
         {"drain-ms", required_argument, 0, O_DRAIN},
         {"no-query-log", no_argument, 0, O_NOLOG},
+        {"batch-threads", required_argument, 0, O_BATCH},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -150,6 +156,9 @@ int main(int argc, char **argv)
             break;
         case O_NOLOG:
             log_queries = false;
+            break;
+        case O_BATCH:
+            if (parse_uint("--batch-threads", optarg, 0, 256, &batch_threads)) return 2;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -206,6 +215,10 @@ int main(int argc, char **argv)
     }
     if (idl_qlog_open(&st.qlog, st.store, fpkey, (unsigned)flush_ms, (unsigned)retention, err))
         goto fail;
+    if (idld_assist_new(&st.assist, batch_threads)) {
+        snprintf(err, 256, "cannot start %lu batch helper threads", batch_threads);
+        goto fail;
+    }
     if (idld_pool_start(&pool, &st, listen, workers, err)) goto fail;
     fprintf(stderr, "idlookupd: serving on %s (%lu workers, store %s)\n", listen, workers, data);
 
@@ -241,6 +254,7 @@ int main(int argc, char **argv)
 fail:
     if (rc) fprintf(stderr, "idlookupd: %s\n", err[0] ? err : "failed to start");
     idld_pool_stop(pool);
+    idld_assist_free(st.assist);
     idl_qlog_close(st.qlog);
     idl_store_close(st.store);
     idl_keyring_free(atomic_load(&st.keys));

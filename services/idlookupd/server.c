@@ -7,6 +7,7 @@
  * The checks run in the contract's order: decode, method, key, scope, rate,
  * deadline, body.
  */
+#include "assist.h"
 #include "pool.h"
 #include "server.h"
 #include "status.h"
@@ -68,6 +69,145 @@ static void pack_result(msgpack_packer *pk, int code, const char *msg, const idl
         msgpack_pack_nil(pk);
 }
 
+idld_scratch *idld_scratch_new(void)
+{
+    return calloc(1, sizeof(idld_scratch));
+}
+
+void idld_scratch_free(idld_scratch *sc)
+{
+    if (!sc) return;
+    idl_buf_free(&sc->inner);
+    for (int i = 0; i < IDLD_BATCH_PARTS; i++)
+        idl_buf_free(&sc->parts[i]);
+    free(sc);
+}
+
+/* What Batch decided for one call before the calls run: tokens are taken in
+ * call order, so which calls a nearly empty bucket refuses does not depend on
+ * how the parts are scheduled. */
+typedef struct {
+    const idld_method *m;       /* NULL: the call is malformed (its part says why) */
+    const msgpack_object *body; /* the call's body, may be NULL */
+    bool limited;               /* no token left for it */
+    uint32_t retry_ms;
+} batch_pre;
+
+typedef struct {
+    idld_call *c; /* the Batch call: shared read-only by the parts */
+    const msgpack_object *calls;
+    uint32_t n, per_part;
+    batch_pre pre[100];
+    _Atomic uint32_t persons;
+} batch_run;
+
+/* Structure checks of one call: its method entry, or NULL with ic->msg set. */
+static const idld_method *batch_method(idld_call *ic, const msgpack_object *call,
+                                       const msgpack_object **body, idl_qlog_entry *log)
+{
+    idl_field cf[2] = {{"method", IDL_FT_STR, NULL}, {"body", IDL_FT_MAP, NULL}};
+    *body = NULL;
+    if (call->type != MSGPACK_OBJECT_MAP) {
+        idld_fail(ic, IDL_INVALID_ARGUMENT, "calls", "each call must be a map");
+        return NULL;
+    }
+    if (idl_wire_fields(call, cf, 2, ic->msg, ic->field)) return NULL;
+    if (!cf[0].val) {
+        idld_fail(ic, IDL_INVALID_ARGUMENT, "method", "missing required field 'method'");
+        return NULL;
+    }
+    if (log) {
+        uint32_t ml = cf[0].val->via.str.size;
+        if (ml >= sizeof log->method) ml = sizeof log->method - 1;
+        memcpy(log->method, cf[0].val->via.str.ptr, ml);
+        log->method[ml] = '\0';
+    }
+    bool allowed = false;
+    for (int a = 0; a < 3; a++)
+        allowed |= idl_wire_str_eq(cf[0].val, batch_allowed[a]);
+    const idld_method *m =
+        allowed ? idld_method_find(cf[0].val->via.str.ptr, cf[0].val->via.str.size) : NULL;
+    if (!m)
+        idld_fail(ic, IDL_INVALID_ARGUMENT, "method",
+                  "only Lookup/Search, Lookup/Validate and Lookup/Verify may be called inside "
+                  "Batch");
+    *body = cf[1].val;
+    return m;
+}
+
+static void copy_field(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap) n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* Runs the calls of one part with the executing thread's scratch sc, packing
+ * their results into the Batch worker's parts[part], so they can be joined
+ * in call order afterwards. */
+static void batch_part(void *arg, size_t part, idld_scratch *sc)
+{
+    batch_run *br = arg;
+    idld_call *c = br->c;
+    idl_buf *out = &c->scratch->parts[part];
+    idl_buf_reset(out);
+    msgpack_packer opk;
+    idl_buf_packer(out, &opk);
+    idl_qlog_entry *log = &sc->log;
+    uint32_t lo = (uint32_t)part * br->per_part;
+    uint32_t hi = lo + br->per_part < br->n ? lo + br->per_part : br->n;
+    uint32_t persons = 0;
+    for (uint32_t i = lo; i < hi; i++) {
+        const batch_pre *pre = &br->pre[i];
+        idld_call ic = {.st = c->st,
+                        .key = c->key,
+                        .kinfo = c->kinfo,
+                        .scratch = sc,
+                        .deadline_mono_us = c->deadline_mono_us,
+                        .log = log};
+        uint64_t t0 = idld_mono_us();
+        memset(log, 0, offsetof(idl_qlog_entry, pids));
+        log->n_pids = log->n_fps = 0;
+        if (c->st->qlog) idl_qlog_next_id(c->st->qlog, &log->time_us, &log->seq);
+        copy_field(log->customer, sizeof log->customer, c->kinfo->customer);
+        copy_field(log->key_id, sizeof log->key_id, c->kinfo->id);
+        idl_buf_reset(&sc->inner);
+        msgpack_packer ipk;
+        idl_buf_packer(&sc->inner, &ipk);
+        ic.pk = &ipk;
+        int code;
+        const msgpack_object *body;
+        if (!pre->m) {
+            /* Run the checks again, for the message and the logged method. */
+            batch_method(&ic, &br->calls[i], &body, log);
+            code = IDL_INVALID_ARGUMENT;
+        } else {
+            batch_method(&ic, &br->calls[i], &body, log);
+            if (pre->limited) {
+                code = idld_fail(&ic, IDL_RESOURCE_EXHAUSTED, NULL,
+                                 "rate limit of %u requests/s exceeded; retry in %u ms",
+                                 c->kinfo->rate, pre->retry_ms);
+            } else if (c->deadline_mono_us && idld_mono_us() >= c->deadline_mono_us) {
+                code = idld_fail(&ic, IDL_DEADLINE_EXCEEDED, NULL, "the deadline has passed");
+            } else {
+                ic.body = pre->body;
+                code = pre->m->fn(&ic);
+                if (code == 0 && sc->inner.failed)
+                    code = idld_fail(&ic, IDL_INTERNAL, NULL, "out of memory");
+            }
+        }
+        pack_result(&opk, code, ic.msg, &sc->inner);
+        log->code = code;
+        log->latency_us = (uint32_t)(idld_mono_us() - t0);
+        persons += log->n_persons;
+        if (code != 0) log->n_persons = log->n_pids = 0;
+        atomic_fetch_add(&c->st->by_code[code], 1);
+        if (c->st->qlog && c->st->log_queries) idl_qlog_append(c->st->qlog, log);
+    }
+    atomic_fetch_add(&br->persons, persons);
+}
+
 int idld_batch(idld_call *c)
 {
     idl_field f[1] = {{"calls", IDL_FT_ARRAY, NULL}};
@@ -77,80 +217,38 @@ int idld_batch(idld_call *c)
     uint32_t n = f[0].val->via.array.size;
     if (n < 1 || n > 100)
         return idld_fail(c, IDL_INVALID_ARGUMENT, "calls", "field 'calls' must hold 1..100 calls");
-    idld_scratch *sc = c->scratch;
+    batch_run *br = malloc(sizeof(*br));
+    if (!br) return idld_fail(c, IDL_INTERNAL, NULL, "out of memory");
+    br->c = c;
+    br->calls = f[0].val->via.array.ptr;
+    br->n = n;
+    atomic_init(&br->persons, 0);
+    for (uint32_t i = 0; i < n; i++) {
+        idld_call probe = {.st = c->st};
+        batch_pre *pre = &br->pre[i];
+        pre->m = batch_method(&probe, &br->calls[i], &pre->body, NULL);
+        uint32_t remaining = 0;
+        pre->limited = pre->m && idl_key_take(c->key, idld_mono_us(), &remaining, &pre->retry_ms);
+    }
+    /* Parts of at least 12 calls: smaller ones cost more in hand-offs than
+     * a second core gives back. */
+    uint32_t parts = (n + 11) / 12;
+    if (parts > IDLD_BATCH_PARTS) parts = IDLD_BATCH_PARTS;
+    br->per_part = (n + parts - 1) / parts;
+    parts = (n + br->per_part - 1) / br->per_part;
+    idld_assist_run(c->st->assist, batch_part, br, parts, c->scratch);
+
     msgpack_pack_map(c->pk, 1);
     idl_wire_pack_cstr(c->pk, "results");
     msgpack_pack_array(c->pk, n);
-    uint32_t persons = 0;
-    idl_qlog_entry *inner_log = malloc(sizeof(*inner_log));
-    for (uint32_t i = 0; i < n; i++) {
-        const msgpack_object *call = &f[0].val->via.array.ptr[i];
-        idld_call ic = {.st = c->st,
-                        .key = c->key,
-                        .kinfo = c->kinfo,
-                        .scratch = sc,
-                        .deadline_mono_us = c->deadline_mono_us,
-                        .log = inner_log};
-        uint64_t t0 = idld_mono_us();
-        if (inner_log) {
-            memset(inner_log, 0, offsetof(idl_qlog_entry, pids));
-            inner_log->n_pids = inner_log->n_fps = 0;
-            if (c->st->qlog) idl_qlog_next_id(c->st->qlog, &inner_log->time_us, &inner_log->seq);
-            snprintf(inner_log->customer, sizeof inner_log->customer, "%s", c->kinfo->customer);
-            snprintf(inner_log->key_id, sizeof inner_log->key_id, "%s", c->kinfo->id);
-        }
-        idl_field cf[2] = {{"method", IDL_FT_STR, NULL}, {"body", IDL_FT_MAP, NULL}};
-        int code;
-        const idld_method *m = NULL;
-        idl_buf_reset(&sc->inner);
-        msgpack_packer ipk;
-        idl_buf_packer(&sc->inner, &ipk);
-        ic.pk = &ipk;
-        if (call->type != MSGPACK_OBJECT_MAP) {
-            code = idld_fail(&ic, IDL_INVALID_ARGUMENT, "calls", "each call must be a map");
-        } else if (idl_wire_fields(call, cf, 2, ic.msg, ic.field)) {
-            code = IDL_INVALID_ARGUMENT;
-        } else if (!cf[0].val) {
-            code =
-                idld_fail(&ic, IDL_INVALID_ARGUMENT, "method", "missing required field 'method'");
-        } else {
-            bool allowed = false;
-            for (int a = 0; a < 3; a++)
-                allowed |= idl_wire_str_eq(cf[0].val, batch_allowed[a]);
-            if (inner_log)
-                snprintf(inner_log->method, sizeof inner_log->method, "%.*s",
-                         (int)cf[0].val->via.str.size, cf[0].val->via.str.ptr);
-            m = allowed ? idld_method_find(cf[0].val->via.str.ptr, cf[0].val->via.str.size) : NULL;
-            uint32_t remaining = 0, retry = 0;
-            if (!m) {
-                code = idld_fail(&ic, IDL_INVALID_ARGUMENT, "method",
-                                 "only Lookup/Search, Lookup/Validate and Lookup/Verify may be "
-                                 "called inside Batch");
-            } else if (idl_key_take(c->key, idld_mono_us(), &remaining, &retry)) {
-                code = idld_fail(&ic, IDL_RESOURCE_EXHAUSTED, NULL,
-                                 "rate limit of %u requests/s exceeded; retry in %u ms",
-                                 c->kinfo->rate, retry);
-            } else if (c->deadline_mono_us && idld_mono_us() >= c->deadline_mono_us) {
-                code = idld_fail(&ic, IDL_DEADLINE_EXCEEDED, NULL, "the deadline has passed");
-            } else {
-                ic.body = cf[1].val;
-                code = m->fn(&ic);
-                if (code == 0 && sc->inner.failed)
-                    code = idld_fail(&ic, IDL_INTERNAL, NULL, "out of memory");
-            }
-        }
-        pack_result(c->pk, code, ic.msg, &sc->inner);
-        if (inner_log) {
-            inner_log->code = code;
-            inner_log->latency_us = (uint32_t)(idld_mono_us() - t0);
-            persons += inner_log->n_persons;
-            if (code != 0) inner_log->n_persons = inner_log->n_pids = 0;
-            atomic_fetch_add(&c->st->by_code[code], 1);
-            if (c->st->qlog && c->st->log_queries) idl_qlog_append(c->st->qlog, inner_log);
-        }
+    bool failed = false;
+    for (uint32_t p = 0; p < parts; p++) {
+        failed |= c->scratch->parts[p].failed;
+        msgpack_pack_str_body(c->pk, c->scratch->parts[p].data, c->scratch->parts[p].len);
     }
-    free(inner_log);
-    if (c->log) c->log->n_persons = persons;
+    if (c->log) c->log->n_persons = atomic_load(&br->persons);
+    free(br);
+    if (failed) return idld_fail(c, IDL_INTERNAL, NULL, "out of memory building the reply");
     return IDL_OK;
 }
 
@@ -381,7 +479,7 @@ int idld_pool_start(idld_pool **out, idld_state *st, const char *url, size_t nwo
     for (size_t i = 0; i < nworkers; i++) {
         idld_worker *w = &p->workers[i];
         w->st = st;
-        w->scratch = calloc(1, sizeof(*w->scratch));
+        w->scratch = idld_scratch_new();
         if (!w->scratch || !msgpack_zone_init(&w->zone, 4096) ||
             nng_aio_alloc(&w->aio, worker_cb, w) != 0 || nng_ctx_open(&w->ctx, p->sock) != 0) {
             snprintf(err, 256, "cannot set up worker %zu", i);
@@ -416,8 +514,7 @@ void idld_pool_stop(idld_pool *p)
             nng_aio_free(w->aio);
         }
         if (w->scratch) {
-            idl_buf_free(&w->scratch->inner);
-            free(w->scratch);
+            idld_scratch_free(w->scratch);
             msgpack_zone_destroy(&w->zone);
         }
         idl_buf_free(&w->body);

@@ -23,6 +23,9 @@
 
 #define IDLD_MAX_CANDIDATES 1000 /* persons considered per query (bounded scans) */
 #define IDLD_CACHED_RECORDS 16   /* records kept from scoring for rendering */
+#define IDLD_BATCH_PARTS 8       /* a Batch's calls are split into at most this many parts */
+
+struct idld_assist;
 
 typedef struct {
     idl_store *store;
@@ -31,7 +34,8 @@ typedef struct {
     atomic_bool draining;
     uint64_t start_mono_us;
     _Atomic uint64_t by_code[17];
-    const char *describe_body; /* pre-encoded msgpack */
+    struct idld_assist *assist; /* helpers for Batch's parts; NULL: none */
+    const char *describe_body;  /* pre-encoded msgpack */
     size_t describe_len;
     bool log_queries;
 } idld_state;
@@ -48,8 +52,14 @@ typedef struct {
         uint32_t matched; /* bit mask of query fields */
         int slot;         /* index into recs, or -1 */
     } hits[IDLD_MAX_CANDIDATES];
-    idl_buf inner; /* Batch: one inner call's body */
+    idl_buf inner;                   /* Batch: one inner call's body */
+    idl_qlog_entry log;              /* Batch: one inner call's log entry */
+    idl_buf parts[IDLD_BATCH_PARTS]; /* Batch: the packed results of each part */
 } idld_scratch;
+
+/* A worker's or helper's scratch; free releases its buffers.  NULL is fine. */
+idld_scratch *idld_scratch_new(void);
+void idld_scratch_free(idld_scratch *sc);
 
 typedef struct idld_call {
     idld_state *st;
