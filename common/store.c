@@ -482,7 +482,9 @@ static rocksdb_options_t *cf_options(idl_store *s, idl_cf cf, bool bulk)
      * its shard mutex) was a visible share of a point read.  They are small
      * (about 12 MiB of filters for a million persons). */
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 0);
-    if (cf == IDL_CF_PERSONS)
+    /* Both are read only by whole key: a hash of each data block's keys
+     * spares the binary search inside the block. */
+    if (cf == IDL_CF_PERSONS || cf == IDL_CF_IDX)
         rocksdb_block_based_options_set_data_block_index_type(
             t, rocksdb_block_based_table_data_block_index_type_binary_search_and_hash);
     if (cf != IDL_CF_LOG && cf != IDL_CF_LOGP)
