@@ -69,7 +69,13 @@ static char *slurp_fd(int fd)
 
 int e2e_cli(const char *const *args, const char *stdin_text, char **out, char **err)
 {
-    const char *cli = env_or_die("IDL_CLI");
+    return e2e_exec("IDL_CLI", args, stdin_text, out, err);
+}
+
+int e2e_exec(const char *exe_env, const char *const *args, const char *stdin_text, char **out,
+             char **err)
+{
+    const char *cli = env_or_die(exe_env);
     int po[2], pe[2], pi[2];
     if (pipe(po) || pipe(pe) || pipe(pi)) die("pipe");
     pid_t pid = fork();

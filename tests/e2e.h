@@ -63,6 +63,10 @@ long long e2e_uint(const msgpack_object *o);
  * malloc'd strings (may be NULL); returns the exit status. stdin_text may be
  * NULL. */
 int e2e_cli(const char *const *args, const char *stdin_text, char **out, char **err);
+/* The same for the program named by the environment variable exe_env
+ * (IDL_CLI, IDL_DAEMON, ...). */
+int e2e_exec(const char *exe_env, const char *const *args, const char *stdin_text, char **out,
+             char **err);
 
 /* Writes text to DIR/name and returns the path (static buffer). */
 const char *e2e_write_file(e2e_env *e, const char *name, const char *text);

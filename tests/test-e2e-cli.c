@@ -89,6 +89,33 @@ static void call_bad_usage_exits_2(void)
     }
 }
 
+/* The daemon refuses bad flags before it opens anything: exit 2 and one
+ * line naming the flag. */
+static void daemon_bad_flags_exit_2(void)
+{
+    const char *cases[][8] = {
+        {"--data", NULL},
+        {"--data", "/tmp/x", NULL},
+        {"--bogus", NULL},
+        {"--data", "/tmp/x", "--keys", "/tmp/k", "--workers", "0", NULL},
+        {"--data", "/tmp/x", "--keys", "/tmp/k", "--batch-threads", "-1", NULL},
+        {"--data", "/tmp/x", "--keys", "/tmp/k", "--batch-threads", "lots", NULL},
+        {"--data", "/tmp/x", "--keys", "/tmp/k", "--batch-threads", "257", NULL},
+        {"--data", "/tmp/x", "--keys", "/tmp/k", "--cache-mb", "1", NULL},
+    };
+    const char *names[] = {"--data",          "--keys",          "--bogus",         "--workers",
+                           "--batch-threads", "--batch-threads", "--batch-threads", "--cache-mb"};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *err = NULL;
+        int rc = e2e_exec("IDL_DAEMON", cases[i], NULL, NULL, &err);
+        if (rc != 2 || !err || !strstr(err, names[i]))
+            fprintf(stderr, "daemon case %zu: exit %d, stderr %s\n", i, rc, err ? err : "");
+        CHECK_INT(rc, 2);
+        CHECK(err && lines(err) == 1 && strstr(err, names[i]));
+        free(err);
+    }
+}
+
 static void call_unreachable_exits_1(void)
 {
     const char *args[] = {"call",      "--url", "tcp://127.0.0.1:1",
@@ -151,6 +178,7 @@ int main(void)
     RUN(call_error_exits_1_with_json_and_message);
     RUN(call_bad_usage_exits_2);
     RUN(call_unreachable_exits_1);
+    RUN(daemon_bad_flags_exit_2);
     RUN(describe_lists_methods);
     RUN(help_exits_0);
     e2e_cleanup(&env);
