@@ -3,7 +3,9 @@
 # machine (bench and daemon share it).  For each store size it generates the
 # persons, times the ingest, starts idlookupd and runs:
 #   1. Search by email, closed loop, -c 16, with the Health/Check baseline
-#   2. the default mix, open loop at 50% of the closed-loop maximum of (1)
+#   1b. Health and Search alone for 10 s each, with the CPU per request of
+#       the daemon (from /proc) and of the bench (from time(1))
+#   2. the default mix, open loop at 50% of its own closed-loop maximum
 #   3. Batch of 100 email searches
 #   4. Search again against a daemon started with --no-query-log (logging cost)
 # and prints a table.  Sizes: BENCH_SIZES (default "1000000"), run length:
@@ -50,6 +52,23 @@ settle() {
     (( b - a < 10 )) && return 0
   done
 }
+# CPU seconds (user + system) the daemon has used so far.
+dcpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / t}' /proc/$pid/stat; }
+# cpu_split OUT.json -- bench args: runs the bench alone and writes
+# OUT.json plus OUT.cpu: daemon and bench CPU microseconds per request.
+cpu_split() {
+  local out=$1; shift
+  local d0 d1
+  d0=$(dcpu)
+  /usr/bin/time -f "%U %S" -o "$out.time" $bench "$@" > "$out.json" || true
+  d1=$(dcpu)
+  python3 - "$out.json" "$out.time" "$d0" "$d1" > "$out.cpu" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); u, s = map(float, open(sys.argv[2]).read().split()[-2:])
+n = max(d['requests'], 1)
+print('%.1f %.1f' % ((float(sys.argv[4]) - float(sys.argv[3])) * 1e6 / n, (u + s) * 1e6 / n))
+PY
+}
 j() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
 printf '%-9s %-34s %s\n' "persons" "measurement" "result"
@@ -71,6 +90,13 @@ for n in $sizes; do
   printf '%-9s %-34s %s\n' "$n" "health baseline (c16)" "$(j search-$n.json "'%.0f req/s' % d['baseline_rps']")"
   printf '%-9s %-34s %s\n' "$n" "search email (c16, closed)" \
     "$(j search-$n.json "'%.0f req/s = %.2fx baseline, p50 %d us, p99 %d us, errors %d' % (d['throughput_rps'], d['ratio'], d['latency_us']['p50'], d['latency_us']['p99'], d['requests'] - d['codes'].get('OK', 0))")"
+  # Where the CPU goes: each alone, daemon and bench CPU per request.
+  cpu_split health-cpu-$n $b --method health -c 16 -z 10
+  cpu_split search-cpu-$n $b --method search -c 16 -z 10
+  read -r hd hb < health-cpu-$n.cpu
+  read -r sd sb < search-cpu-$n.cpu
+  printf '%-9s %-34s %s\n' "$n" "CPU per request (daemon + bench)" \
+    "health $hd + $hb us, search $sd + $sb us"
   $bench $b --mix search=70,validate=15,verify=10,batch=5 -c 16 -z "$secs" > mixmax-$n.json || true
   max=$(j mixmax-$n.json "int(d['throughput_rps'])")
   rate=$((max / 2))
@@ -78,9 +104,10 @@ for n in $sizes; do
   printf '%-9s %-34s %s\n' "$n" "mix closed-loop max (c16)" "$max req/s"
   printf '%-9s %-34s %s\n' "$n" "mix open loop at 50% ($rate/s)" \
     "$(j mix-$n.json "'p50 %d us, p99 %d us, p99.9 %d us, errors %d' % (d['latency_us']['p50'], d['latency_us']['p99'], d['latency_us']['p999'], d['requests'] - d['codes'].get('OK', 0))")"
-  $bench $b --method batch --batch-size 100 -c 8 -z "$secs" > batch-$n.json
+  cpu_split batch-$n $b --method batch --batch-size 100 -c 8 -z "$secs"
+  read -r bd bb < batch-$n.cpu
   printf '%-9s %-34s %s\n' "$n" "batch of 100 searches (c8)" \
-    "$(j batch-$n.json "'%.0f lookups/s (%.0f req/s), p99 %d us' % (d['lookups_per_s'], d['throughput_rps'], d['latency_us']['p99'])")"
+    "$(j batch-$n.json "'%.0f lookups/s (%.0f req/s), p99 %d us' % (d['lookups_per_s'], d['throughput_rps'], d['latency_us']['p99'])"); daemon CPU $(python3 -c "print('%.1f' % ($bd / 100))") us per lookup"
   rss=$(awk '/VmRSS/ {print int($2/1024)}' /proc/$pid/status)
   printf '%-9s %-34s %s MiB\n' "$n" "daemon RSS after the runs" "$rss"
   stop
