@@ -243,9 +243,9 @@ static const struct flag {
      "                        with an email), phone (persons with a phone) or any\n"
      "                        (email, else phone); misses are made-up emails or phones"},
     {"batch-size", 0, true, F_BATCH, "N", "Search calls per Batch request, 1..100 (default 100)"},
-    {"concurrency", 'c', true, F_CONC, "N", "requests in flight = worker threads (default 8)"},
+    {"concurrency", 'c', true, F_CONC, "N", "requests in flight = nng contexts (default 8)"},
     {"sockets", 0, true, F_SOCKETS, "K",
-     "client connections, workers spread over them (default 1, at most -c)"},
+     "client connections, contexts spread over them (default 1, at most -c)"},
     {"duration", 'z', true, F_DURATION, "SECS",
      "measured run time: 10, 2.5s, 500ms, 1m (default 10 s)"},
     {"requests", 'n', true, F_REQUESTS, "N", "measured requests instead of a duration"},
@@ -548,7 +548,7 @@ int idl_bench_parse_args(int argc, char **argv, idl_bench_opts *o, char *err, si
     if (!have[F_REQUESTS] && !have[F_DURATION]) o->duration_s = 10;
     if (o->sockets > o->concurrency) {
         set_err(err, errlen,
-                "--sockets: %u is more than --concurrency (%u); a socket needs a worker",
+                "--sockets: %u is more than --concurrency (%u); a socket needs a context",
                 o->sockets, o->concurrency);
         return IDL_INVALID_ARGUMENT;
     }
