@@ -177,13 +177,14 @@ static void batch_part(void *arg, size_t part, idld_scratch *sc)
         idl_buf_packer(&sc->inner, &ipk);
         ic.pk = &ipk;
         int code;
-        const msgpack_object *body;
         if (!pre->m) {
-            /* Run the checks again, for the message and the logged method. */
+            /* Run the checks again, for the message and the logged method
+             * (rare: a valid call is not parsed twice). */
+            const msgpack_object *body;
             batch_method(&ic, &br->calls[i], &body, log);
             code = IDL_INVALID_ARGUMENT;
         } else {
-            batch_method(&ic, &br->calls[i], &body, log);
+            copy_field(log->method, sizeof log->method, pre->m->name);
             if (pre->limited) {
                 code = idld_fail(&ic, IDL_RESOURCE_EXHAUSTED, NULL,
                                  "rate limit of %u requests/s exceeded; retry in %u ms",
