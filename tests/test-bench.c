@@ -1016,10 +1016,11 @@ static void json_report_shape(void)
     CHECK(json_number_value(json_object_get(root, "ratio")) == 0.25);
     CHECK(json_is_object(json_object_get(root, "baseline")));
     CHECK(is_int(json_object_get(root, "baseline"), "requests"));
+    CHECK(json_object_get(root, "unsent") == NULL);
+    /* One method: no per-method latency. */
+    CHECK(json_object_get(root, "method_latency_us") == NULL);
     json_decref(root);
     free(buf);
-
-    CHECK(json_object_get(root, "unsent") == NULL);
     /* Without a baseline there are no baseline keys; health has no lookups. */
     CHECK_INT(PARSE(&o, err, "--method", "health", "--rate", "100"), 0);
     r.unsent = 17;
@@ -1055,6 +1056,70 @@ static void json_report_shape(void)
 
     idl_hist_free(h);
     idl_hist_free(bh);
+}
+
+/* A mix reports each method's latency next to the overall one. */
+static void mix_latency_report(void)
+{
+    idl_bench_opts o;
+    char err[256];
+    CHECK_INT(PARSE(&o, err, "--mix", "search=90,batch=10", "--data", "f"), 0);
+    idl_hist *all = NULL, *search = NULL, *batch = NULL;
+    CHECK(idl_hist_new(&all) == 0 && idl_hist_new(&search) == 0 && idl_hist_new(&batch) == 0);
+    idl_bench_result r;
+    memset(&r, 0, sizeof(r));
+    for (uint64_t v = 1; v <= 900; v++) {
+        idl_hist_record(search, v);
+        idl_hist_record(all, v);
+    }
+    for (uint64_t v = 1; v <= 100; v++) {
+        idl_hist_record(batch, 5000 + v);
+        idl_hist_record(all, 5000 + v);
+    }
+    r.requests = 1000;
+    r.duration_s = 1.0;
+    r.outcomes[IDL_OK] = 1000;
+    r.per_method[IDL_BENCH_SEARCH] = r.per_method_ok[IDL_BENCH_SEARCH] = 900;
+    r.per_method[IDL_BENCH_BATCH] = r.per_method_ok[IDL_BENCH_BATCH] = 100;
+    r.latency_us = all;
+    r.method_latency_us[IDL_BENCH_SEARCH] = search;
+    r.method_latency_us[IDL_BENCH_BATCH] = batch;
+
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    CHECK_INT(idl_bench_report_json(&o, &r, NULL, f), 0);
+    fclose(f);
+    json_error_t jerr;
+    json_t *root = json_loads(buf, 0, &jerr);
+    CHECK(root != NULL);
+    json_t *ml = root ? json_object_get(root, "method_latency_us") : NULL;
+    CHECK(json_is_object(ml));
+    CHECK_INT(json_object_size(ml), 2);
+    json_t *s = json_object_get(ml, "search"), *b = json_object_get(ml, "batch");
+    CHECK(is_int(s, "p99") && is_int(b, "p99"));
+    CHECK_INT(json_integer_value(json_object_get(s, "max")), 900);
+    CHECK_INT(json_integer_value(json_object_get(s, "p99")), 891);
+    CHECK_INT(json_integer_value(json_object_get(b, "min")), 5001);
+    /* Above 2048 a bucket is 1/1024 of its value wide, reported at its top. */
+    json_int_t bp50 = json_integer_value(json_object_get(b, "p50"));
+    CHECK(bp50 >= 5050 && bp50 <= 5055);
+    /* The overall p99 falls among the batches. */
+    json_int_t p99 = json_integer_value(json_object_get(json_object_get(root, "latency_us"), "p99"));
+    CHECK(p99 >= 5090 && p99 <= 5095);
+    json_decref(root);
+    free(buf);
+
+    buf = NULL;
+    f = open_memstream(&buf, &len);
+    CHECK_INT(idl_bench_report_text(&o, &r, NULL, f), 0);
+    fclose(f);
+    CHECK(strstr(buf, "  search     min 1 us") != NULL);
+    CHECK(strstr(buf, "  batch      min 5001 us") != NULL);
+    free(buf);
+    idl_hist_free(all);
+    idl_hist_free(search);
+    idl_hist_free(batch);
 }
 
 static void text_report(void)
@@ -1203,6 +1268,7 @@ int main(int argc, char **argv)
     RUN(reply_scanning);
     RUN(scanner_skips_every_type);
     RUN(json_report_shape);
+    RUN(mix_latency_report);
     RUN(text_report);
     RUN(binary_exit_codes);
     return test_summary();

@@ -111,6 +111,25 @@ static void mixed_open_loop(void)
     json_t *rep = NULL;
     CHECK_INT(run_bench(args, &rep), 0);
     check_report(rep);
+    /* Each mixed method has its own latency, from as many replies as that
+     * method got: the four counts add up to the whole. */
+    json_t *ml = json_object_get(rep, "method_latency_us");
+    json_t *per = json_object_get(rep, "methods");
+    CHECK(json_is_object(ml) && json_object_size(ml) == 4);
+    static const char *const names[] = {"search", "validate", "verify", "batch"};
+    long long sum = 0;
+    for (int i = 0; i < 4; i++) {
+        json_t *l = json_object_get(ml, names[i]);
+        long long n = json_integer_value(json_object_get(per, names[i]));
+        sum += n;
+        CHECK(n > 0);
+        CHECK(json_is_integer(json_object_get(l, "p99")));
+        CHECK(json_integer_value(json_object_get(l, "min")) <=
+              json_integer_value(json_object_get(l, "p99")));
+        CHECK(json_integer_value(json_object_get(l, "max")) <=
+              json_integer_value(json_object_get(json_object_get(rep, "latency_us"), "max")));
+    }
+    CHECK_INT(sum, json_integer_value(json_object_get(rep, "requests")));
     json_decref(rep);
 }
 

@@ -1376,6 +1376,13 @@ int idl_bench_report_json(const idl_bench_opts *o, const idl_bench_result *r,
     json_object_set_new(root, "method", json_string(o->method_label ? o->method_label : "mix"));
     json_object_set_new(root, "mix", mix);
     json_object_set_new(root, "methods", per);
+    json_t *mlat = NULL;
+    for (int m = 0; m < IDL_BENCH_NMETHODS; m++) {
+        if (!r->method_latency_us[m]) continue;
+        if (!mlat) mlat = json_object();
+        json_object_set_new(mlat, method_names[m], latency_json(r->method_latency_us[m]));
+    }
+    if (mlat) json_object_set_new(root, "method_latency_us", mlat);
     json_object_set_new(root, "url", json_string(o->url));
     json_object_set_new(root, "concurrency", json_integer(o->concurrency));
     json_object_set_new(root, "sockets", json_integer(o->sockets));
@@ -1493,6 +1500,11 @@ int idl_bench_report_text(const idl_bench_opts *o, const idl_bench_result *r,
     if (idl_hist_clamped(r->latency_us))
         fprintf(f, "             %llu latencies above 60 s counted as 60 s\n",
                 (unsigned long long)idl_hist_clamped(r->latency_us));
+    for (int m = 0; m < IDL_BENCH_NMETHODS; m++) {
+        if (!r->method_latency_us[m]) continue;
+        fprintf(f, "  %-10s ", method_names[m]);
+        text_latency(f, r->method_latency_us[m]);
+    }
     if (baseline) {
         double base = throughput(baseline);
         fprintf(f,

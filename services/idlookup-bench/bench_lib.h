@@ -190,6 +190,8 @@ typedef struct {
     uint64_t per_method_ok[IDL_BENCH_NMETHODS]; /* of those, replies with code OK */
     uint64_t inner[IDL_STATUS_COUNT];           /* codes of the calls inside Batch replies */
     const idl_hist *latency_us;                 /* replies only; transport failures have none */
+    /* A mix of two or more methods: each one's latency (NULL for the others) */
+    const idl_hist *method_latency_us[IDL_BENCH_NMETHODS];
     int interrupted;                            /* stopped early by SIGINT/SIGTERM */
     uint64_t unsent; /* open loop: due in the measured window, never sent (fell behind) */
 } idl_bench_result;

@@ -86,6 +86,7 @@ typedef struct conn {
     /* Counted requests only (after warmup); read by main once the phase is
      * over. */
     idl_hist *hist;
+    idl_hist *mhist[IDL_BENCH_NMETHODS]; /* a mix of methods: each one's latency */
     uint64_t outcomes[IDL_BENCH_NOUTCOMES];
     uint64_t per_method[IDL_BENCH_NMETHODS];
     uint64_t per_method_ok[IDL_BENCH_NMETHODS];
@@ -207,6 +208,7 @@ static void record(conn *c, int outcome, const uint64_t *inner, bool replied, ui
     if (replied) {
         uint64_t lat = idl_bench_latency_ns(c->ph->open_loop, c->due_ns, c->sent_ns, done);
         idl_hist_record(c->hist, (lat + 500) / 1000);
+        if (c->mhist[c->method]) idl_hist_record(c->mhist[c->method], (lat + 500) / 1000);
     }
     c->last_done_ns = done;
 }
@@ -391,11 +393,18 @@ static bool phase_over(const phase *ph, unsigned n)
 }
 
 /* Runs one phase with o's load shape on the sockets and fills *res
- * (res->latency_us is the caller's histogram, reset here).  Returns 0 or a
+ * (res->latency_us is the caller's histogram, reset here).  When the phase
+ * mixes methods and mhist is not NULL, each mixed method's latency goes to
+ * the caller's mhist[method] too (res->method_latency_us).  Returns 0 or a
  * status. */
 static int run_phase(phase *ph, const idl_bench_opts *o, const nng_socket *socks,
-                     bool show_progress, idl_bench_result *res, idl_hist *hist)
+                     bool show_progress, idl_bench_result *res, idl_hist *hist,
+                     idl_hist *const *mhist)
 {
+    int mixed = 0;
+    for (int m = 0; m < IDL_BENCH_NMETHODS; m++)
+        mixed += ph->mix.weight[m] > 0;
+    if (mixed < 2) mhist = NULL;
     int rc = IDL_RESOURCE_EXHAUSTED;
     unsigned n = o->concurrency;
     conn *cs = calloc(n, sizeof(*cs));
@@ -432,6 +441,12 @@ static int run_phase(phase *ph, const idl_bench_opts *o, const nng_socket *socks
         if (idl_hist_new(&c->hist)) {
             fprintf(stderr, "idlookup-bench: out of memory for %u contexts\n", n);
             goto fail;
+        }
+        for (int m = 0; mhist && m < IDL_BENCH_NMETHODS; m++) {
+            if (ph->mix.weight[m] && idl_hist_new(&c->mhist[m])) {
+                fprintf(stderr, "idlookup-bench: out of memory for %u contexts\n", n);
+                goto fail;
+            }
         }
     }
 
@@ -493,6 +508,11 @@ static int run_phase(phase *ph, const idl_bench_opts *o, const nng_socket *socks
 
     memset(res, 0, sizeof(*res));
     idl_hist_reset(hist);
+    for (int m = 0; mhist && m < IDL_BENCH_NMETHODS; m++) {
+        if (!ph->mix.weight[m]) continue;
+        idl_hist_reset(mhist[m]);
+        res->method_latency_us[m] = mhist[m];
+    }
     uint64_t last = ph->mstart_ns;
     for (unsigned i = 0; i < n; i++) {
         conn *c = &cs[i];
@@ -506,6 +526,8 @@ static int run_phase(phase *ph, const idl_bench_opts *o, const nng_socket *socks
         for (int k = 0; k < IDL_STATUS_COUNT; k++)
             res->inner[k] += c->inner[k];
         idl_hist_merge(hist, c->hist);
+        for (int m = 0; m < IDL_BENCH_NMETHODS; m++)
+            if (c->mhist[m]) idl_hist_merge(mhist[m], c->mhist[m]);
         if (c->last_done_ns > last) last = c->last_done_ns;
     }
     /* The measured window runs from the end of warmup to the last counted
@@ -530,6 +552,8 @@ fail:
             if (c->ctx_open) nng_ctx_close(c->ctx);
             if (c->msg) nng_msg_free(c->msg);
             idl_hist_free(c->hist);
+            for (int m = 0; m < IDL_BENCH_NMETHODS; m++)
+                idl_hist_free(c->mhist[m]);
         }
     }
     free(cs);
@@ -640,7 +664,7 @@ int main(int argc, char **argv)
     idl_bench_pool *pool = NULL;
     nng_socket *socks = NULL;
     unsigned nsocks = 0;
-    idl_hist *work_hist = NULL, *base_hist = NULL;
+    idl_hist *work_hist = NULL, *base_hist = NULL, *method_hist[IDL_BENCH_NMETHODS] = {0};
     tmpl_set sets[IDL_BENCH_NMETHODS] = {{0}}, health_sets[IDL_BENCH_NMETHODS] = {{0}};
 
     if (idl_bench_parse_args(argc, argv, &o, err, sizeof(err))) {
@@ -682,6 +706,8 @@ int main(int argc, char **argv)
         }
     }
     if (idl_hist_new(&work_hist) || idl_hist_new(&base_hist)) goto out;
+    for (int m = 0; m < IDL_BENCH_NMETHODS; m++)
+        if (o.mix.weight[m] && idl_hist_new(&method_hist[m])) goto out;
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -703,7 +729,7 @@ int main(int argc, char **argv)
                     .mix = health_only,
                     .open_loop = false,
                     .timeout_ms = o.timeout_ms};
-        if (run_phase(&bp, &o, socks, show_progress, &base_res, base_hist)) goto out;
+        if (run_phase(&bp, &o, socks, show_progress, &base_res, base_hist, NULL)) goto out;
     }
     phase wp = {.name = o.method_label ? o.method_label : "mix",
                 .number = 2,
@@ -712,7 +738,8 @@ int main(int argc, char **argv)
                 .open_loop = o.rate > 0,
                 .rate = o.rate,
                 .timeout_ms = o.timeout_ms};
-    if (run_phase(&wp, &o, socks, show_progress, &work_res, work_hist)) goto out;
+    if (run_phase(&wp, &o, socks, show_progress, &work_res, work_hist, method_hist))
+        goto out;
 
     int rc = o.json ? idl_bench_report_json(&o, &work_res, o.baseline ? &base_res : NULL, stdout)
                     : idl_bench_report_text(&o, &work_res, o.baseline ? &base_res : NULL, stdout);
@@ -739,6 +766,8 @@ out:
     free_sets(health_sets);
     idl_hist_free(work_hist);
     idl_hist_free(base_hist);
+    for (int m = 0; m < IDL_BENCH_NMETHODS; m++)
+        idl_hist_free(method_hist[m]);
     idl_bench_pool_free(pool);
     return exit_code;
 }

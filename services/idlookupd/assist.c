@@ -61,6 +61,8 @@ static void *helper_main(void *arg)
     idld_assist *a = ((helper_arg *)arg)->a;
     idld_scratch *scratch = a->scratch[((helper_arg *)arg)->index];
     free(arg);
+    /* Named so that top and perf tell Batch's share apart. */
+    pthread_setname_np(pthread_self(), "idl:batch");
     pthread_mutex_lock(&a->lock);
     for (;;) {
         while (!a->stop && !a->head)
