@@ -142,6 +142,7 @@ struct idl_store {
     rocksdb_options_t *cfopts[IDL_CF_COUNT];
     rocksdb_column_family_handle_t *cf[IDL_CF_COUNT];
     rocksdb_cache_t *cache;
+    rocksdb_env_t *env; /* NULL: RocksDB's default, untouched */
     rocksdb_readoptions_t *ropts;
     rocksdb_writeoptions_t *wopts;
     rocksdb_writeoptions_t *wopts_sync;
@@ -593,6 +594,14 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     rocksdb_options_set_allow_concurrent_memtable_write(s->dbopts, 0);
     rocksdb_options_set_keep_log_file_num(s->dbopts, 3);
     rocksdb_options_set_max_open_files(s->dbopts, opts->secondary ? -1 : 512);
+    if (opts->yield_compactions && !opts->secondary) {
+        /* The default env's low-priority pool is where compactions run;
+         * flushes (the high pool) keep their priority, so memtables still
+         * drain and writes do not stall. */
+        s->env = rocksdb_create_default_env();
+        rocksdb_env_lower_thread_pool_cpu_priority(s->env);
+        rocksdb_options_set_env(s->dbopts, s->env);
+    }
     const rocksdb_options_t *cfo[IDL_CF_COUNT];
     for (int i = 0; i < IDL_CF_COUNT; i++) {
         s->cfopts[i] = cf_options(s, (idl_cf)i, opts->bulk);
@@ -660,6 +669,7 @@ void idl_store_close(idl_store *s)
     if (s->wopts) rocksdb_writeoptions_destroy(s->wopts);
     if (s->wopts_sync) rocksdb_writeoptions_destroy(s->wopts_sync);
     if (s->cache) rocksdb_cache_destroy(s->cache);
+    if (s->env) rocksdb_env_destroy(s->env);
     u64set_free(&s->supp_persons);
     u64set_free(&s->supp_keys);
     pthread_mutex_destroy(&s->wlock);

@@ -28,6 +28,9 @@ typedef struct {
     size_t cache_mb;       /* shared block cache; 0 = default (256 MiB) */
     bool bulk;             /* bulk load (ingest): larger memtables, fewer syncs */
     const char *secondary; /* open read-only as a RocksDB secondary with this scratch dir */
+    /* Run compactions at the lowest CPU priority, so that requests get a
+     * shared core first and compactions use what is left (the daemon). */
+    bool yield_compactions;
 } idl_store_opts;
 
 typedef enum {

@@ -3,11 +3,15 @@
 # machine (bench and daemon share it).  For each store size it generates the
 # persons, times the ingest, starts idlookupd and runs:
 #   1. Search by email, closed loop, -c 16, with the Health/Check baseline
-#   1b. Health and Search alone for 10 s each, with the CPU per request of
+#   1b. Health, Search, and Search for identifiers on record nowhere
+#       (--miss-ratio 1), alone for 10 s each, with the CPU per request of
 #       the daemon (from /proc) and of the bench (from time(1))
-#   2. the default mix, open loop at 50% of its own closed-loop maximum
+#   2. the default mix, open loop at 50% of its own closed-loop maximum, with
+#      each method's latency; and Health, then Search, alone at that same
+#      rate (the tail the transport and a lookup have by themselves there)
 #   3. Batch of 100 email searches
-#   4. Search again against a daemon started with --no-query-log (logging cost)
+#   4. Search and Batch with the query log on and off (--no-query-log),
+#      alternately, three rounds (what logging costs each)
 # and prints a table.  Sizes: BENCH_SIZES (default "1000000"), run length:
 # BENCH_SECS (default 20).  Work dir: BENCH_DIR (default /tmp/idl-bench).
 set -euo pipefail
@@ -84,19 +88,24 @@ for n in $sizes; do
 
   start
   settle
-  b="--url $url --key $key --data pool-$n.ndjson --warmup 2 --format json"
+  b0="--url $url --key $key --data pool-$n.ndjson --format json"
+  b="$b0 --warmup 2"
   $bench $b --method search -c 16 -z "$secs" --baseline > search-$n.json
-  rps=$(j search-$n.json "d['throughput_rps']")
   printf '%-9s %-34s %s\n' "$n" "health baseline (c16)" "$(j search-$n.json "'%.0f req/s' % d['baseline_rps']")"
   printf '%-9s %-34s %s\n' "$n" "search email (c16, closed)" \
     "$(j search-$n.json "'%.0f req/s = %.2fx baseline, p50 %d us, p99 %d us, errors %d' % (d['throughput_rps'], d['ratio'], d['latency_us']['p50'], d['latency_us']['p99'], d['requests'] - d['codes'].get('OK', 0))")"
   # Where the CPU goes: each alone, daemon and bench CPU per request.
-  cpu_split health-cpu-$n $b --method health -c 16 -z 10
-  cpu_split search-cpu-$n $b --method search -c 16 -z 10
+  # No warmup here: the CPU counted must be that of the requests counted.
+  cpu_split health-cpu-$n $b0 --method health -c 16 -z 10
+  cpu_split search-cpu-$n $b0 --method search -c 16 -z 10
+  cpu_split miss-cpu-$n $b0 --method search --miss-ratio 1 -c 16 -z 10
   read -r hd hb < health-cpu-$n.cpu
   read -r sd sb < search-cpu-$n.cpu
+  read -r md mb < miss-cpu-$n.cpu
   printf '%-9s %-34s %s\n' "$n" "CPU per request (daemon + bench)" \
-    "health $hd + $hb us, search $sd + $sb us"
+    "health $hd + $hb us, search $sd + $sb us, search finding nobody $md + $mb us"
+  printf '%-9s %-34s %s\n' "$n" "  req/s alone: health, search, miss" \
+    "$(j health-cpu-$n.json "'%.0f' % d['throughput_rps']"), $(j search-cpu-$n.json "'%.0f' % d['throughput_rps']"), $(j miss-cpu-$n.json "'%.0f' % d['throughput_rps']")"
   $bench $b --mix search=70,validate=15,verify=10,batch=5 -c 16 -z "$secs" > mixmax-$n.json || true
   max=$(j mixmax-$n.json "int(d['throughput_rps'])")
   rate=$((max / 2))
@@ -104,7 +113,14 @@ for n in $sizes; do
   printf '%-9s %-34s %s\n' "$n" "mix closed-loop max (c16)" "$max req/s"
   printf '%-9s %-34s %s\n' "$n" "mix open loop at 50% ($rate/s)" \
     "$(j mix-$n.json "'p50 %d us, p99 %d us, p99.9 %d us, errors %d' % (d['latency_us']['p50'], d['latency_us']['p99'], d['latency_us']['p999'], d['requests'] - d['codes'].get('OK', 0))")"
-  cpu_split batch-$n $b --method batch --batch-size 100 -c 8 -z "$secs"
+  printf '%-9s %-34s %s\n' "$n" "  each method's p50 / p99" \
+    "$(j mix-$n.json "', '.join('%s %d / %d us' % (k, v['p50'], v['p99']) for k, v in d['method_latency_us'].items())")"
+  for m in health search; do
+    $bench $b --method $m -c 64 -z 10 --rate "$rate" > open-$m-$n.json || true
+    printf '%-9s %-34s %s\n' "$n" "  $m alone, open loop at $rate/s" \
+      "$(j open-$m-$n.json "'p50 %d us, p99 %d us, errors %d' % (d['latency_us']['p50'], d['latency_us']['p99'], d['requests'] - d['codes'].get('OK', 0))")"
+  done
+  cpu_split batch-$n $b0 --method batch --batch-size 100 -c 8 -z "$secs"
   read -r bd bb < batch-$n.cpu
   printf '%-9s %-34s %s\n' "$n" "batch of 100 searches (c8)" \
     "$(j batch-$n.json "'%.0f lookups/s (%.0f req/s), p99 %d us' % (d['lookups_per_s'], d['throughput_rps'], d['latency_us']['p99'])"); daemon CPU $(python3 -c "print('%.1f' % ($bd / 100))") us per lookup"
@@ -112,10 +128,29 @@ for n in $sizes; do
   printf '%-9s %-34s %s MiB\n' "$n" "daemon RSS after the runs" "$rss"
   stop
 
-  start --no-query-log
-  settle
-  $bench $b --method search -c 16 -z "$secs" > nolog-$n.json
-  stop
-  printf '%-9s %-34s %s\n' "$n" "search, query log off" \
-    "$(j nolog-$n.json "'%.0f req/s; with the log: %.1f%% of that' % (d['throughput_rps'], 100.0 * $rps / d['throughput_rps'])")"
+  # The log's cost, with and without it alternately (three rounds of 10 s
+  # each way): one pass each picked up this VM's drift between minutes as
+  # often as the log's cost.
+  for round in 1 2 3; do
+    for mode in log nolog; do
+      if [[ $mode == log ]]; then start; else start --no-query-log; fi
+      settle
+      $bench $b --method search -c 16 -z 10 > $mode-search-$n-$round.json
+      $bench $b --method batch --batch-size 100 -c 8 -z 10 > $mode-batch-$n-$round.json
+      stop
+    done
+  done
+  python3 - "$n" <<'PY'
+import json, statistics, sys
+n = sys.argv[1]
+def val(mode, what, key):
+    return [json.load(open('%s-%s-%s-%d.json' % (mode, what, n, r)))[key] for r in (1, 2, 3)]
+for what, key, unit in (('search', 'throughput_rps', 'req/s'), ('batch', 'lookups_per_s', 'lookups/s')):
+    on, off = val('log', what, key), val('nolog', what, key)
+    ratios = [a / b for a, b in zip(on, off)]
+    print('%-9s %-34s %s' % (n, '%s, query log on / off' % what,
+          '%.0f / %.0f %s (medians of 3 alternating rounds); with the log: %.1f%% (rounds: %s)'
+          % (statistics.median(on), statistics.median(off), unit, 100 * statistics.median(ratios),
+             ', '.join('%.0f%%' % (100 * x) for x in ratios))))
+PY
 done

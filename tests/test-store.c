@@ -13,6 +13,7 @@
 #include "testutil.h"
 #include "wire.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
@@ -1357,6 +1358,72 @@ static scan scan_store(const char *dir)
     return sc;
 }
 
+/* Reads the nice value of every thread of this process named name. */
+static int thread_nices(const char *name, int *nices, int cap)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < cap) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = 0;
+        /* "tid (comm) state ..." with nice the 17th field after the comm. */
+        char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+        if (!open || !close || (size_t)(close - open - 1) != strlen(name) ||
+            strncmp(open + 1, name, strlen(name)) != 0)
+            continue;
+        char *p = close + 1;
+        for (int i = 0; i < 16 && p; i++)
+            p = strchr(p + 1, ' ');
+        if (p) nices[n++] = atoi(p + 1);
+    }
+    closedir(d);
+    return n;
+}
+
+/* The daemon opens its store with yield_compactions: compactions run at the
+ * lowest CPU priority, so requests get a shared core first.  (This lowers the
+ * pool of RocksDB's process-wide default env, so it runs last.) */
+static void compactions_yield(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    idl_store *s = NULL;
+    char err[256] = "";
+    idl_store_opts o = {.yield_compactions = true};
+    CHECK_INT(idl_store_open(&s, dir, &o, err), IDL_OK);
+    if (!s) return;
+    for (int i = 0; i < 50; i++) {
+        idl_record r;
+        char sid[32];
+        snprintf(sid, sizeof sid, "y%d", i);
+        adult(&r, sid, sid);
+        idl_upsert_result res;
+        CHECK_INT(idl_store_upsert(s, &r, 1, &res, false), IDL_OK);
+    }
+    /* A manual compaction runs on the compaction pool, whose threads apply
+     * the pool's priority when they take a job. */
+    CHECK_INT(idl_store_compact(s), IDL_OK);
+    int nices[16];
+    int n = thread_nices("rocksdb:low", nices, 16);
+    CHECK(n > 0);
+    for (int i = 0; i < n; i++)
+        CHECK_INT(nices[i], 19);
+    /* Flushes keep the daemon's priority, so memtables drain under load. */
+    int hn = thread_nices("rocksdb:high", nices, 16);
+    for (int i = 0; i < hn; i++)
+        CHECK_INT(nices[i], 0);
+    idl_store_close(s);
+    rm_rf(dir);
+}
+
 static void check_consistent(const char *dir)
 {
     scan sc = scan_store(dir);
@@ -1483,5 +1550,6 @@ int main(int argc, char **argv)
     RUN(reversed_delete_range_is_harmless);
     RUN(iterators_see_unflushed_writes);
     RUN(secondary_catches_up_with_suppression);
+    RUN(compactions_yield);
     return test_summary();
 }

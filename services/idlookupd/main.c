@@ -206,7 +206,7 @@ int main(int argc, char **argv)
     atomic_store(&st.keys, kr);
     if (build_describe(&st, err)) goto fail;
     mkdir(data, 0700);
-    idl_store_opts so = {.cache_mb = cache_mb};
+    idl_store_opts so = {.cache_mb = cache_mb, .yield_compactions = true};
     if (idl_store_open(&st.store, data, &so, err)) goto fail;
     char fpbuf[PATH_MAX];
     if (!fpkey) {
