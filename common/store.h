@@ -29,7 +29,9 @@ typedef struct {
     bool bulk;             /* bulk load (ingest): larger memtables, fewer syncs */
     const char *secondary; /* open read-only as a RocksDB secondary with this scratch dir */
     /* Run compactions at the lowest CPU priority, so that requests get a
-     * shared core first and compactions use what is left (the daemon). */
+     * shared core first and compactions use what is left (the daemon).  It
+     * lowers the pool of RocksDB's process-wide default env, so it holds for
+     * every store the process opens afterwards. */
     bool yield_compactions;
 } idl_store_opts;
 
