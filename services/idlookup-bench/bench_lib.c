@@ -3,6 +3,7 @@
  * in main.c only copies bytes, sends and counts.
  */
 #include "bench_lib.h"
+#include "args.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -70,13 +71,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 /* A whole number in [min, max], decimal, nothing else around it. */
 static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
-    if (!s || !isdigit((unsigned char)s[0])) return IDL_INVALID_ARGUMENT;
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < min || v > max) return IDL_INVALID_ARGUMENT;
-    *out = v;
-    return 0;
+    return idl_args_uint(s, min, max, out);
 }
 
 /* A finite decimal number in [min, max] (max_open: max itself excluded, min

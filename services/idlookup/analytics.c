@@ -5,6 +5,7 @@
  * requested days and hands each entry to analytics_lib.
  */
 #include "analytics_lib.h"
+#include "args.h"
 #include "cli.h"
 #include "qlog.h"
 #include "status.h"
@@ -99,10 +100,8 @@ static int parse_flags(int argc, char **argv, bool export, options *o)
             o->deidentified = true;
             break;
         case 'k': {
-            char *end;
-            errno = 0;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (errno || end == optarg || *end || optarg[0] == '-' || v < 1 || v > 1000000000ul) {
+            uint64_t v;
+            if (idl_args_uint(optarg, 1, 1000000000u, &v) != IDL_OK) {
                 fprintf(stderr, "%s: --k: expected a whole number >= 1, got '%s'\n", prog, optarg);
                 return 2;
             }

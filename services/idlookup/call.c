@@ -1,11 +1,11 @@
 /* `idlookup call` and `idlookup describe`: one request from the command line,
  * JSON in, the reply envelope as JSON out (like grpcurl). */
+#include "args.h"
 #include "cli.h"
 #include "client.h"
 #include "json.h"
 #include "status.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,15 +28,13 @@ static const char call_usage[] =
 
 static int parse_int(const char *flag, const char *s, long lo, long hi, long *out)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi) {
+    uint64_t v;
+    if (idl_args_uint(s, (uint64_t)lo, (uint64_t)hi, &v) != IDL_OK) {
         fprintf(stderr, "idlookup call: %s: expected a number in %ld..%ld, got '%s'\n", flag, lo,
                 hi, s);
         return -1;
     }
-    *out = v;
+    *out = (long)v;
     return 0;
 }
 

@@ -10,6 +10,7 @@
  * Records are formatted by hand into one large buffer that is written with
  * fwrite when nearly full: no allocation and no printf per record.
  */
+#include "args.h"
 #include "cli_gen.h"
 
 #include "gen_lists.h"
@@ -1077,16 +1078,7 @@ static const char usage_text[] =
 /* Parses a whole decimal number into *v; false for anything else. */
 static bool parse_u64(const char *s, uint64_t *v)
 {
-    if (!s || !*s) return false;
-    uint64_t x = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9') return false;
-        unsigned d = (unsigned)(*p - '0');
-        if (x > (UINT64_MAX - d) / 10) return false;
-        x = x * 10 + d;
-    }
-    *v = x;
-    return true;
+    return idl_args_uint(s, 0, UINT64_MAX, v) == IDL_OK;
 }
 
 /* Matches "--name VALUE" and "--name=VALUE"; sets *value (NULL when the

@@ -7,6 +7,7 @@
  * so an ingest killed halfway leaves a consistent store that a rerun
  * completes (upserts are idempotent by source_id).
  */
+#include "args.h"
 #include "cli.h"
 #include "json.h"
 #include "record.h"
@@ -254,25 +255,23 @@ int idl_cli_ingest(int argc, char **argv)
             data = optarg;
             break;
         case 'c': {
-            char *e;
-            errno = 0;
-            cache_mb = strtoul(optarg, &e, 10);
-            if (errno || *e || cache_mb < 8 || cache_mb > (1ul << 20)) {
+            uint64_t v;
+            if (idl_args_uint(optarg, 8, 1u << 20, &v) != IDL_OK) {
                 fprintf(stderr, "idlookup ingest: --cache-mb: expected 8..1048576, got '%s'\n",
                         optarg);
                 return 2;
             }
+            cache_mb = (unsigned long)v;
             break;
         }
         case 't': {
-            char *e;
-            errno = 0;
-            nparsers = strtol(optarg, &e, 10);
-            if (errno || *e || nparsers < 1 || nparsers > PARSERS_MAX) {
+            uint64_t v;
+            if (idl_args_uint(optarg, 1, PARSERS_MAX, &v) != IDL_OK) {
                 fprintf(stderr, "idlookup ingest: --threads: expected 1..%d, got '%s'\n",
                         PARSERS_MAX, optarg);
                 return 2;
             }
+            nparsers = (long)v;
             break;
         }
         case 'q':

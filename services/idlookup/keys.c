@@ -2,6 +2,7 @@
  * file itself is read and written by common/auth.c.  Everything the operator
  * typed is checked here first, so a library error can only be about the file
  * (exit 1) and never about usage (exit 2). */
+#include "args.h"
 #include "cli_keys.h"
 
 #include "auth.h"
@@ -198,18 +199,12 @@ static int parse_scopes_arg(const char *s, unsigned *out)
 /* Decimal digits only: "+5", " 5" and "5.0" are typos, not rates. */
 static int parse_rate_arg(const char *s, uint32_t *out)
 {
-    uint32_t v = 0;
-    bool ok = *s != '\0';
-    for (const char *p = s; *p && ok; p++) {
-        ok = *p >= '0' && *p <= '9';
-        v = ok ? v * 10 + (uint32_t)(*p - '0') : v;
-        ok = ok && v <= IDL_AUTH_RATE_MAX;
-    }
-    if (!ok || v < IDL_AUTH_RATE_MIN) {
+    uint64_t v;
+    if (idl_args_uint(s, IDL_AUTH_RATE_MIN, IDL_AUTH_RATE_MAX, &v) != IDL_OK) {
         complain("add", "--rate: expected an integer 1..1000000, got '%s'", s);
         return EXIT_USAGE;
     }
-    *out = v;
+    *out = (uint32_t)v;
     return 0;
 }
 

@@ -1,12 +1,12 @@
 /* idlookupd: the identity lookup daemon.  Parses flags, opens the store, the
  * keys and the query log, serves on nng until SIGTERM/SIGINT, then drains. */
+#include "args.h"
 #include "assist.h"
 #include "pool.h"
 #include "server.h"
 #include "status.h"
 #include "json.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
@@ -45,15 +45,13 @@ static const char usage[] =
 static int parse_uint(const char *flag, const char *s, unsigned long lo, unsigned long hi,
                       unsigned long *out)
 {
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || end == s || s[0] == '-' || v < lo || v > hi) {
+    uint64_t v;
+    if (idl_args_uint(s, lo, hi, &v) != IDL_OK) {
         fprintf(stderr, "idlookupd: %s: expected a number in %lu..%lu, got '%s'\n", flag, lo, hi,
                 s);
         return -1;
     }
-    *out = v;
+    *out = (unsigned long)v;
     return 0;
 }
 
