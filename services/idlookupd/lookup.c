@@ -33,8 +33,10 @@ typedef struct {
 /* Loads pid into r when a customer may see it. */
 static bool visible(idld_call *c, uint64_t pid, idl_record *r, const day *t)
 {
-    if (idl_store_get(c->st->store, pid, r) != IDL_OK) return false;
+    /* The suppression mirror is in memory: checked first, a suppressed
+     * person costs no read. */
     if (idl_store_person_suppressed(c->st->store, pid)) return false;
+    if (idl_store_get(c->st->store, pid, r) != IDL_OK) return false;
     if (idl_record_is_child(r, t->y, t->m, t->d)) {
         /* DATA.md §2: found at query time (clock moved, bad data): purged. */
         idl_store_purge_child(c->st->store, pid);

@@ -223,8 +223,8 @@ int idld_query_all(idld_call *c, const idld_query *q, bool include_suppressed, u
     if (rc) return idld_fail(c, rc, NULL, "the store cannot be read");
     size_t out = 0;
     for (size_t i = 0; i < nc && out < max; i++) {
-        if (idl_store_get(c->st->store, cand[i], &c->scratch->tmp) != IDL_OK) continue;
         if (!include_suppressed && idl_store_person_suppressed(c->st->store, cand[i])) continue;
+        if (idl_store_get(c->st->store, cand[i], &c->scratch->tmp) != IDL_OK) continue;
         if (holds_all(&c->scratch->tmp, q)) pids[out++] = cand[i];
     }
     *n = out;
