@@ -151,7 +151,10 @@ struct idl_store {
     bool bulk;
     _Atomic uint64_t persons_total, persons_suppressed, children_purged;
     u64set supp_persons, supp_keys; /* in-memory mirror of the supp column family */
+    atomic_bool erase_pending;      /* a purge's physical erasure failed (erase_purged) */
 };
+
+static int erase_purged(idl_store *s, const uint64_t *pids, size_t n);
 
 struct idl_store_batch {
     idl_store *s;
@@ -656,6 +659,10 @@ void idl_store_close(idl_store *s)
             free(rerr);
         }
         rocksdb_flushoptions_destroy(fo);
+        if (atomic_load(&s->erase_pending)) {
+            s->bulk = false; /* erase now, over the whole family */
+            erase_purged(s, NULL, 0);
+        }
     }
     if (s->db) {
         for (int i = 0; i < IDL_CF_COUNT; i++)
@@ -693,7 +700,7 @@ int idl_store_compact(idl_store *s)
 {
     if (s->secondary) return IDL_FAILED_PRECONDITION;
     rocksdb_compactoptions_t *co = rocksdb_compactoptions_create();
-    rocksdb_compactoptions_set_bottommost_level_compaction(co, 1 /* force */);
+    rocksdb_compactoptions_set_bottommost_level_compaction(co, 2 /* kForce */);
     for (int i = 0; i < IDL_CF_COUNT; i++)
         rocksdb_compact_range_cf_opt(s->db, s->cf[i], co, NULL, 0, NULL, 0);
     rocksdb_compactoptions_destroy(co);
@@ -856,6 +863,44 @@ int idl_store_probe(idl_store *s, const idl_hkey *k, uint64_t *pids, size_t max,
     *n = count;
     if (more) *more = total > max;
     return IDL_OK;
+}
+
+int idl_store_probe_all(idl_store *s, const idl_hkey *k, uint64_t **pids, size_t *n)
+{
+    char *rerr = NULL;
+    rocksdb_pinnableslice_t *p = rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[IDL_CF_IDX],
+                                                       (const char *)k->b, sizeof k->b, &rerr);
+    if (rerr) {
+        free(rerr);
+        return IDL_UNAVAILABLE;
+    }
+    size_t vl = 0;
+    const uint8_t *v = p ? (const uint8_t *)rocksdb_pinnableslice_value(p, &vl) : NULL;
+    size_t total = vl / 8;
+    uint64_t *out = malloc((total ? total : 1) * sizeof(*out));
+    if (!out) {
+        if (p) rocksdb_pinnableslice_destroy(p);
+        return IDL_INTERNAL;
+    }
+    for (size_t i = 0; i < total; i++)
+        out[i] = idl_be64_get(v + 8 * i);
+    if (p) rocksdb_pinnableslice_destroy(p);
+    *pids = out;
+    *n = total;
+    return IDL_OK;
+}
+
+int idl_store_probe_absent(idl_store *s, const idl_hkey *k)
+{
+    /* The complement of a filed key is filed under nothing (a collision is
+     * a 128-bit accident), so this read walks exactly the path of a key
+     * that was never stored: memtable, bloom filters, no data block. */
+    idl_hkey decoy;
+    for (size_t i = 0; i < sizeof decoy.b; i++)
+        decoy.b[i] = (uint8_t)~k->b[i];
+    uint64_t pid;
+    size_t n = 0;
+    return idl_store_probe(s, &decoy, &pid, 1, &n, NULL);
 }
 
 int idl_store_get(idl_store *s, uint64_t pid, idl_record *r)
@@ -1070,6 +1115,26 @@ static bool carries_suppressed(idl_store *s, const idl_record *r)
     return false;
 }
 
+/* A suppressed person's identifiers are suppressed too (DATA.md §4: every
+ * identifier the person held), also those that reach them later: files each
+ * one not suppressed yet into b, and returns how many, their keys into out
+ * (IDL_RECORD_KEYS_MAX room) for the mirror once b is committed. */
+static size_t sb_suppress_keys(idl_store *s, sbatch *b, const idl_record *r, idl_hkey *out)
+{
+    idl_hkey keys[IDL_RECORD_KEYS_MAX];
+    size_t n = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, false), nnew = 0;
+    uint8_t tv[8];
+    idl_be64_put(tv, now_us());
+    for (size_t i = 0; i < n; i++) {
+        if (idl_store_key_suppressed(s, &keys[i])) continue;
+        uint8_t kk[17];
+        supp_kkey(kk, &keys[i]);
+        sb_put(b, IDL_CF_SUPP, kk, 17, tv, 8);
+        out[nnew++] = keys[i];
+    }
+    return nnew;
+}
+
 /* After a committed batch, its new person suppressions join the mirror. */
 static void mirror_new_suppressions(idl_store *s, int rc, uint64_t *pids, size_t *n)
 {
@@ -1087,9 +1152,12 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
     idl_record *old = malloc(sizeof(*old));
     uint64_t *batch_pids = malloc(n * sizeof(uint64_t) + 1);
     uint64_t *newsupp = malloc(n * sizeof(uint64_t) + 1);
-    size_t nns = 0;
+    uint64_t *erase = malloc(n * sizeof(uint64_t) + 1);
+    size_t nerase = 0;
+    size_t nns = 0, nsk = 0;
+    idl_hkey suppkeys[IDL_RECORD_KEYS_MAX];
     idl_buf buf = {0};
-    if (!old || !batch_pids || !newsupp) {
+    if (!old || !batch_pids || !newsupp || !erase) {
         rc = IDL_INTERNAL;
         goto out;
     }
@@ -1132,6 +1200,7 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
                 if (was_supp) supp--;
                 purged++;
                 out.purged = true;
+                erase[nerase++] = pid;
             } else if (g == IDL_DATA_LOSS) {
                 sb_del(b, IDL_CF_PERSONS, pk, 8);
             }
@@ -1158,6 +1227,7 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
             size_t nk = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, true);
             for (size_t k = 0; k < nk; k++)
                 sb_index(b, &keys[k], pid, true);
+            if (now_supp) nsk = sb_suppress_keys(s, b, r, suppkeys);
             out.outcome = had ? IDL_UP_UPDATED : IDL_UP_STORED;
             out.suppressed = now_supp;
             if (!had) total++;
@@ -1165,6 +1235,19 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
         }
         if (res) res[i] = out;
         batch_pids[nb++] = pid;
+        if (nsk) {
+            /* New suppressed identifiers are committed with the record, and
+             * mirrored at once, so the next record of this call that carries
+             * one of them is hidden as if it came in a later call. */
+            put_counters(s, b, total, supp, purged);
+            rc = sb_commit(s, b, sync);
+            mirror_new_suppressions(s, rc, newsupp, &nns);
+            if (rc == IDL_OK)
+                for (size_t k = 0; k < nsk; k++)
+                    u64set_add(&s->supp_keys, hkey_u64(suppkeys[k].b));
+            nsk = 0;
+            nb = 0;
+        }
     }
     if (rc == IDL_OK) {
         put_counters(s, b, total, supp, purged);
@@ -1181,12 +1264,72 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
         load_counters(s);
     }
     pthread_mutex_unlock(&s->wlock);
+    /* The upsert itself is done and acknowledged either way; a failed
+     * erasure is retried, wider, at the next purge (erase_purged). */
+    if (nerase) erase_purged(s, erase, nerase);
 out:
     idl_buf_free(&buf);
+    free(erase);
     free(batch_pids);
     free(newsupp);
     free(old);
     sb_free(b);
+    return rc;
+}
+
+/* A purged child's bytes must leave the disk, not only the live view
+ * (DATA.md §2: deleted, everything).  A delete is a tombstone: the record
+ * stays in the WAL until every column family that shares the WAL has been
+ * flushed, and in older SST files until a compaction rewrites them.  So:
+ * flush every family (the WAL holding the record becomes obsolete),
+ * compact the purged keys' range down to the last level (the SSTs holding
+ * it are rewritten without it), and purge obsolete files now rather than
+ * at RocksDB's next background pass.  Purges are rare; this costs one
+ * flush and the rewrite of the files that overlap the purged ids.  When it
+ * fails (a full disk), the whole persons family is compacted at the next
+ * purge that succeeds. */
+static int erase_purged(idl_store *s, const uint64_t *pids, size_t n)
+{
+    if (n == 0 && !atomic_load(&s->erase_pending)) return IDL_OK;
+    if (s->bulk) {
+        /* A bulk load (ingest) erases once, at close, over the whole
+         * family: per-call flushes would multiply its cost. */
+        atomic_store(&s->erase_pending, true);
+        return IDL_OK;
+    }
+    int rc = IDL_OK;
+    char *rerr = NULL;
+    rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+    rocksdb_flushoptions_set_wait(fo, 1);
+    for (int i = 0; i < IDL_CF_COUNT && rc == IDL_OK; i++) {
+        rocksdb_flush_cf(s->db, fo, s->cf[i], &rerr);
+        if (rerr) rc = IDL_UNAVAILABLE;
+    }
+    rocksdb_flushoptions_destroy(fo);
+    rocksdb_compactoptions_t *co = rocksdb_compactoptions_create();
+    rocksdb_compactoptions_set_bottommost_level_compaction(co, 2 /* kForce */);
+    if (rc == IDL_OK && atomic_exchange(&s->erase_pending, false)) {
+        rocksdb_compact_range_cf_opt(s->db, s->cf[IDL_CF_PERSONS], co, NULL, 0, NULL, 0);
+    } else {
+        for (size_t i = 0; i < n && rc == IDL_OK; i++) {
+            uint8_t lo[8], hi[9];
+            idl_be64_put(lo, pids[i]);
+            idl_be64_put(hi, pids[i]);
+            hi[8] = 0; /* the smallest key after pids[i] */
+            rocksdb_compact_range_cf_opt(s->db, s->cf[IDL_CF_PERSONS], co, (const char *)lo, 8,
+                                         (const char *)hi, 9);
+        }
+    }
+    rocksdb_compactoptions_destroy(co);
+    if (rc == IDL_OK) {
+        /* Re-enabling deletions with force purges obsolete WAL and SST
+         * files before it returns. */
+        rocksdb_disable_file_deletions(s->db, &rerr);
+        if (!rerr) rocksdb_enable_file_deletions(s->db, 1, &rerr);
+        if (rerr) rc = IDL_UNAVAILABLE;
+    }
+    free(rerr);
+    if (rc != IDL_OK) atomic_store(&s->erase_pending, true);
     return rc;
 }
 
@@ -1195,6 +1338,7 @@ int idl_store_purge_child(idl_store *s, uint64_t pid)
     idl_record *r = malloc(sizeof(*r));
     sbatch sbv = {0}, *b = &sbv;
     int rc = IDL_INTERNAL;
+    bool purged_now = false;
     if (!r) goto out;
     int y, m, d;
     idl_today(&y, &m, &d);
@@ -1209,6 +1353,7 @@ int idl_store_purge_child(idl_store *s, uint64_t pid)
         put_counters(s, b, total, supp, purged);
         rc = sb_commit(s, b, false);
         if (rc == IDL_OK) {
+            purged_now = true;
             atomic_store(&s->persons_total, total);
             atomic_store(&s->persons_suppressed, supp);
             atomic_store(&s->children_purged, purged);
@@ -1217,21 +1362,31 @@ int idl_store_purge_child(idl_store *s, uint64_t pid)
         rc = IDL_OK;
     }
     pthread_mutex_unlock(&s->wlock);
+    if (rc == IDL_OK && purged_now) rc = erase_purged(s, &pid, 1);
 out:
     sb_free(b);
     free(r);
     return rc;
 }
 
-int idl_store_suppress(idl_store *s, const uint64_t *pids, size_t npids, const idl_hkey *keys,
+static int cmp_pid(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int idl_store_suppress(idl_store *s, const uint64_t *given, size_t npids, const idl_hkey *keys,
                        size_t nkeys, uint32_t *newly)
 {
     idl_record *r = malloc(sizeof(*r));
     idl_store_batch *b = idl_store_batch_new(s);
+    uint64_t *pids = malloc((npids ? npids : 1) * sizeof(*pids));
     idl_hkey *mirror = NULL;
-    size_t nmirror = 0;
+    size_t nmirror = 0, mirror_cap = 0;
     int rc = IDL_INTERNAL;
-    if (!r || !b) goto out;
+    if (!r || !b || !pids) goto out;
+    if (npids) memcpy(pids, given, npids * sizeof(*pids));
+    qsort(pids, npids, sizeof(*pids), cmp_pid);
     uint8_t tv[8];
     idl_be64_put(tv, now_us());
     uint32_t count = 0;
@@ -1244,10 +1399,7 @@ int idl_store_suppress(idl_store *s, const uint64_t *pids, size_t npids, const i
         idl_store_batch_put(b, IDL_CF_SUPP, k, 17, tv, 8);
     }
     for (size_t i = 0; i < npids && rc == IDL_OK; i++) {
-        bool dup = false;
-        for (size_t j = 0; j < i; j++)
-            dup |= pids[j] == pids[i];
-        if (dup) continue;
+        if (i > 0 && pids[i] == pids[i - 1]) continue; /* sorted above */
         int g = idl_store_get(s, pids[i], r);
         if (g != IDL_OK && g != IDL_NOT_FOUND) {
             rc = g;
@@ -1266,12 +1418,16 @@ int idl_store_suppress(idl_store *s, const uint64_t *pids, size_t npids, const i
                 uint8_t kk[17];
                 supp_kkey(kk, &pk16[k]);
                 idl_store_batch_put(b, IDL_CF_SUPP, kk, 17, tv, 8);
-                idl_hkey *grown = realloc(mirror, (nmirror + 1) * sizeof(*mirror));
-                if (!grown) {
-                    rc = IDL_INTERNAL;
-                    break;
+                if (nmirror == mirror_cap) {
+                    size_t cap = mirror_cap ? mirror_cap * 2 : 64;
+                    idl_hkey *grown = realloc(mirror, cap * sizeof(*mirror));
+                    if (!grown) {
+                        rc = IDL_INTERNAL;
+                        break;
+                    }
+                    mirror = grown;
+                    mirror_cap = cap;
                 }
-                mirror = grown;
                 mirror[nmirror++] = pk16[k];
             }
             if (!was) {
@@ -1299,6 +1455,7 @@ int idl_store_suppress(idl_store *s, const uint64_t *pids, size_t npids, const i
     pthread_mutex_unlock(&s->wlock);
 out:
     free(mirror);
+    free(pids);
     idl_store_batch_free(b);
     free(r);
     return rc;
@@ -1312,22 +1469,32 @@ void idl_store_counts_get(idl_store *s, idl_store_counts *c)
     c->children_purged = atomic_load(&s->children_purged);
 }
 
-int idl_store_mark_once(idl_store *s, const void *key, size_t klen, bool *was_set)
+int idl_store_mark_all_once(idl_store *s, const void *keys, size_t klen, size_t n, bool *was_set)
 {
     idl_store_batch *b = idl_store_batch_new(s);
     if (!b) return IDL_INTERNAL;
     int rc = IDL_OK;
+    const char *k = keys;
     pthread_mutex_lock(&s->wlock);
-    if (exists(s, IDL_CF_META, key, klen)) {
+    bool any = false;
+    for (size_t i = 0; i < n && !any; i++)
+        any = exists(s, IDL_CF_META, k + i * klen, klen);
+    if (any) {
         *was_set = true;
     } else {
         uint8_t tv[8];
         idl_be64_put(tv, now_us());
-        idl_store_batch_put(b, IDL_CF_META, key, klen, tv, 8);
+        for (size_t i = 0; i < n; i++)
+            idl_store_batch_put(b, IDL_CF_META, k + i * klen, klen, tv, 8);
         rc = idl_store_batch_commit(s, b, false);
         if (rc == IDL_OK) *was_set = false;
     }
     pthread_mutex_unlock(&s->wlock);
     idl_store_batch_free(b);
     return rc;
+}
+
+int idl_store_mark_once(idl_store *s, const void *key, size_t klen, bool *was_set)
+{
+    return idl_store_mark_all_once(s, key, klen, 1, was_set);
 }

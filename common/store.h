@@ -94,6 +94,15 @@ size_t idl_record_keys(const idl_record *r, idl_hkey *keys, size_t max, bool nam
  * when there were more than max. */
 int idl_store_probe(idl_store *s, const idl_hkey *k, uint64_t *pids, size_t max, size_t *n,
                     bool *more);
+/* Every person id filed under k, ascending, however many: *pids is
+ * malloc'd (the caller frees it, also when *n is 0).  For the privacy path,
+ * which must reach every holder of an identifier. */
+int idl_store_probe_all(idl_store *s, const idl_hkey *k, uint64_t **pids, size_t *n);
+/* Does the work of probing a key that holds nothing, and discards it.  A read
+ * path calls it in place of idl_store_probe for a suppressed key, so that an
+ * opted-out identifier costs what a never-stored one costs (API.md §5:
+ * suppression is never observable, in timing either). */
+int idl_store_probe_absent(idl_store *s, const idl_hkey *k);
 /* Reads a person.  IDL_NOT_FOUND when absent, IDL_DATA_LOSS when unreadable. */
 int idl_store_get(idl_store *s, uint64_t pid, idl_record *r);
 bool idl_store_key_suppressed(idl_store *s, const idl_hkey *k);
@@ -136,6 +145,10 @@ void idl_store_counts_get(idl_store *s, idl_store_counts *c);
 /* Sets a metadata mark once: returns 0 and *was_set = false when it set it,
  * *was_set = true when the key already existed.  Durable when it returns. */
 int idl_store_mark_once(idl_store *s, const void *key, size_t klen, bool *was_set);
+/* n marks of klen bytes each (keys holds them back to back), all or none:
+ * when none was set, sets all in one write and *was_set = false; when any
+ * was set, sets none and *was_set = true.  Durable when it returns. */
+int idl_store_mark_all_once(idl_store *s, const void *keys, size_t klen, size_t n, bool *was_set);
 
 /* ---- raw access for the query log and the analytics job ---- */
 

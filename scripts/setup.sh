@@ -11,7 +11,7 @@ build_pkgs=(
   libnng-dev libmsgpack-dev librocksdb-dev libxxhash-dev
   libphonenumber-dev libicu-dev libjansson-dev libsodium-dev
 )
-test_pkgs=(python3 python3-msgpack python3-xxhash libnng1 procps)
+test_pkgs=(python3 python3-msgpack python3-xxhash libnng1 procps rocksdb-tools)  # rocksdb-tools: sst_dump, to read SST files in the erasure test
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--test" ]]; then

@@ -1102,6 +1102,228 @@ static void disclosures(void)
     idl_reply_free(r);
 }
 
+/* ---- review findings (issue 14) ---- */
+
+/* 1a: an identifier opted out before anyone held it reaches a person later;
+ * every other identifier that person brings joins the suppressed set, so a
+ * second source with the same name and phone stays hidden too. */
+static void later_identifiers_suppressed(void)
+{
+    EXPECT(OPTOUT_N("{\"email\": \"lena.later@example.org\"}") == 0, "nobody holds it yet");
+    UPSERT_EXPECT("{\"source_id\": \"pv-lena-a\", \"first_name\": \"Lenora\", \"last_name\": "
+                  "\"Latterby\", \"emails\": [\"lena.later@example.org\"], \"phones\": "
+                  "[\"802-555-0191\"], \"ips\": [\"198.51.100.91\"]}",
+                  1, 0, 0, 1);
+    UPSERT_EXPECT("{\"source_id\": \"pv-lena-b\", \"first_name\": \"Lenora\", \"last_name\": "
+                  "\"Latterby\", \"phones\": [\"(802) 555-0191\"]}",
+                  1, 0, 0, 1);
+    const char *keys[2] = {E.lookup_key, E.all_key};
+    for (int k = 0; k < 2; k++) {
+        EXPECT(SEARCH_TOTAL(keys[k], "{\"phone\": \"802-555-0191\"}") == 0, "found by the phone");
+        EXPECT(SEARCH_TOTAL(keys[k], "{\"ip\": \"198.51.100.91\"}") == 0, "found by the ip");
+        EXPECT(SEARCH_TOTAL(keys[k], "{\"first_name\": \"Lenora\", \"last_name\": \"Latterby\"}") ==
+                   0,
+               "found by the name");
+        EXPECT(KNOWN(keys[k], "phone", "{\"phone\": \"802-555-0191\"}") == 0, "phone known");
+        EXPECT(strcmp(VERIFY_CHECK(keys[k], "phone",
+                                   "{\"first_name\": \"Lenora\", \"last_name\": \"Latterby\", "
+                                   "\"phone\": \"802-555-0191\"}"),
+                      "not_found") == 0,
+               "Verify sees the phone");
+    }
+
+    /* 1b: opted out by person_id; the same source comes back with a new
+     * email, and a second source brings that email. */
+    UPSERT_EXPECT("{\"source_id\": \"pv-mika\", \"first_name\": \"Mikaela\", \"last_name\": "
+                  "\"Morrowind\", \"emails\": [\"mika.m@example.org\"]}",
+                  1, 0, 0, 0);
+    EXPECT(SEARCH_TOTAL(E.lookup_key, "{\"email\": \"mika.m@example.org\"}") == 1, "before");
+    char json[128];
+    snprintf(json, sizeof json, "{\"person_id\": \"%s\"}", e2e_pid("pv-mika"));
+    EXPECT(OPTOUT_N(json) == 1, "opt-out by person_id");
+    UPSERT_EXPECT("{\"source_id\": \"pv-mika\", \"first_name\": \"Mikaela\", \"last_name\": "
+                  "\"Morrowind\", \"emails\": [\"mika.new@example.org\"], \"phones\": "
+                  "[\"802-555-0192\"]}",
+                  0, 1, 0, 1);
+    UPSERT_EXPECT("{\"source_id\": \"pv-mika-crm\", \"first_name\": \"Mika\", \"last_name\": "
+                  "\"Morrow\", \"emails\": [\"Mika.New@Example.org\"]}",
+                  1, 0, 0, 1);
+    for (int k = 0; k < 2; k++) {
+        EXPECT(SEARCH_TOTAL(keys[k], "{\"email\": \"mika.new@example.org\"}") == 0,
+               "found by the new email");
+        EXPECT(SEARCH_TOTAL(keys[k], "{\"phone\": \"802-555-0192\"}") == 0,
+               "found by the new phone");
+        EXPECT(KNOWN(keys[k], "email", "{\"email\": \"mika.new@example.org\"}") == 0,
+               "new email known");
+    }
+    /* Both in one Upsert: the second record sees what the first brought. */
+    EXPECT(OPTOUT_N("{\"email\": \"nell.same@example.org\"}") == 0, "nobody holds it yet");
+    UPSERT_EXPECT("{\"source_id\": \"pv-nell-a\", \"first_name\": \"Nell\", \"last_name\": "
+                  "\"Samebatch\", \"emails\": [\"nell.same@example.org\"], \"phones\": "
+                  "[\"802-555-0193\"]},"
+                  "{\"source_id\": \"pv-nell-b\", \"first_name\": \"Nell\", \"last_name\": "
+                  "\"Samebatch\", \"phones\": [\"802-555-0193\"]}",
+                  2, 0, 0, 2);
+    EXPECT(SEARCH_TOTAL(E.lookup_key, "{\"phone\": \"802-555-0193\"}") == 0, "same batch");
+    /* The set survives a restart. */
+    EXPECT(e2e_stop(&E) == 0, "clean stop");
+    e2e_start(&E, NULL);
+    EXPECT(SEARCH_TOTAL(E.lookup_key, "{\"phone\": \"802-555-0191\"}") == 0, "after restart");
+    EXPECT(SEARCH_TOTAL(E.lookup_key, "{\"email\": \"mika.new@example.org\"}") == 0,
+           "after restart");
+}
+
+/* 2: opt-out and Disclosures reach every holder, however many. */
+#define MANY_HOLDERS 1000
+#define MANY_PER_UPSERT 250 /* keeps each request under the 65,000-byte limit */
+static void optout_many_holders(void)
+{
+    size_t cap = 64 + MANY_PER_UPSERT * 160;
+    char *recs = malloc(cap);
+    if (!recs) abort();
+    for (int from = 0; from < MANY_HOLDERS; from += MANY_PER_UPSERT) {
+        size_t len = 0;
+        for (int i = from; i < from + MANY_PER_UPSERT; i++)
+            len += (size_t)snprintf(recs + len, cap - len,
+                                    "%s{\"source_id\": \"pv-many-%d\", \"first_name\": \"Manny\", "
+                                    "\"last_name\": \"Holder%d\", \"emails\": "
+                                    "[\"many%d@example.org\"], \"ips\": [\"203.0.113.200\"]}",
+                                    i > from ? "," : "", i, i, i);
+        UPSERT_EXPECT(recs, MANY_PER_UPSERT, 0, 0, 0);
+    }
+    free(recs);
+    EXPECT(SEARCH_TOTAL(E.lookup_key, "{\"email\": \"many999@example.org\"}") == 1, "before");
+    long long n = OPTOUT_N("{\"ip\": \"203.0.113.200\"}");
+    EXPECT(n == MANY_HOLDERS, "suppressed %lld of %d holders", n, MANY_HOLDERS);
+    int found = 0;
+    for (int i = 0; i < MANY_HOLDERS; i++) {
+        char q[64];
+        snprintf(q, sizeof q, "{\"email\": \"many%d@example.org\"}", i);
+        if (SEARCH_TOTAL(E.lookup_key, q) != 0) found++;
+    }
+    EXPECT(found == 0, "%d holders still found by email", found);
+    EXPECT(OPTOUT_N("{\"ip\": \"203.0.113.200\"}") == 0, "second opt-out");
+    /* Disclosures resolves the same holders: every one of them is marked. */
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    char json[128];
+    snprintf(json, sizeof json, "{\"ip\": \"203.0.113.200\", \"year\": %d}", tm.tm_year + 1900);
+    idl_reply *r = CALL(E.privacy_key, DISCLOSURES, json, 0);
+    idl_reply_free(r);
+    snprintf(json, sizeof json, "{\"person_id\": \"%s\", \"year\": %d}", e2e_pid("pv-many-999"),
+             tm.tm_year + 1900);
+    r = CALL(E.privacy_key, DISCLOSURES, json, IDL_RESOURCE_EXHAUSTED);
+    idl_reply_free(r);
+}
+
+/* 5: a request that matches a person who already asked is refused, and uses
+ * up nobody else's yearly request. */
+static void disclosures_shared_phone(void)
+{
+    UPSERT_EXPECT("{\"source_id\": \"pv-sha\", \"first_name\": \"Shayla\", \"last_name\": "
+                  "\"Sharewood\", \"phones\": [\"802-555-0181\"]},"
+                  "{\"source_id\": \"pv-shb\", \"first_name\": \"Sherwin\", \"last_name\": "
+                  "\"Sharewood\", \"phones\": [\"802-555-0181\"]}",
+                  2, 0, 0, 0);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    int year = tm.tm_year + 1900;
+    char json[128];
+    snprintf(json, sizeof json, "{\"person_id\": \"%s\", \"year\": %d}", e2e_pid("pv-shb"), year);
+    idl_reply *r = CALL(E.privacy_key, DISCLOSURES, json, 0);
+    idl_reply_free(r);
+    snprintf(json, sizeof json, "{\"phone\": \"802-555-0181\", \"year\": %d}", year);
+    r = CALL(E.privacy_key, DISCLOSURES, json, IDL_RESOURCE_EXHAUSTED);
+    idl_reply_free(r);
+    snprintf(json, sizeof json, "{\"person_id\": \"%s\", \"year\": %d}", e2e_pid("pv-sha"), year);
+    r = CALL(E.privacy_key, DISCLOSURES, json, 0);
+    idl_reply_free(r);
+    r = CALL(E.privacy_key, DISCLOSURES, json, IDL_RESOURCE_EXHAUSTED);
+    idl_reply_free(r);
+}
+
+/* How many files under dir hold needle: plain files by their bytes, and
+ * SST files also by their decoded contents (their blocks are compressed,
+ * so a plain grep could miss a record that is still there).  The names go
+ * to out. */
+static int files_holding(const char *dir, const char *needle, char *out, size_t outsz)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && { grep -rlaF -- '%s' . 2>/dev/null; "
+             "for f in *.sst; do [ -e \"$f\" ] || continue; "
+             "sst_dump --file=\"$f\" --command=scan --output_hex 2>/dev/null | "
+             "grep -qiF -- \"$(printf '%%s' '%s' | od -An -tx1 | tr -d ' \\n')\" && echo \"$f\"; "
+             "done; }",
+             dir, needle, needle);
+    FILE *p = popen(cmd, "r");
+    if (!p) abort();
+    size_t n = fread(out, 1, outsz - 1, p);
+    out[n] = 0;
+    pclose(p);
+    int lines = 0;
+    for (size_t i = 0; i < n; i++)
+        lines += out[i] == '\n';
+    return lines;
+}
+
+static bool have_sst_dump(void)
+{
+    return system("command -v sst_dump >/dev/null 2>&1") == 0;
+}
+
+/* Stores an adult, checks its bytes are on disk (in the WAL, or after a
+ * restart in an SST), turns it into a child and checks that no file of the
+ * data directory holds any of its identifiers any more. */
+static void erase_round(const char *sid, const char *email, const char *last, const char *phone,
+                        const char *e164, bool via_sst)
+{
+    char dob8[16], rec[1024], files[4096];
+    date_shift(8, 0, dob8);
+    snprintf(rec, sizeof rec,
+             "{\"source_id\": \"%s\", \"first_name\": \"Zebulon\", \"last_name\": \"%s\", "
+             "\"dob\": \"1990-01-01\", \"emails\": [\"%s\"], \"phones\": [\"%s\"]}",
+             sid, last, email, phone);
+    UPSERT_EXPECT(rec, 1, 0, 0, 0);
+    if (via_sst) {
+        EXPECT(e2e_stop(&E) == 0, "clean stop");
+        e2e_start(&E, NULL);
+    }
+    EXPECT(files_holding(E.data, email, files, sizeof files) > 0,
+           "%s: the record is not on disk before the purge, so the check proves nothing",
+           via_sst ? "SST" : "WAL");
+    snprintf(rec, sizeof rec,
+             "{\"source_id\": \"%s\", \"first_name\": \"Zebulon\", \"last_name\": \"%s\", "
+             "\"dob\": \"%s\", \"emails\": [\"%s\"], \"phones\": [\"%s\"]}",
+             sid, last, dob8, email, phone);
+    UPSERT_EXPECT(rec, 0, 0, 1, 0);
+    const char *needles[3] = {email, last, e164};
+    for (int i = 0; i < 3; i++)
+        EXPECT(files_holding(E.data, needles[i], files, sizeof files) == 0,
+               "after the purge, '%s' is still in: %s", needles[i], files);
+    EXPECT(e2e_stop(&E) == 0, "clean stop");
+    for (int i = 0; i < 3; i++)
+        EXPECT(files_holding(E.data, needles[i], files, sizeof files) == 0,
+               "after a clean stop, '%s' is still in: %s", needles[i], files);
+    e2e_start(&E, NULL);
+}
+
+/* 6: a purged child leaves no byte of its record in the data directory. */
+static void purged_child_erased(void)
+{
+    if (!have_sst_dump()) {
+        /* scripts/setup.sh --test installs it (rocksdb-tools). */
+        EXPECT(false, "sst_dump (Debian's rocksdb-tools) is needed to read SST files");
+        return;
+    }
+    erase_round("pv-erase-wal", "zebulon.quartzwhistle@example.org", "Quartzwhistle",
+                "802-555-0177", "+18025550177", false);
+    erase_round("pv-erase-sst", "zeb.brindlecombe@example.org", "Brindlecombe", "802-555-0178",
+                "+18025550178", true);
+}
+
 int main(void)
 {
     char err[256];
@@ -1116,6 +1338,10 @@ int main(void)
     RUN(optout_survives);
     RUN(children);
     RUN(disclosures);
+    RUN(later_identifiers_suppressed);
+    RUN(optout_many_holders);
+    RUN(disclosures_shared_phone);
+    RUN(purged_child_erased);
     e2e_cleanup(&E);
     shape_free(schema);
     return test_summary();

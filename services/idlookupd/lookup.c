@@ -64,10 +64,16 @@ static bool addr_hidden(idld_call *c, const idl_address *a)
     return false;
 }
 
-/* Probes k unless the identifier itself is suppressed; appends to cand. */
+/* Probes k and appends to cand.  A suppressed identifier finds nobody, at
+ * the cost of a probe that finds nobody (API.md §5: not even the time a
+ * reply takes tells an opted-out identifier from a never-stored one). */
 static int probe_into(idld_call *c, const idl_hkey *k, size_t *nc)
 {
-    if (key_hidden(c, k)) return IDL_OK;
+    if (key_hidden(c, k)) {
+        if (idl_store_probe_absent(c->st->store, k))
+            return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
+        return IDL_OK;
+    }
     size_t n = 0;
     size_t room = IDLD_MAX_CANDIDATES - *nc;
     if (room == 0) return IDL_OK;
@@ -345,7 +351,10 @@ int idld_search(idld_call *c)
 static bool known(idld_call *c, const idl_hkey *k, const idl_address *addr, idl_line_type *rec_type,
                   const char *phone)
 {
-    if (key_hidden(c, k)) return false;
+    if (key_hidden(c, k)) {
+        idl_store_probe_absent(c->st->store, k); /* as probe_into: timing */
+        return false;
+    }
     size_t n = 0;
     uint64_t *cand = c->scratch->probe;
     if (idl_store_probe(c->st->store, k, cand, 64, &n, NULL)) return false;

@@ -8,18 +8,18 @@
 #include <string.h>
 #include <time.h>
 
-#define PRIVACY_MAX_PERSONS 256
-
 static const char *const id_fields[10] = {"email", "phone", "first_name", "last_name", "street",
                                           "unit",  "city",  "state",      "zip",       "ip"};
 
-/* Resolves person_id or an identifier set into person ids.  With a person_id,
- * an unknown id is NOT_FOUND. */
-static int resolve(idld_call *c, const idl_field *f, bool include_suppressed, idld_query *q,
-                   bool *by_id, uint64_t *pids, size_t *n)
+/* Resolves person_id or an identifier set into person ids, every holder
+ * however many (*pids malloc'd, the caller frees it, NULL on failure).  With
+ * a person_id, an unknown id is NOT_FOUND. */
+static int resolve(idld_call *c, const idl_field *f, idld_query *q, bool *by_id, uint64_t **pids,
+                   size_t *n)
 {
     const msgpack_object *pidf = f[10].val;
     *by_id = pidf != NULL;
+    *pids = NULL;
     if (pidf) {
         for (int i = 0; i < 10; i++)
             if (f[i].val)
@@ -33,16 +33,20 @@ static int resolve(idld_call *c, const idl_field *f, bool include_suppressed, id
         char idtxt[19];
         idl_person_id_format(pid, idtxt);
         idld_fingerprint(c, "person_id", idtxt);
-        if (idl_store_get(c->st->store, pid, &c->scratch->tmp) != IDL_OK)
+        int g = idl_store_get(c->st->store, pid, &c->scratch->tmp);
+        if (g == IDL_NOT_FOUND)
             return idld_fail(c, IDL_NOT_FOUND, "person_id", "no person with that person_id");
-        pids[0] = pid;
+        if (g != IDL_OK) return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
+        *pids = malloc(sizeof(**pids));
+        if (!*pids) return idld_fail(c, IDL_INTERNAL, NULL, "out of memory");
+        (*pids)[0] = pid;
         *n = 1;
         memset(q, 0, sizeof(*q));
         return IDL_OK;
     }
     int rc = idld_query_parse(c, f, 10, q);
     if (rc) return rc;
-    return idld_query_all(c, q, include_suppressed, pids, PRIVACY_MAX_PERSONS, n);
+    return idld_query_all(c, q, pids, n);
 }
 
 static void init_fields(idl_field *f)
@@ -60,20 +64,24 @@ int idld_optout(idld_call *c)
     if (idl_wire_fields(c->body, f, 11, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
     idld_query q;
     bool by_id;
-    uint64_t pids[PRIVACY_MAX_PERSONS];
+    uint64_t *pids = NULL;
     size_t n = 0;
-    int rc = resolve(c, f, true, &q, &by_id, pids, &n);
+    int rc = resolve(c, f, &q, &by_id, &pids, &n);
     if (rc) return rc;
     idl_hkey keys[8];
     size_t nk = by_id ? 0 : idld_query_keys(&q, keys, 8);
     uint32_t newly = 0;
     rc = idl_store_suppress(c->st->store, pids, n, keys, nk, &newly);
+    free(pids);
     if (rc) return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be written");
     msgpack_pack_map(c->pk, 1);
     idl_wire_pack_cstr(c->pk, "suppressed");
     msgpack_pack_uint32(c->pk, newly);
     return IDL_OK;
 }
+
+/* 'd' ':' pid(8) year(2): a person's disclosure request in a year. */
+#define DISCLOSURE_MARK_LEN 12
 
 typedef struct {
     char customer[IDL_QLOG_FIELD_MAX];
@@ -111,37 +119,23 @@ int idld_disclosures(idld_call *c)
         return idld_fail(c, IDL_INVALID_ARGUMENT, "year", "field 'year' must be 1970..9999");
     idld_query q;
     bool by_id;
-    uint64_t pids[PRIVACY_MAX_PERSONS];
+    uint64_t *pids = NULL;
     size_t n = 0;
     /* Disclosures works for suppressed persons too (API.md): opting out does
      * not take away the right to know who received one's data. */
-    int rc = resolve(c, f, true, &q, &by_id, pids, &n);
+    int rc = resolve(c, f, &q, &by_id, &pids, &n);
     if (rc) return rc;
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
     unsigned this_year = (unsigned)tm.tm_year + 1900;
-    /* One request per person per calendar year of asking, whoever asks. */
-    for (size_t i = 0; i < n; i++) {
-        uint8_t k[14] = {'d', ':'};
-        idl_be64_put(k + 2, pids[i]);
-        k[10] = (uint8_t)(this_year >> 8);
-        k[11] = (uint8_t)this_year;
-        k[12] = k[13] = 0;
-        bool was = false;
-        if (idl_store_mark_once(c->st->store, k, 12, &was))
-            return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be written");
-        if (was)
-            return idld_fail(c, IDL_RESOURCE_EXHAUSTED, NULL,
-                             "the disclosure request for this person was already made in %u",
-                             this_year);
-    }
     /* Searches answered up to now count, even those still in the log's
      * buffers. */
     if (c->st->qlog) idl_qlog_flush(c->st->qlog);
     uint64_t lo_t = year_start_us((unsigned)year), hi_t = year_start_us((unsigned)year + 1);
     recipient *rs = NULL;
     size_t nr = 0, cap = 0;
+    uint8_t *marks = NULL;
     for (size_t i = 0; i < n; i++) {
         uint8_t lo[16], hi[16];
         idl_be64_put(lo, pids[i]);
@@ -150,8 +144,8 @@ int idld_disclosures(idld_call *c)
         idl_be64_put(hi + 8, hi_t);
         idl_store_iter *it;
         if (idl_store_iter_open(c->st->store, IDL_CF_LOGP, lo, 16, hi, 16, &it)) {
-            free(rs);
-            return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
+            rc = idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
+            goto fail;
         }
         for (; idl_store_iter_valid(it); idl_store_iter_next(it)) {
             size_t kl, vl;
@@ -171,8 +165,8 @@ int idld_disclosures(idld_call *c)
                     recipient *nrs = realloc(rs, cap * sizeof(*rs));
                     if (!nrs) {
                         idl_store_iter_close(it);
-                        free(rs);
-                        return idld_fail(c, IDL_INTERNAL, NULL, "out of memory");
+                        rc = idld_fail(c, IDL_INTERNAL, NULL, "out of memory");
+                        goto fail;
                     }
                     rs = nrs;
                 }
@@ -188,6 +182,35 @@ int idld_disclosures(idld_call *c)
         }
         idl_store_iter_close(it);
     }
+    /* One request per person per calendar year of asking, whoever asks.
+     * Every matched person's mark is checked, and all are set in one write
+     * only now that the answer is ready: a request that matches someone who
+     * already asked is refused and uses up nobody else's request. */
+    marks = malloc((n ? n : 1) * DISCLOSURE_MARK_LEN);
+    if (!marks) {
+        rc = idld_fail(c, IDL_INTERNAL, NULL, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *k = marks + i * DISCLOSURE_MARK_LEN;
+        k[0] = 'd';
+        k[1] = ':';
+        idl_be64_put(k + 2, pids[i]);
+        k[10] = (uint8_t)(this_year >> 8);
+        k[11] = (uint8_t)this_year;
+    }
+    bool was = false;
+    if (n && idl_store_mark_all_once(c->st->store, marks, DISCLOSURE_MARK_LEN, n, &was)) {
+        rc = idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be written");
+        goto fail;
+    }
+    if (was) {
+        rc = idld_fail(c, IDL_RESOURCE_EXHAUSTED, NULL,
+                       "the disclosure request for this person was already made in %u", this_year);
+        goto fail;
+    }
+    free(marks);
+    free(pids);
     if (nr > 1) qsort(rs, nr, sizeof(*rs), cmp_recipient);
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 2);
@@ -211,4 +234,9 @@ int idld_disclosures(idld_call *c)
     }
     free(rs);
     return IDL_OK;
+fail:
+    free(marks);
+    free(rs);
+    free(pids);
+    return rc;
 }

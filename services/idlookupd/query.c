@@ -199,11 +199,11 @@ static bool holds_all(const idl_record *r, const idld_query *q)
     return true;
 }
 
-int idld_query_all(idld_call *c, const idld_query *q, bool include_suppressed, uint64_t *pids,
-                   size_t max, size_t *n)
+int idld_query_all(idld_call *c, const idld_query *q, uint64_t **pids, size_t *n)
 {
-    /* One probe on the most selective identifier gives the candidates; each
-     * is then checked against every group. */
+    /* One probe on the most selective identifier gives the candidates (all
+     * of them: no cap on the privacy path); each is then checked against
+     * every group. */
     idl_hkey k;
     if (q->has_email)
         idl_hkey_make(&k, "email", q->email);
@@ -218,15 +218,21 @@ int idld_query_all(idld_call *c, const idld_query *q, bool include_suppressed, u
     else
         idl_hkey_name(&k, q->last, q->first);
     size_t nc = 0;
-    uint64_t *cand = c->scratch->probe;
-    int rc = idl_store_probe(c->st->store, &k, cand, IDLD_MAX_CANDIDATES, &nc, NULL);
-    if (rc) return idld_fail(c, rc, NULL, "the store cannot be read");
+    uint64_t *cand = NULL;
+    int rc = idl_store_probe_all(c->st->store, &k, &cand, &nc);
+    if (rc) return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
     size_t out = 0;
-    for (size_t i = 0; i < nc && out < max; i++) {
-        if (!include_suppressed && idl_store_person_suppressed(c->st->store, cand[i])) continue;
-        if (idl_store_get(c->st->store, cand[i], &c->scratch->tmp) != IDL_OK) continue;
-        if (holds_all(&c->scratch->tmp, q)) pids[out++] = cand[i];
+    for (size_t i = 0; i < nc; i++) {
+        int g = idl_store_get(c->st->store, cand[i], &c->scratch->tmp);
+        if (g == IDL_NOT_FOUND) continue; /* filed, then deleted: a merge not folded yet */
+        if (g != IDL_OK) {
+            free(cand);
+            return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
+        }
+        /* Kept in place: out never passes i. */
+        if (holds_all(&c->scratch->tmp, q)) cand[out++] = cand[i];
     }
+    *pids = cand;
     *n = out;
     return IDL_OK;
 }

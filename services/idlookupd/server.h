@@ -138,11 +138,12 @@ typedef struct {
  * field on a malformed value or when the set is not enough to search on. */
 int idld_query_parse(idld_call *c, const idl_field *fields, size_t n, idld_query *q);
 
-/* Every person that matches all the given identifier groups (OptOut,
- * Disclosures).  include_suppressed: also persons hidden by an opt-out.
- * Writes up to max ids into pids. */
-int idld_query_all(idld_call *c, const idld_query *q, bool include_suppressed, uint64_t *pids,
-                   size_t max, size_t *n);
+/* Every person, suppressed or not, that holds all the given identifier
+ * groups (OptOut, Disclosures), however many: *pids is malloc'd and the
+ * caller frees it (also when *n is 0).  Fails with UNAVAILABLE when the
+ * store cannot be read: the privacy path never mistakes a failed read for
+ * "nobody holds it". */
+int idld_query_all(idld_call *c, const idld_query *q, uint64_t **pids, size_t *n);
 
 /* The identifier keys of a query (for OptOut): emails, phones, ips,
  * addresses; never names. */
