@@ -917,7 +917,9 @@ static int format_units(const char *const *tok, size_t from, size_t to, char *ou
         const idl_abbr *d = find_unit(tok[i]);
         if (d) {
             i++;
-            if (!eq(d->abbr, "#") && i < to && eq(tok[i], "#")) i++;
+            // "APT # 4" says no more than "APT 4"; "# # 4" no more than "# 4".
+            while (d->needs_value && i < to && eq(tok[i], "#"))
+                i++;
             if (!append(group, sizeof group, &g, d->abbr)) return invalid(reason, "unit too long");
             if (d->needs_value) {
                 if (i == to) return invalid(reason, "unit has no number");
@@ -944,6 +946,8 @@ static int format_units(const char *const *tok, size_t from, size_t to, char *ou
     return IDL_OK;
 }
 
+static const char *dir_pair(const char *a, const char *b);
+
 /* Where a unit group starts at the end of tok[0..n), or n when there is
  * none; a group only counts with at least min words (house number and one
  * name word) before it, so "12 UNIT B" stays a street. */
@@ -953,8 +957,11 @@ static size_t unit_start(const char *const *tok, size_t n, size_t min)
     const idl_abbr *d;
     if (n >= 2 && eq(tok[n - 2], "#"))
         s = n >= 3 && !eq(tok[n - 3], "#") && find_unit(tok[n - 3]) ? n - 3 : n - 2;
-    else if (n >= 2 && find_unit(tok[n - 2]) && unit_value_like(tok[n - 1]))
+    else if (n >= 2 && (d = find_unit(tok[n - 2])) && d->needs_value && unit_value_like(tok[n - 1]))
         s = n - 2; // "APT 4"
+    else if (n >= 3 && (d = find_unit(tok[n - 3])) && d->needs_value &&
+             dir_pair(tok[n - 2], tok[n - 1]))
+        s = n - 3; // "APT NORTH EAST", which would read "APT NE" once combined
     else if (n >= 2 && (d = find_unit(tok[n - 1])) && !d->needs_value &&
              (find_suffix(tok[n - 2]) || has_digit(tok[n - 2])))
         // A designator that takes no value (REAR, FRNT, UPPR) is only taken as
