@@ -5,7 +5,9 @@
  * allocated on the heap (bounded stack buffers; inputs that would not fit are
  * "too long"), and reference words are found by bsearch in the tables that
  * gen_tables.py compiles in.  Phone numbers are the exception: they go through
- * libphonenumber (phone.cc), which is the reference for what a valid number is.
+ * libphonenumber (phone.cc), which is the reference for what a valid number is;
+ * so are internationalized email domains (and xn-- labels), which libidn2
+ * checks against IDNA 2008 and which it allocates for.
  */
 #include "norm.h"
 

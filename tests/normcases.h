@@ -57,6 +57,14 @@ static size_t tsv_load(const char *path, tsv_row **rows_out)
     return n;
 }
 
+/* Frees what tsv_load returned (col[0] is each row's one allocation). */
+static void tsv_free(tsv_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(rows[i].col[0]);
+    free(rows);
+}
+
 static void put_utf8(unsigned long c, char *out, size_t *n)
 {
     if (c < 0x80) {

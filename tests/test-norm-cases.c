@@ -39,6 +39,7 @@ static void email_table(void)
                    rc == IDL_OK ? out : reason, want + 4);
         }
     }
+    tsv_free(rows, n);
 }
 
 static void address_table(void)
@@ -76,6 +77,7 @@ static void address_table(void)
                    "with \"%s\"",
                    r->line, r->col[6], r->col[0], r->col[1], got, want + 4);
     }
+    tsv_free(rows, n);
 }
 
 int main(int argc, char **argv)

@@ -173,6 +173,7 @@ static void emails(void)
     }
     printf("  %ld valid emails checked\n", checked - before);
     CHECK(checked - before > 1000);
+    tsv_free(rows, n);
 }
 
 static void addresses(void)
@@ -204,6 +205,7 @@ static void addresses(void)
     }
     printf("  %ld valid addresses checked\n", checked - before);
     CHECK(checked - before > 1000);
+    tsv_free(rows, n);
 }
 
 /* Streets composed from the words Pub 28's rules look at, in every order
