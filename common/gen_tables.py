@@ -66,15 +66,17 @@ def add_unique(table, key, value, where):
 
 
 def load_suffixes(path):
+    # Each entry: standard abbreviation and the primary (spelled-out) name,
+    # which Pub 28 234.2 writes when a suffix word is part of the name.
     table = {}
-    for n, cols in read_tsv(path, 2):
-        variant, std = cols[0].upper(), cols[1].upper()
-        if not WORD.match(variant) or not WORD.match(std):
+    for n, cols in read_tsv(path, 3):
+        variant, std, full = cols[0].upper(), cols[1].upper(), cols[2].upper()
+        if not WORD.match(variant) or not WORD.match(std) or not WORD.match(full):
             fail(f"{path}:{n}: not a single word")
-        add_unique(table, variant, (std, 0), f"{path}:{n}")
-    for std, _ in list(table.values()):
+        add_unique(table, variant, (std, 0, full), f"{path}:{n}")
+    for std, _, full in list(table.values()):
         # An address already in standard form must stay as it is.
-        table.setdefault(std, (std, 0))
+        table.setdefault(std, (std, 0, full))
     return table
 
 
@@ -84,7 +86,7 @@ def load_units(path):
         name, abbr, needs = cols[0].upper(), cols[1].upper(), cols[2].lower()
         if needs not in ("yes", "no"):
             fail(f"{path}:{n}: requires_range must be yes or no")
-        entry = (abbr, 1 if needs == "yes" else 0)
+        entry = (abbr, 1 if needs == "yes" else 0, abbr)
         if abbr == "#":
             # The pound sign row has no designator word; '#' itself is the key.
             add_unique(table, "#", entry, f"{path}:{n}")
@@ -107,8 +109,8 @@ def load_directionals(path):
             continue
         if not WORD.match(word) or not WORD.match(abbr):
             fail(f"{path}:{n}: not a single word")
-        add_unique(table, word, (abbr, 0), f"{path}:{n}")
-        add_unique(table, abbr, (abbr, 0), f"{path}:{n}")
+        add_unique(table, word, (abbr, 0, word), f"{path}:{n}")
+        add_unique(table, abbr, (abbr, 0, word), f"{path}:{n}")
     return table
 
 
@@ -121,11 +123,11 @@ def load_states(path):
             fail(f"{path}:{n}: code must be two letters")
         if not re.match(r"^[A-Z ]+$", name):
             fail(f"{path}:{n}: name must be letters and spaces")
-        add_unique(names, name, (code, 0), f"{path}:{n}")
+        add_unique(names, name, (code, 0, code), f"{path}:{n}")
         codes.add(code)
     for code in codes:
         # A code typed as such ("OR") is accepted like a name.
-        add_unique(names, code, (code, 0), f"{path}: code {code}")
+        add_unique(names, code, (code, 0, code), f"{path}: code {code}")
     return names, len(codes)
 
 
@@ -162,8 +164,8 @@ def emit_abbr(out, cname, table):
     keys = sorted(table, key=byte_key)
     out.append(f"const idl_abbr {cname}[] = {{")
     for k in keys:
-        abbr, needs_value = table[k]
-        out.append(f"    {{{c_str(k)}, {c_str(abbr)}, {needs_value}}},")
+        abbr, needs_value, full = table[k]
+        out.append(f"    {{{c_str(k)}, {c_str(abbr)}, {c_str(full)}, {needs_value}}},")
     out.append("};")
     out.append(f"const size_t {cname}_len = {len(keys)};")
     out.append("")

@@ -5,7 +5,9 @@
  * allocated on the heap (bounded stack buffers; inputs that would not fit are
  * "too long"), and reference words are found by bsearch in the tables that
  * gen_tables.py compiles in.  Phone numbers are the exception: they go through
- * libphonenumber (phone.cc), which is the reference for what a valid number is.
+ * libphonenumber (phone.cc), which is the reference for what a valid number is;
+ * so are internationalized email domains (and xn-- labels), which libidn2
+ * checks against IDNA 2008 and which it allocates for.
  */
 #include "norm.h"
 
@@ -14,7 +16,9 @@
 #include "status.h"
 
 #include <arpa/inet.h>
+#include <idn2.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -124,14 +128,6 @@ static int32_t utf8_next(const unsigned char *s, size_t len, size_t *i)
     return cp;
 }
 
-static bool utf8_valid(const char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len)
-        if (utf8_next((const unsigned char *)s, len, &i) < 0) return false;
-    return true;
-}
-
 /* ---- line types ---------------------------------------------------------- */
 
 static const char *const line_names[] = {
@@ -161,12 +157,187 @@ int idl_line_type_parse(const char *s, idl_line_type *out)
 
 /* ---- email --------------------------------------------------------------- */
 
-/* RFC 5321 caps a forward path at 256 octets including the angle brackets. */
+/* RFC 5321 §4.5.3.1: a path is at most 256 octets with its angle brackets,
+ * so an address at most 254; a local part at most 64; a domain at most 253
+ * (RFC 1035 §2.3.4 less the root's dot) with labels of at most 63. */
 #define EMAIL_IN_MAX 254
+#define LOCAL_MAX 64
+#define DOMAIN_MAX 253
+#define LABEL_MAX 63
 
-static int check_domain(const char *d, size_t n, const char **reason)
+/* RFC 5322 §3.2.3 atext, less ALPHA and DIGIT. */
+static bool is_atext_special(unsigned char c)
+{
+    return c != '\0' && strchr("!#$%&'*+/=?^_`{|}~-", c) != NULL;
+}
+
+/* Why an ASCII character that is not atext cannot stand in a dot-atom local
+ * part.  Static strings, one per character, so reasons stay static. */
+static const char *local_char_reason(unsigned char c)
+{
+    switch (c) {
+    case '"':
+        return "quoted local part (quotes are not accepted)";
+    case '(':
+    case ')':
+        return "comment in email (parentheses are not accepted)";
+    case '\\':
+        return "backslash in local part";
+    case '[':
+        return "'[' in local part";
+    case ']':
+        return "']' in local part";
+    case ';':
+        return "';' in local part";
+    case ':':
+        return "':' in local part";
+    case ',':
+        return "',' in local part";
+    case '<':
+        return "'<' in local part";
+    case '>':
+        return "'>' in local part";
+    default:
+        return "character not allowed in local part";
+    }
+}
+
+/* Reasons for the invisible and text-reordering characters people paste by
+ * accident, by code point; other format characters get a general reason. */
+static const char *format_reason(UChar32 c)
+{
+    switch (c) {
+    case 0x00AD:
+        return "invisible character U+00AD (soft hyphen)";
+    case 0x061C:
+        return "bidi format character U+061C";
+    case 0x180E:
+        return "invisible character U+180E";
+    case 0x200B:
+        return "invisible character U+200B";
+    case 0x200C:
+        return "invisible character U+200C";
+    case 0x200D:
+        return "invisible character U+200D";
+    case 0x200E:
+        return "bidi format character U+200E";
+    case 0x200F:
+        return "bidi format character U+200F";
+    case 0x202A:
+        return "bidi format character U+202A";
+    case 0x202B:
+        return "bidi format character U+202B";
+    case 0x202C:
+        return "bidi format character U+202C";
+    case 0x202D:
+        return "bidi format character U+202D";
+    case 0x202E:
+        return "bidi format character U+202E";
+    case 0x2060:
+        return "invisible character U+2060";
+    case 0x2066:
+        return "bidi format character U+2066";
+    case 0x2067:
+        return "bidi format character U+2067";
+    case 0x2068:
+        return "bidi format character U+2068";
+    case 0x2069:
+        return "bidi format character U+2069";
+    case 0xFEFF:
+        return "invisible character U+FEFF";
+    default:
+        return "invisible format character";
+    }
+}
+
+/* Checks every character of an email for the classes DATA.md §3 refuses
+ * anywhere (controls, invisible, bidi, separators, private use, unassigned,
+ * a combining mark that starts a run); the ASCII grammar is checked later.
+ * A run starts at the beginning, after '@' and after '.'. */
+static int check_email_chars(const unsigned char *s, size_t len, bool *ascii, const char **reason)
+{
+    *ascii = true;
+    bool run_start = true;
+    for (size_t i = 0; i < len;) {
+        unsigned char b = s[i];
+        if (b < 0x80) {
+            i++;
+            if (b == '\r') return invalid(reason, "carriage return (CR) in email");
+            if (b == '\n') return invalid(reason, "line feed (LF) in email");
+            if (b == ' ' || b == '\t')
+                return invalid(reason,
+                               "white space inside email (folding white space is not accepted)");
+            if (b < ' ' || b == 0x7F) return invalid(reason, "control character in email");
+            run_start = b == '.' || b == '@';
+            continue;
+        }
+        *ascii = false;
+        int32_t c = utf8_next(s, len, &i);
+        if (c < 0) return invalid(reason, "invalid UTF-8");
+        switch (u_charType(c)) {
+        case U_CONTROL_CHAR:
+            return invalid(reason, "C1 control character in email");
+        case U_FORMAT_CHAR:
+            return invalid(reason, format_reason(c));
+        case U_LINE_SEPARATOR:
+            return invalid(reason, "line separator U+2028 in email");
+        case U_PARAGRAPH_SEPARATOR:
+            return invalid(reason, "paragraph separator U+2029 in email");
+        case U_SPACE_SEPARATOR:
+            return invalid(reason, "space character in email");
+        case U_PRIVATE_USE_CHAR:
+            return invalid(reason, "private-use character in email");
+        case U_UNASSIGNED:
+            return invalid(reason, "unassigned code point in email");
+        case U_NON_SPACING_MARK:
+        case U_ENCLOSING_MARK:
+        case U_COMBINING_SPACING_MARK:
+            if (run_start) return invalid(reason, "combining mark starts a run");
+            break;
+        default:
+            break;
+        }
+        // Noncharacters (U+FDD0.., U+xFFFE/F) are Cn too, and caught above.
+        run_start = false;
+    }
+    return IDL_OK;
+}
+
+/* RFC 5322 §3.4.1 dot-atom over ASCII, RFC 6531 §3.3 letters, marks and
+ * digits beyond it (other classes were refused by check_email_chars). */
+static int check_local(const unsigned char *s, size_t n, const char **reason)
+{
+    if (n == 0) return invalid(reason, "empty local part");
+    if (s[0] == '.') return invalid(reason, "local part starts with a dot");
+    if (s[n - 1] == '.') return invalid(reason, "local part ends with a dot");
+    if (n > LOCAL_MAX) return invalid(reason, "local part longer than 64 octets");
+    for (size_t i = 0; i < n;) {
+        unsigned char b = s[i];
+        if (b >= 0x80) {
+            int32_t c = utf8_next(s, n, &i);
+            int8_t t = u_charType(c);
+            if (!(u_isalpha(c) || u_isdigit(c) || t == U_NON_SPACING_MARK ||
+                  t == U_ENCLOSING_MARK || t == U_COMBINING_SPACING_MARK))
+                return invalid(reason, "non-ASCII character in local part that is not a letter, "
+                                       "mark or digit");
+            continue;
+        }
+        i++;
+        if (b == '.') {
+            if (s[i] == '.') return invalid(reason, "local part has two dots in a row");
+            continue;
+        }
+        if (!is_alpha(b) && !is_digit(b) && !is_atext_special(b))
+            return invalid(reason, local_char_reason(b));
+    }
+    return IDL_OK;
+}
+
+/* Label rules of RFC 1035 §2.3.1 / RFC 5890 on an ASCII (A-label) domain. */
+static int check_ldh(const char *d, size_t n, const char **reason)
 {
     if (n == 0) return invalid(reason, "missing domain");
+    if (n > DOMAIN_MAX) return invalid(reason, "domain longer than 253 octets");
     if (!memchr(d, '.', n)) return invalid(reason, "domain has no dot");
     size_t start = 0;
     bool all_digits = true;
@@ -180,7 +351,7 @@ static int check_domain(const char *d, size_t n, const char **reason)
         }
         size_t label = i - start;
         if (label == 0) return invalid(reason, "empty label in domain");
-        if (label > 63) return invalid(reason, "domain label too long");
+        if (label > LABEL_MAX) return invalid(reason, "domain label longer than 63 octets");
         if (d[start] == '-' || d[i - 1] == '-')
             return invalid(reason, "domain label starts or ends with '-'");
         if (i == n && all_digits) return invalid(reason, "top-level domain is numeric");
@@ -190,56 +361,150 @@ static int check_domain(const char *d, size_t n, const char **reason)
     return IDL_OK;
 }
 
+/* Lower-case NFC of UTF-8 text (root locale), into out (cap bytes with NUL). */
+static int lower_nfc(const char *in, size_t len, char *out, size_t cap, size_t *out_len,
+                     const char **reason)
+{
+    UChar a[EMAIL_IN_MAX * 2], b[EMAIL_IN_MAX * 2];
+    UErrorCode st = U_ZERO_ERROR;
+    int32_t n = 0;
+    u_strFromUTF8(a, EMAIL_IN_MAX * 2, &n, in, (int32_t)len, &st);
+    if (U_FAILURE(st)) return invalid(reason, "invalid UTF-8");
+    st = U_ZERO_ERROR;
+    int32_t m = u_strToLower(b, EMAIL_IN_MAX * 2, a, n, "", &st);
+    if (U_FAILURE(st) || st == U_STRING_NOT_TERMINATED_WARNING)
+        return invalid(reason, "email too long");
+    st = U_ZERO_ERROR;
+    const UNormalizer2 *nfc = unorm2_getNFCInstance(&st);
+    if (U_FAILURE(st)) return invalid(reason, "Unicode data unavailable");
+    m = unorm2_normalize(nfc, b, m, a, EMAIL_IN_MAX * 2, &st);
+    if (U_FAILURE(st) || st == U_STRING_NOT_TERMINATED_WARNING)
+        return invalid(reason, "email too long");
+    st = U_ZERO_ERROR;
+    int32_t w = 0;
+    u_strToUTF8(out, (int32_t)cap, &w, a, m, &st);
+    if (U_FAILURE(st) || st == U_STRING_NOT_TERMINATED_WARNING)
+        return invalid(reason, "email too long");
+    *out_len = (size_t)w;
+    return IDL_OK;
+}
+
+/* A domain with non-ASCII characters or A-labels ("xn--"): IDNA 2008 through
+ * libidn2 (no UTS #46 mapping, so what it accepts is what RFC 5891 allows),
+ * the label rules on its A-label form, and the Unicode form (U-labels, NFC,
+ * lower-case) written to out, so "bücher.example" and "xn--bcher-kva.example"
+ * give one key. */
+static int check_idn(const char *d, char *out, size_t cap, size_t *out_len, const char **reason)
+{
+    uint8_t *alabel = NULL;
+    char *ulabel = NULL;
+    int rc = IDL_OK;
+    int r = idn2_lookup_u8((const uint8_t *)d, &alabel, IDN2_NFC_INPUT | IDN2_NO_TR46);
+    if (r != IDN2_OK) {
+        rc = invalid(reason, "domain is not a valid IDNA 2008 name");
+        goto fail;
+    }
+    rc = check_ldh((const char *)alabel, strlen((const char *)alabel), reason);
+    if (rc) goto fail;
+    if (idn2_to_unicode_8z8z((const char *)alabel, &ulabel, 0) != IDN2_OK) {
+        rc = invalid(reason, "domain is not a valid IDNA 2008 name");
+        goto fail;
+    }
+    size_t n = strlen(ulabel);
+    if (n + 1 > cap) {
+        rc = invalid(reason, "email too long");
+        goto fail;
+    }
+    memcpy(out, ulabel, n + 1);
+    *out_len = n;
+fail:
+    idn2_free(alabel);
+    idn2_free(ulabel);
+    return rc;
+}
+
+static bool has_alabel(const char *d, size_t n)
+{
+    for (size_t i = 0; i + 4 <= n; i++)
+        if ((i == 0 || d[i - 1] == '.') && memcmp(d + i, "xn--", 4) == 0) return true;
+    return false;
+}
+
 int idl_norm_email(const char *in, size_t len, char out[IDL_NORM_EMAIL_MAX], const char **reason)
 {
     if (!in) return invalid(reason, "missing email");
-    trim(&in, &len);
+    // Only spaces and tabs are trimmed: a CR or LF is never harmless padding
+    // (it is how header injection arrives), so it makes the address invalid.
+    while (len > 0 && (in[0] == ' ' || in[0] == '\t')) {
+        in++;
+        len--;
+    }
+    while (len > 0 && (in[len - 1] == ' ' || in[len - 1] == '\t'))
+        len--;
     if (len == 0) return invalid(reason, "empty email");
-    if (len > EMAIL_IN_MAX) return invalid(reason, "email too long");
+    if (len > EMAIL_IN_MAX) return invalid(reason, "email longer than 254 octets");
+    if (memchr(in, '\0', len)) return invalid(reason, "control character in email");
 
-    char buf[IDL_NORM_EMAIL_MAX];
-    size_t at = len;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)in[i];
-        if (c <= ' ' || c == 0x7F)
-            return invalid(reason, "email contains a space or control character");
-        if (c == '@') {
-            if (at != len) return invalid(reason, "more than one '@'");
-            at = i;
-        }
-        buf[i] = (char)to_lower(c);
-    }
-    if (at == len) return invalid(reason, "missing '@'");
-    if (at == 0) return invalid(reason, "empty local part");
-    if (!utf8_valid(buf, at)) return invalid(reason, "invalid UTF-8");
-
-    const char *domain = buf + at + 1;
-    size_t dlen = len - at - 1;
-    int rc = check_domain(domain, dlen, reason);
+    // A quoted local part is refused for its quotes, whatever it holds.
+    if (in[0] == '"') return invalid(reason, local_char_reason('"'));
+    bool ascii;
+    int rc = check_email_chars((const unsigned char *)in, len, &ascii, reason);
     if (rc) return rc;
+    const char *at = memchr(in, '@', len);
+    if (!at) return invalid(reason, "missing '@'");
+    size_t llen = (size_t)(at - in);
+    const char *dom = at + 1;
+    size_t dlen = len - llen - 1;
+    if (memchr(dom, '@', dlen)) return invalid(reason, "more than one '@'");
+    rc = check_local((const unsigned char *)in, llen, reason);
+    if (rc) return rc;
+    if (dlen == 0) return invalid(reason, "missing domain");
+    if (dom[0] == '[') return invalid(reason, "domain literal (an address in brackets)");
 
-    bool gmail = false;
-    if (dlen == 14 && memcmp(domain, "googlemail.com", 14) == 0) {
-        domain = "gmail.com";
-        dlen = 9;
-        gmail = true;
-    } else if (dlen == 9 && memcmp(domain, "gmail.com", 9) == 0) {
-        gmail = true;
+    char local[IDL_NORM_EMAIL_MAX], domain[IDL_NORM_EMAIL_MAX];
+    size_t ln = 0, dn = 0;
+    if (all_ascii(in, llen)) {
+        for (size_t i = 0; i < llen; i++)
+            local[i] = (char)to_lower((unsigned char)in[i]);
+        ln = llen;
+    } else if ((rc = lower_nfc(in, llen, local, sizeof local, &ln, reason)) != IDL_OK) {
+        return rc;
+    }
+    if (ascii || all_ascii(dom, dlen)) {
+        for (size_t i = 0; i < dlen; i++)
+            domain[i] = (char)to_lower((unsigned char)dom[i]);
+        dn = dlen;
+        domain[dn] = '\0';
+        if ((rc = check_ldh(domain, dn, reason)) != IDL_OK) return rc;
+        if (has_alabel(domain, dn)) {
+            char lowered[IDL_NORM_EMAIL_MAX];
+            memcpy(lowered, domain, dn + 1);
+            if ((rc = check_idn(lowered, domain, sizeof domain, &dn, reason)) != IDL_OK) return rc;
+        }
+    } else {
+        char lowered[IDL_NORM_EMAIL_MAX];
+        size_t n = 0;
+        if ((rc = lower_nfc(dom, dlen, lowered, sizeof lowered, &n, reason)) != IDL_OK) return rc;
+        if ((rc = check_idn(lowered, domain, sizeof domain, &dn, reason)) != IDL_OK) return rc;
     }
 
-    size_t local = at;
-    if (gmail) {
+    if (dn == 14 && memcmp(domain, "googlemail.com", 14) == 0) {
+        memcpy(domain, "gmail.com", 10);
+        dn = 9;
+    }
+    if (dn == 9 && memcmp(domain, "gmail.com", 9) == 0) {
         // Gmail ignores dots and "+tag" when delivering, so they name one box.
         size_t w = 0;
-        for (size_t i = 0; i < at && buf[i] != '+'; i++)
-            if (buf[i] != '.') buf[w++] = buf[i];
-        local = w;
-        if (local == 0) return invalid(reason, "empty local part");
+        for (size_t i = 0; i < ln && local[i] != '+'; i++)
+            if (local[i] != '.') local[w++] = local[i];
+        ln = w;
+        if (ln == 0) return invalid(reason, "empty local part");
     }
-    memcpy(out, buf, local);
-    out[local] = '@';
-    memmove(out + local + 1, domain, dlen);
-    out[local + 1 + dlen] = '\0';
+    if (ln + 1 + dn > EMAIL_IN_MAX) return invalid(reason, "email longer than 254 octets");
+    memcpy(out, local, ln);
+    out[ln] = '@';
+    memcpy(out + ln + 1, domain, dn);
+    out[ln + 1 + dn] = '\0';
     return IDL_OK;
 }
 
@@ -489,17 +754,77 @@ static const idl_abbr *find_directional(const char *w)
 
 /* ---- address ------------------------------------------------------------- */
 
-/* Upper-case, accent-free text of one address field, tokenized: '.' deleted
- * ("N.W." is "NW"), whitespace and ',' separate words, '#' is a word of its
- * own ("#4" and "APT#4" are "# 4" and "APT # 4").  Tokens are NUL-terminated
- * in buf so they can be looked up directly. */
+/* Upper-case, accent-free text of one address field, tokenized.  Whitespace
+ * and ',' separate words, '#' is a word of its own ("#4" and "APT#4" are
+ * "# 4" and "APT # 4"), tokens are NUL-terminated in buf so they can be
+ * looked up directly.
+ *
+ * In a delivery address line (pub28 true) the punctuation rules of Pub 28
+ * §232 apply: a period is kept only as a decimal point ("39.2 RD"), a slash
+ * only in a fraction ("101 1/2"), a hyphen only inside a word with a digit
+ * (a house, box or unit number: "289-01", "4-B"); elsewhere a hyphen is a
+ * space ("WILKES-BARRE" is "WILKES BARRE"), an apostrophe and other periods
+ * are dropped ("O'BRIEN", "N.W."), and other punctuation separates words.
+ * City and state (pub28 false) only lose their periods, as before. */
 typedef struct {
     char buf[ADDR_WORK_MAX + MAX_TOKENS + 1]; /* a NUL after each token */
     const char *tok[MAX_TOKENS];
     size_t n;
 } tokens;
 
-static int tokenize(const char *in, const char *too_long, tokens *t, const char **reason)
+static bool is_word_sep(char c)
+{
+    return c == ' ' || c == ',' || c == '#' || is_space((unsigned char)c);
+}
+
+/* Pub 28 §232 on the upper-cased text, in place. */
+static void pub28_punct(char *up, size_t n)
+{
+    char orig_prev = '\0';
+    for (size_t i = 0; i < n; i++) {
+        char c = up[i];
+        char next = i + 1 < n ? up[i + 1] : '\0';
+        bool between_digits = is_digit((unsigned char)orig_prev) && is_digit((unsigned char)next);
+        orig_prev = c;
+        if (c == '\'' || (c == '.' && !between_digits)) {
+            up[i] = '\x01'; // deleted below
+        } else if (c == '/' && !between_digits) {
+            up[i] = ' ';
+        } else if ((unsigned char)c < 0x80 && !is_alpha((unsigned char)c) &&
+                   !is_digit((unsigned char)c) && !strchr("-#./,", c) &&
+                   !is_space((unsigned char)c)) {
+            up[i] = ' ';
+        }
+    }
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++)
+        if (up[i] != '\x01') up[w++] = up[i];
+    for (size_t i = w; i < n; i++)
+        up[i] = ' ';
+    // Hyphens, word by word: kept (runs collapsed, none at the ends) in a
+    // word with a digit, spaces elsewhere.
+    for (size_t s = 0; s < w;) {
+        if (is_word_sep(up[s])) {
+            s++;
+            continue;
+        }
+        size_t e = s;
+        bool digit = false;
+        while (e < w && !is_word_sep(up[e]))
+            digit |= is_digit((unsigned char)up[e++]);
+        for (size_t i = s; i < e; i++) {
+            if (up[i] != '-') continue;
+            bool inner =
+                i > s && i + 1 < e && up[i - 1] != '-' && up[i - 1] != ' ' && up[i + 1] != '-';
+            if (!digit || !inner) up[i] = ' ';
+        }
+        e = e > s ? e : s + 1;
+        s = e;
+    }
+}
+
+static int tokenize(const char *in, bool pub28, const char *too_long, tokens *t,
+                    const char **reason)
 {
     size_t len = strnlen(in, ADDR_IN_MAX + 1);
     if (len > ADDR_IN_MAX) return invalid(reason, too_long);
@@ -515,13 +840,14 @@ static int tokenize(const char *in, const char *too_long, tokens *t, const char 
         int rc = icu_fold(in, len, FOLD_UPPER, up, sizeof up, &n, NULL, too_long, reason);
         if (rc) return rc;
     }
+    if (pub28) pub28_punct(up, n);
 
     size_t w = 0;
     t->n = 0;
     bool in_word = false;
     for (size_t i = 0; i < n; i++) {
         char c = up[i];
-        if (c == '.') continue;
+        if (c == '.' && !pub28) continue;
         bool sep = c == ' ' || c == ',' || is_space((unsigned char)c);
         if (sep || c == '#') {
             if (in_word) t->buf[w++] = '\0';
@@ -543,7 +869,7 @@ static int tokenize(const char *in, const char *too_long, tokens *t, const char 
     return IDL_OK;
 }
 
-/* Appends the words, space-separated, to out[*n]; false when they do not fit
+/* Appends the word, space-separated, to out[*n]; false when it does not fit
  * in cap bytes with the NUL. */
 static bool append(char *out, size_t cap, size_t *n, const char *word)
 {
@@ -564,51 +890,316 @@ static bool has_digit(const char *w)
     return false;
 }
 
+static bool eq(const char *a, const char *b)
+{
+    return strcmp(a, b) == 0;
+}
+
 /* A word that can follow a designator as its value without a '#': "4",
- * "12B", "B" -- but not "RD" in "12 LOT RD", where LOT is no designator. */
+ * "12B", "B", "NORTH" -- but not "RD" in "12 LOT RD", where LOT is no
+ * designator. */
 static bool unit_value_like(const char *w)
+{
+    return has_digit(w) || (is_alpha((unsigned char)w[0]) && w[1] == '\0') ||
+           find_directional(w) != NULL;
+}
+
+/* Unit groups of tok[from..to): "DESIGNATOR VALUE..." each, the designator
+ * abbreviated (Pub 28 C2), "#" where none was given, "APT # 4" written
+ * "APT 4".  Groups are appended, space-separated, to out[*n], skipping one
+ * already there (the same unit written in the street and in unit). */
+static int format_units(const char *const *tok, size_t from, size_t to, char *out, size_t cap,
+                        size_t *n, const char **reason)
+{
+    size_t i = from;
+    while (i < to) {
+        char group[IDL_NORM_UNIT_MAX];
+        size_t g = 0;
+        group[0] = '\0';
+        const idl_abbr *d = find_unit(tok[i]);
+        if (d) {
+            i++;
+            // "APT # 4" says no more than "APT 4"; "# # 4" no more than "# 4".
+            while (d->needs_value && i < to && eq(tok[i], "#"))
+                i++;
+            if (!append(group, sizeof group, &g, d->abbr)) return invalid(reason, "unit too long");
+            if (d->needs_value) {
+                if (i == to) return invalid(reason, "unit has no number");
+                if (!append(group, sizeof group, &g, tok[i++]))
+                    return invalid(reason, "unit too long");
+            }
+        } else {
+            if (!append(group, sizeof group, &g, "#") || !append(group, sizeof group, &g, tok[i++]))
+                return invalid(reason, "unit too long");
+        }
+        // More value words ("APT 4 B") stay with their designator.
+        while (i < to && !find_unit(tok[i]))
+            if (!append(group, sizeof group, &g, tok[i++])) return invalid(reason, "unit too long");
+        // Skip a group already written (whole groups, at group boundaries).
+        bool dup = false;
+        for (const char *p = out; !dup && (p = strstr(p, group)) != NULL; p++) {
+            bool start = p == out || p[-1] == ' ';
+            char after = p[g];
+            // A group boundary is the end or a space before a designator.
+            dup = start && (after == '\0' || after == ' ');
+        }
+        if (!dup && !append(out, cap, n, group)) return invalid(reason, "unit too long");
+    }
+    return IDL_OK;
+}
+
+static const char *dir_pair(const char *a, const char *b);
+
+/* Where a unit group starts at the end of tok[0..n), or n when there is
+ * none; a group only counts with at least min words (house number and one
+ * name word) before it, so "12 UNIT B" stays a street. */
+static size_t unit_start(const char *const *tok, size_t n, size_t min)
+{
+    size_t s = n;
+    const idl_abbr *d;
+    if (n >= 2 && eq(tok[n - 2], "#"))
+        s = n >= 3 && !eq(tok[n - 3], "#") && find_unit(tok[n - 3]) ? n - 3 : n - 2;
+    else if (n >= 2 && (d = find_unit(tok[n - 2])) && d->needs_value && unit_value_like(tok[n - 1]))
+        s = n - 2; // "APT 4"
+    else if (n >= 3 && (d = find_unit(tok[n - 3])) && d->needs_value &&
+             dir_pair(tok[n - 2], tok[n - 1]))
+        s = n - 3; // "APT NORTH EAST", which would read "APT NE" once combined
+    else if (n >= 2 && (d = find_unit(tok[n - 1])) && !d->needs_value &&
+             (find_suffix(tok[n - 2]) || has_digit(tok[n - 2])))
+        // A designator that takes no value (REAR, FRNT, UPPR) is only taken as
+        // such after a suffix or another unit: "22 OCEAN FRONT" is a street.
+        s = n - 1;
+    return s >= min ? s : n;
+}
+
+/* ---- PO boxes, rural routes, highway contract routes ---------------------- */
+
+/* Matches one of the phrases (space-separated words, NULL-terminated list)
+ * at tok[0..]; returns the number of words matched, 0 for none. */
+static size_t match_phrase(const char *const *tok, size_t n, const char *const *phrases)
+{
+    for (; *phrases; phrases++) {
+        char words[64];
+        snprintf(words, sizeof words, "%s", *phrases);
+        size_t k = 0;
+        bool ok = true;
+        for (char *save = NULL, *w = strtok_r(words, " ", &save); w && ok;
+             w = strtok_r(NULL, " ", &save), k++)
+            ok = k < n && eq(tok[k], w);
+        if (ok) return k;
+    }
+    return 0;
+}
+
+/* Pub 28 §283: CALLER, FIRM CALLER, BIN, LOCKBOX and DRAWER are written
+ * PO BOX, as are the spelled-out and dotted forms of PO BOX itself. */
+static const char *const po_phrases[] = {
+    "PO BOX",    "P O BOX", "POST OFFICE BOX", "POST BOX", "POBOX",       "POB",    "P O B", "BOX",
+    "PO DRAWER", "DRAWER",  "LOCKBOX",         "LOCK BOX", "FIRM CALLER", "CALLER", "BIN",   NULL,
+};
+/* Pub 28 §241/§244/§245: RR and its variants (RD and RFD included). */
+static const char *const rr_phrases[] = {
+    "RURAL ROUTE",
+    "RURAL RTE",
+    "RURAL RT",
+    "RURAL FREE DELIVERY",
+    "RURAL DELIVERY",
+    "RFD ROUTE",
+    "R F D",
+    "RFD",
+    "R R",
+    "RR",
+    "RURAL",
+    "RD",
+    "ROUTE",
+    "RTE",
+    "RT",
+    NULL,
+};
+/* Pub 28 §251/§254/§255: HC, with HIGHWAY CONTRACT and STAR ROUTE. */
+static const char *const hc_phrases[] = {
+    "HIGHWAY CONTRACT ROUTE",
+    "HIGHWAY CONTRACT",
+    "HWY CONTRACT",
+    "STAR ROUTE",
+    "STAR RTE",
+    "H C",
+    "HCR",
+    "HC",
+    NULL,
+};
+
+/* Copies a route or box number without leading zeros (Pub 28 §242, §252),
+ * keeping one digit: "03" -> "3", "0" -> "0". */
+static void drop_zeros(const char *w, char *out, size_t cap)
+{
+    while (w[0] == '0' && is_digit((unsigned char)w[1]))
+        w++;
+    snprintf(out, cap, "%s", w);
+}
+
+/* A PO box, rural route or highway contract line: 1 and the line in out
+ * when tok is one, 0 when it is not, or IDL_INVALID_ARGUMENT for one that is
+ * recognized but incomplete. */
+static int box_line(const char *const *tok, size_t n, char *out, size_t cap, const char **reason)
+{
+    size_t k;
+    char num[IDL_NORM_STREET_MAX], box[IDL_NORM_STREET_MAX];
+    // A route number glued to its designator: "RR2", "HC1".
+    const char *glued = NULL, *kind = NULL;
+    if (n >= 1 && (strncmp(tok[0], "RR", 2) == 0 || strncmp(tok[0], "HC", 2) == 0) &&
+        is_digit((unsigned char)tok[0][2])) {
+        kind = tok[0][0] == 'R' ? "RR" : "HC";
+        glued = tok[0] + 2;
+        k = 1;
+    } else if ((k = match_phrase(tok, n, hc_phrases)) > 0) {
+        kind = "HC";
+    } else if ((k = match_phrase(tok, n, rr_phrases)) > 0) {
+        kind = "RR";
+    }
+    if (kind) {
+        const char *route = glued;
+        if (!route && k < n && has_digit(tok[k])) route = tok[k++];
+        bool has_box = k < n && (eq(tok[k], "BOX") || eq(tok[k], "BX"));
+        // RD, ROUTE, RTE and RT alone also begin street names and highways
+        // ("ROUTE 66"): they only make a route line with a box after them.
+        bool weak = !glued && (eq(tok[0], "RD") || eq(tok[0], "ROUTE") || eq(tok[0], "RTE") ||
+                               eq(tok[0], "RT") || eq(tok[0], "RURAL"));
+        if (weak && !(route && has_box)) return 0;
+        if (!route) return invalid(reason, "route has no number");
+        if (!has_box || k + 1 >= n) return invalid(reason, "route has no box number");
+        if (k + 2 != n) return invalid(reason, "extra words after the box number");
+        drop_zeros(route, num, sizeof num);
+        drop_zeros(tok[k + 1], box, sizeof box);
+        if (snprintf(out, cap, "%s %s BOX %s", kind, num, box) >= (int)cap)
+            return invalid(reason, "street too long");
+        return 1;
+    }
+    if ((k = match_phrase(tok, n, po_phrases)) > 0) {
+        // "BOX ELDER ST" is a street name without a house number: only a
+        // number makes a lone BOX a box line.
+        if (k == n) return invalid(reason, "PO box has no number");
+        if (eq(tok[k], "#") && k + 1 < n) k++;
+        if (!has_digit(tok[k]) && eq(tok[0], "BOX")) return 0;
+        if (k + 1 != n) return invalid(reason, "extra words after the PO box number");
+        // Leading zeros of a PO box can be significant (Pub 28 §282): kept.
+        if (snprintf(out, cap, "PO BOX %s", tok[k]) >= (int)cap)
+            return invalid(reason, "street too long");
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- street line ---------------------------------------------------------- */
+
+/* Pub 28 §233: two directionals in a row make one when they are a north or
+ * south and an east or west ("NORTH EAST", "N E" -> "NE"). */
+static const char *dir_pair(const char *a, const char *b)
+{
+    const idl_abbr *x = find_directional(a), *y = find_directional(b);
+    if (!x || !y || x->abbr[1] || y->abbr[1]) return NULL;
+    static const char *const pairs[][3] = {
+        {"N", "E", "NE"}, {"N", "W", "NW"}, {"S", "E", "SE"}, {"S", "W", "SW"}};
+    for (size_t i = 0; i < 4; i++)
+        if (eq(x->abbr, pairs[i][0]) && eq(y->abbr, pairs[i][1])) return pairs[i][2];
+    return NULL;
+}
+
+/* Appendix F: a highway name ("HIGHWAY 20", "STATE RTE 3", "COUNTY ROAD 12")
+ * is kept as given: a numbered last word after a highway word. */
+static bool highway_name(const char *const *w, size_t lo, size_t hi)
+{
+    static const char *const words[] = {
+        "HIGHWAY", "HWY",        "HIWAY", "HIWY",       "HWAY", "HIGHWY",   "ROUTE", "RTE",
+        "RT",      "ROAD",       "RD",    "INTERSTATE", "I",    "FM",       "SR",    "CR",
+        "US",      "EXPRESSWAY", "EXPY",  "FREEWAY",    "FWY",  "TURNPIKE", "TPKE",  "PIKE",
+        "BYPASS",  "BYP",        "LOOP",  "SPUR",       NULL,
+    };
+    if (hi - lo < 2 || !has_digit(w[hi - 1])) return false;
+    for (size_t i = 0; words[i]; i++)
+        if (eq(w[hi - 2], words[i])) return true;
+    return false;
+}
+
+static bool is_fraction(const char *w)
+{
+    const char *s = strchr(w, '/');
+    return s && s > w && is_digit((unsigned char)s[1]) && has_digit(w);
+}
+
+/* Number-like: digits with at most letters, for "AVENUE B", "AVENUE 5". */
+static bool letter_or_number(const char *w)
 {
     return has_digit(w) || (is_alpha((unsigned char)w[0]) && w[1] == '\0');
 }
 
-/* Writes "DESIGNATOR VALUE..." for tokens tok[from..to) of a unit: the first
- * may be a designator (abbreviated), '#' or neither (then "#" is the
- * designator, Pub 28's rule for an unidentified unit). */
-static int format_unit(const char *const *tok, size_t from, size_t to, char *out, size_t cap,
-                       const char **reason)
+/* House number, predirectional, name, suffix, postdirectional of tok[0..m)
+ * into out (Pub 28 §231-§234, parsed from the right as §23 says). */
+static int format_street(const char *const *tok, size_t h, size_t m, char *out, size_t cap,
+                         const char **reason)
 {
+    const char *w[MAX_TOKENS];
+    size_t k = m - h;
+    for (size_t i = 0; i < k; i++)
+        w[i] = tok[h + i];
+    const char *pre = NULL, *suffix = NULL, *post = NULL;
+    size_t lo = 0, hi = k;
+    const idl_abbr *a;
+    const char *pair;
+    // Postdirectional, then suffix, then predirectional, each only when a
+    // name word remains: in "100 NORTH ST" NORTH is the name.
+    if (hi - lo >= 3 && (pair = dir_pair(w[hi - 2], w[hi - 1]))) {
+        post = pair;
+        hi -= 2;
+    } else if (hi - lo >= 2 && (a = find_directional(w[hi - 1]))) {
+        post = a->abbr;
+        hi--;
+    }
+    // A decimal number is no house number but a grid street's name (Pub 28
+    // §232 and Appendix D2: "39.2 RD"), so its suffix needs no name word.
+    size_t min_name = strchr(tok[0], '.') ? 0 : 1;
+    if (hi - lo >= 1 + min_name && (a = find_suffix(w[hi - 1]))) {
+        suffix = a->abbr;
+        hi--;
+    }
+    if (hi - lo >= 3 && (pair = dir_pair(w[lo], w[lo + 1]))) {
+        pre = pair;
+        lo += 2;
+    } else if (hi - lo >= 2 && (a = find_directional(w[lo]))) {
+        pre = a->abbr;
+        lo++;
+    }
+
+    size_t nn = hi - lo;
+    const char **name = w + lo;
+    if (nn == 1) {
+        // A directional or suffix word that is the whole name is spelled out
+        // ("NE ST" -> "NORTHEAST ST", "AVE" -> "AVENUE"); a single letter
+        // stays, as a lettered street ("N ST NW" in Washington).
+        if ((a = find_directional(name[0])) && name[0][1])
+            name[0] = a->full;
+        else if ((a = find_suffix(name[0])))
+            name[0] = a->full;
+    } else if (nn >= 2 && !highway_name(w, lo, hi)) {
+        if (suffix && (a = find_directional(name[nn - 1])))
+            name[nn - 1] = a->full; // §233: between the name and the suffix
+        else if (suffix && (a = find_suffix(name[nn - 1])))
+            name[nn - 1] = a->full; // §234.2: the first of two suffixes
+        if (nn == 2 && letter_or_number(name[1]) && (a = find_suffix(name[0])))
+            name[0] = a->full; // §234: "AVENUE B"
+    }
+
     size_t n = 0;
     out[0] = '\0';
-    if (from == to) return IDL_OK;
-    const idl_abbr *d = find_unit(tok[from]);
-    if (d) {
-        from++;
-        // "APT # 4" says no more than "APT 4".
-        if (d->abbr[0] != '#' && from < to && strcmp(tok[from], "#") == 0) from++;
-    }
-    if (!append(out, cap, &n, d ? d->abbr : "#")) return invalid(reason, "unit too long");
-    if (from == to && (!d || d->needs_value)) return invalid(reason, "unit has no number");
-    for (size_t i = from; i < to; i++)
-        if (!append(out, cap, &n, tok[i])) return invalid(reason, "unit too long");
-    return IDL_OK;
-}
-
-/* Where a unit starts at the end of the street's words, or n when there is
- * none.  Only words after a house number and one name word qualify, so
- * "12 UNIT B" stays a street. */
-static size_t unit_start(const char *const *tok, size_t n)
-{
-    size_t s = n;
-    const idl_abbr *d;
-    if (n >= 2 && strcmp(tok[n - 2], "#") == 0)
-        s = n >= 3 && find_unit(tok[n - 3]) ? n - 3 : n - 2; // "APT # 4", "# 4"
-    else if (n >= 2 && find_unit(tok[n - 2]) && unit_value_like(tok[n - 1]))
-        s = n - 2; // "APT 4"
-    else if ((d = find_unit(tok[n - 1])) && !d->needs_value && n >= 2 && find_suffix(tok[n - 2]))
-        // A designator that takes no value (REAR, FRNT, UPPR) is only taken as
-        // such after a suffix: "22 OCEAN FRONT" is a street name.
-        s = n - 1;
-    return s >= 2 ? s : n;
+    bool ok = true;
+    for (size_t i = 0; i < h; i++)
+        ok &= append(out, cap, &n, tok[i]);
+    if (pre) ok &= append(out, cap, &n, pre);
+    for (size_t i = 0; i < nn; i++)
+        ok &= append(out, cap, &n, name[i]);
+    if (suffix) ok &= append(out, cap, &n, suffix);
+    if (post) ok &= append(out, cap, &n, post);
+    return ok ? IDL_OK : invalid(reason, "street too long");
 }
 
 int idl_norm_street(const char *street, const char *unit, char street_out[IDL_NORM_STREET_MAX],
@@ -616,56 +1207,40 @@ int idl_norm_street(const char *street, const char *unit, char street_out[IDL_NO
 {
     if (!street) return invalid(reason, "missing street");
     tokens st;
-    int rc = tokenize(street, "street too long", &st, reason);
+    int rc = tokenize(street, true, "street too long", &st, reason);
     if (rc) return rc;
     if (st.n == 0) return invalid(reason, "missing street");
-
-    const char *const *tok = st.tok;
-    size_t m = unit_start(tok, st.n);
-    char unit_buf[IDL_NORM_UNIT_MAX];
-    unit_buf[0] = '\0';
     tokens ut;
     ut.n = 0;
-    if (unit && (rc = tokenize(unit, "unit too long", &ut, reason)) != IDL_OK) return rc;
-    // The unit given on its own wins over one written into the street; the
-    // street loses its unit either way.
-    if (ut.n > 0)
-        rc = format_unit(ut.tok, 0, ut.n, unit_buf, sizeof unit_buf, reason);
-    else
-        rc = format_unit(tok, m, st.n, unit_buf, sizeof unit_buf, reason);
-    if (rc) return rc;
+    if (unit && (rc = tokenize(unit, true, "unit too long", &ut, reason)) != IDL_OK) return rc;
 
-    if (!has_digit(tok[0])) return invalid(reason, "street does not start with a house number");
-    if (m < 2) return invalid(reason, "street has no name");
-
-    // Directionals are abbreviated only in the positions Pub 28 gives them,
-    // and only when another name word remains: in "100 NORTH ST" NORTH is the
-    // name.  The suffix likewise needs a house number and a name word before
-    // it ("1 STREET" is left alone).
-    const char *word[MAX_TOKENS];
-    for (size_t i = 0; i < m; i++)
-        word[i] = tok[i];
-    size_t end = m;
-    const idl_abbr *a;
-    if (end >= 3 && (a = find_directional(word[end - 1]))) {
-        word[end - 1] = a->abbr;
-        end--;
+    const char *const *tok = st.tok;
+    char street_buf[IDL_NORM_STREET_MAX], unit_buf[IDL_NORM_UNIT_MAX];
+    size_t un = 0;
+    unit_buf[0] = '\0';
+    int box = box_line(tok, st.n, street_buf, sizeof street_buf, reason);
+    if (box < 0 || box > 1) return box;
+    if (box == 0) {
+        if (!has_digit(tok[0])) return invalid(reason, "street does not start with a house number");
+        size_t h = st.n >= 2 && is_fraction(tok[1]) ? 2 : 1; // "101 1/2"
+        // Every unit group at the end of the street moves to unit, so a
+        // normalized street never ends in one and reads back the same.
+        size_t m = st.n, s;
+        while ((s = unit_start(tok, m, h + 1)) < m)
+            m = s;
+        if (m <= h) return invalid(reason, "street has no name");
+        if ((rc = format_units(tok, m, st.n, unit_buf, sizeof unit_buf, &un, reason)) != IDL_OK)
+            return rc;
+        if ((rc = format_street(tok, h, m, street_buf, sizeof street_buf, reason)) != IDL_OK)
+            return rc;
     }
-    if (end >= 3 && (a = find_suffix(word[end - 1]))) {
-        word[end - 1] = a->abbr;
-        end--;
-    }
-    if (end >= 3 && (a = find_directional(word[1]))) word[1] = a->abbr;
+    // A unit given on its own adds to one written into the street (the same
+    // unit written twice counts once).
+    if ((rc = format_units(ut.tok, 0, ut.n, unit_buf, sizeof unit_buf, &un, reason)) != IDL_OK)
+        return rc;
 
-    char street_buf[IDL_NORM_STREET_MAX];
-    size_t n = 0;
-    street_buf[0] = '\0';
-    for (size_t i = 0; i < m; i++)
-        if (!append(street_buf, sizeof street_buf, &n, word[i]))
-            return invalid(reason, "street too long");
-
-    memcpy(street_out, street_buf, n + 1);
-    memcpy(unit_out, unit_buf, strlen(unit_buf) + 1);
+    memcpy(street_out, street_buf, strlen(street_buf) + 1);
+    memcpy(unit_out, unit_buf, un + 1);
     return IDL_OK;
 }
 
@@ -674,7 +1249,7 @@ static int norm_words(const char *in, const char *too_long, char *out, size_t ca
                       const char **reason)
 {
     tokens t;
-    int rc = tokenize(in, too_long, &t, reason);
+    int rc = tokenize(in, false, too_long, &t, reason);
     if (rc) return rc;
     char buf[ADDR_WORK_MAX];
     size_t n = 0;

@@ -35,9 +35,16 @@ const char *idl_line_type_name(idl_line_type t);
 /* Parses one of the names above; IDL_INVALID_ARGUMENT for anything else. */
 int idl_line_type_parse(const char *s, idl_line_type *out);
 
-/* Email: trim, lower-case, one '@', non-empty local part, a domain with a dot
- * and valid labels; googlemail.com -> gmail.com; for gmail.com dots are removed
- * from the local part and everything from '+' is dropped.
+/* Email (DATA.md §3; RFC 5321/5322/6531): spaces and tabs trimmed (a CR or
+ * LF anywhere is invalid), lower-case; the local part a dot-atom of at most
+ * 64 octets (no quotes, comments, folding white space); the domain two or
+ * more LDH labels or an IDNA 2008 name (libidn2), kept as lower-case NFC
+ * U-labels; no control, invisible, bidi, private-use or unassigned
+ * character, no combining mark starting a run; at most 254 octets.
+ * googlemail.com -> gmail.com; for gmail.com dots are removed from the
+ * local part and everything from '+' is dropped.  Reasons name the rule that
+ * failed ("local part has two dots in a row", "invisible character U+200B").
+ * Idempotent: normalizing the output gives the output.
  * Returns 0 and writes out (NUL-terminated), or IDL_INVALID_ARGUMENT and *reason. */
 int idl_norm_email(const char *in, size_t len, char out[IDL_NORM_EMAIL_MAX], const char **reason);
 
@@ -65,12 +72,17 @@ typedef struct {
     char zip[6];                      /* "97477" or "" */
 } idl_address;
 
-/* Address: upper-case; Pub 28 suffixes, directionals and unit designators;
- * state names -> 2-letter codes; ZIP -> 5 digits; a unit found at the end of
- * the street ("123 Main St Apt 4", "123 Main St #4") moves to unit as
- * "DESIGNATOR VALUE" ("APT 4", "# 4").  Any argument may be NULL (absent).
- * Invalid without a house number and street name, without either a 5-digit
- * ZIP or city + state, with an unknown state, or with a malformed ZIP.
+/* Address: upper-case; Pub 28 §232 punctuation, §233 directionals, §234
+ * suffixes, C2 unit designators, §24x/§25x RR and HC lines ("RR 3 BOX 98D"),
+ * §28x PO boxes ("PO BOX 123"), Appendix F highway names kept; state names
+ * -> 2-letter codes; ZIP -> 5 digits.  Every unit group at the end of the
+ * street ("123 Main St Bldg 3 Ste 200") moves to unit as "DESIGNATOR
+ * VALUE" groups ("BLDG 3 STE 200", "# 4" without a designator); a unit given
+ * on its own is added after them (a group written twice counts once).  Any
+ * argument may be NULL (absent).  Invalid without a house number and street
+ * name (or a box or route line), without either a 5-digit ZIP or city +
+ * state, with an unknown state, or with a malformed ZIP.  Idempotent: the
+ * output, fed back with empty parts as NULL, normalizes to itself.
  * Returns 0 and fills *out, or IDL_INVALID_ARGUMENT and *reason. */
 int idl_norm_address(const char *street, const char *unit, const char *city, const char *state,
                      const char *zip, idl_address *out, const char **reason);

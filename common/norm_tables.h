@@ -10,11 +10,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A word and its standard form.  needs_value is 1 for unit designators that need a
+/* A word, its standard form and its spelled-out form (suffixes: the Pub 28
+ * C1 primary name, AVE -> AVENUE; directionals: NE -> NORTHEAST; elsewhere
+ * the standard form).  needs_value is 1 for unit designators that need a
  * value after them ("APT 4", as opposed to "REAR"), 0 elsewhere. */
 typedef struct {
     const char *key;
     const char *abbr;
+    const char *full;
     unsigned char needs_value;
 } idl_abbr;
 

@@ -9,7 +9,7 @@ set -euo pipefail
 build_pkgs=(
   gcc g++ pkg-config meson ninja-build cmake      # cmake: meson finds nng through its CMake config
   libnng-dev libmsgpack-dev librocksdb-dev libxxhash-dev
-  libphonenumber-dev libicu-dev libjansson-dev libsodium-dev
+  libphonenumber-dev libicu-dev libjansson-dev libsodium-dev libidn2-dev
 )
 test_pkgs=(python3 python3-msgpack python3-xxhash libnng1 procps rocksdb-tools)  # rocksdb-tools: sst_dump, to read SST files in the erasure test
 

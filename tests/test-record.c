@@ -724,8 +724,10 @@ static void pack_unpack_round_trip(void)
                                 " \"dob\": \"1800-01-01\", \"emails\": [",
                                 7, 8);
     for (int i = 0; i < 8; i++)
-        n += (size_t)snprintf(json + n, sizeof json - n, "%s\"%0200d@example.com\"", i ? "," : "",
-                              i);
+        // A local part has at most 64 octets (RFC 5321), so the length is in
+        // the domain: 64 + 1 + 189 = 254 octets, the longest valid address.
+        n += (size_t)snprintf(json + n, sizeof json - n, "%s\"%064d@%063d.%063d.%057d.com\"",
+                              i ? "," : "", i, 1, 2, 3);
     n += (size_t)snprintf(json + n, sizeof json - n, "], \"phones\": [");
     for (int i = 0; i < 8; i++)
         n += (size_t)snprintf(json + n, sizeof json - n,
