@@ -506,6 +506,46 @@ static void rd_str(rd *c, char *out, size_t outsz)
     c->p += n;
 }
 
+int idl_record_renormalize(idl_record *r, bool *changed)
+{
+    bool ch = false;
+    int n = 0;
+    for (int i = 0; i < r->n_emails; i++) {
+        char out[IDL_NORM_EMAIL_MAX];
+        const char *why;
+        if (idl_norm_email(r->emails[i], strlen(r->emails[i]), out, &why) != IDL_OK) {
+            ch = true; /* invalid under today's rules: dropped, as ingest would */
+            continue;
+        }
+        bool dup = false;
+        for (int k = 0; k < n; k++)
+            dup |= strcmp(r->emails[k], out) == 0;
+        ch |= dup || strcmp(out, r->emails[i]) != 0;
+        if (!dup) memcpy(r->emails[n++], out, sizeof out);
+    }
+    r->n_emails = n;
+    n = 0;
+    for (int i = 0; i < r->n_addrs; i++) {
+        const idl_address *a = &r->addrs[i];
+        idl_address ad;
+        const char *why;
+        if (idl_norm_address(a->street, a->unit[0] ? a->unit : NULL, a->city[0] ? a->city : NULL,
+                             a->state[0] ? a->state : NULL, a->zip[0] ? a->zip : NULL, &ad,
+                             &why) != IDL_OK) {
+            ch = true;
+            continue;
+        }
+        bool dup = false;
+        for (int k = 0; k < n; k++)
+            dup |= same_address(&r->addrs[k], &ad);
+        ch |= dup || !same_address(&ad, a);
+        if (!dup) r->addrs[n++] = ad;
+    }
+    r->n_addrs = n;
+    *changed = ch;
+    return IDL_OK;
+}
+
 int idl_record_unpack(const void *buf, size_t len, idl_record *r)
 {
     rd c = {.p = buf, .end = (const uint8_t *)buf + len};

@@ -63,6 +63,12 @@ void idl_today(int *y, int *m, int *d);
 
 /* Serializes the record for the store (msgpack) into pk. */
 void idl_record_pack(msgpack_packer *pk, const idl_record *r);
+/* Runs today's normalizers again over a stored record's emails and
+ * addresses (the identifiers whose rules have changed since layout 2): a
+ * value that changes is replaced, one that is now invalid is dropped,
+ * duplicates fold.  *changed says whether anything did.  Idempotent, as
+ * the normalizers are. */
+int idl_record_renormalize(idl_record *r, bool *changed);
 /* Decodes a stored record.  IDL_DATA_LOSS when the bytes are not one. */
 int idl_record_unpack(const void *buf, size_t len, idl_record *r);
 

@@ -22,9 +22,13 @@ static const char *const cf_names[IDL_CF_COUNT] = {"default", "persons", "idx",
 #define CTR_PERSONS "c:persons_total"
 #define CTR_SUPPRESSED "c:persons_suppressed"
 #define CTR_PURGED "c:children_purged"
-/* The layout version (store.h).  Version 2 made idx values pid lists. */
+/* The layout version (store.h).  Version 2 made idx values pid lists;
+ * version 3 keys emails and addresses by the stricter rules of DATA.md §3
+ * (RFC 5321/6531 dot-atoms, IDNA 2008, Pub 28), and a version 2 store is
+ * brought to it in place when a primary opens it (migrate_renormalize). */
 #define META_FORMAT "format"
-#define STORE_FORMAT 2
+#define STORE_FORMAT 3
+#define STORE_FORMAT_RENORMALIZE 2
 
 /* ---- the suppression mirror ----
  * Every read path asks "is this person / identifier suppressed?" several
@@ -152,6 +156,7 @@ struct idl_store {
     _Atomic uint64_t persons_total, persons_suppressed, children_purged;
     u64set supp_persons, supp_keys; /* in-memory mirror of the supp column family */
     atomic_bool erase_pending;      /* a purge's physical erasure failed (erase_purged) */
+    bool renormalize;               /* a layout 2 store: migrate_renormalize at open */
 };
 
 static int erase_purged(idl_store *s, const uint64_t *pids, size_t n);
@@ -451,6 +456,17 @@ static int check_format(idl_store *s, const char *path, char err[256])
         free(v);
     }
     if (have == STORE_FORMAT) return IDL_OK;
+    if (have == STORE_FORMAT_RENORMALIZE) {
+        if (!s->secondary) {
+            s->renormalize = true; /* once the suppression mirror is loaded */
+            return IDL_OK;
+        }
+        snprintf(err, 256,
+                 "store %s has layout %d: start the daemon (or an ingest) on it once to bring it "
+                 "to layout %d",
+                 path, STORE_FORMAT_RENORMALIZE, STORE_FORMAT);
+        return IDL_FAILED_PRECONDITION;
+    }
     if (have == 0) {
         idl_store_iter *it;
         if (idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
@@ -555,6 +571,65 @@ static void load_counters(idl_store *s)
     }
 }
 
+/* Layout 2 -> 3: every stored person whose emails or addresses normalize
+ * differently under today's rules is upserted again in its new form, which
+ * moves its index entries, and -- for a suppressed person -- suppresses the
+ * new forms of its identifiers (idl_store_upsert does both).  Opt-outs of
+ * identifiers that nobody held are stored only as hashes of their old form:
+ * those keep hiding the old form and cannot be carried over (README).  A
+ * crash midway leaves layout 2, and the next open runs it again; records
+ * already moved do not change again (the normalizers are idempotent). */
+static int migrate_renormalize(idl_store *s, char err[256])
+{
+    enum { CHUNK = 256 };
+    idl_record *recs = malloc(CHUNK * sizeof(*recs));
+    idl_store_iter *it = NULL;
+    int rc = IDL_INTERNAL;
+    size_t n = 0;
+    if (!recs || idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it)) {
+        snprintf(err, 256, "out of memory");
+        goto fail;
+    }
+    rc = IDL_OK;
+    for (; idl_store_iter_valid(it) && rc == IDL_OK; idl_store_iter_next(it)) {
+        size_t vl;
+        const char *v = idl_store_iter_value(it, &vl);
+        bool changed = false;
+        if (idl_record_unpack(v, vl, &recs[n]) != IDL_OK) continue; /* left as it is */
+        idl_record_renormalize(&recs[n], &changed);
+        if (changed && ++n == CHUNK) {
+            rc = idl_store_upsert(s, recs, n, NULL, false);
+            n = 0;
+        }
+    }
+    char *rerr = NULL;
+    if (rc == IDL_OK) rocksdb_iter_get_error(it->it, &rerr);
+    if (rerr) {
+        snprintf(err, 256, "cannot read the persons to bring them to layout %d: %s", STORE_FORMAT,
+                 rerr);
+        free(rerr);
+        rc = IDL_DATA_LOSS;
+        goto fail;
+    }
+    if (rc == IDL_OK && n) rc = idl_store_upsert(s, recs, n, NULL, false);
+    if (rc == IDL_OK) {
+        uint8_t b[8];
+        idl_be64_put(b, STORE_FORMAT);
+        rocksdb_put_cf(s->db, s->wopts_sync, s->cf[IDL_CF_META], META_FORMAT, strlen(META_FORMAT),
+                       (const char *)b, 8, &rerr);
+        if (rerr) {
+            free(rerr);
+            rc = IDL_UNAVAILABLE;
+        }
+    }
+    if (rc != IDL_OK && !err[0])
+        snprintf(err, 256, "cannot bring the store to layout %d: the write failed", STORE_FORMAT);
+fail:
+    idl_store_iter_close(it);
+    free(recs);
+    return rc;
+}
+
 /* Fills the in-memory mirror from the supp column family. */
 static int load_suppression(idl_store *s)
 {
@@ -636,6 +711,10 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     if (load_suppression(s)) {
         snprintf(err, 256, "cannot read the suppression list of %s", path);
         goto fail;
+    }
+    if (s->renormalize) {
+        err[0] = 0;
+        if ((rc = migrate_renormalize(s, err))) goto fail;
     }
     *out = s;
     return IDL_OK;

@@ -12,6 +12,8 @@
  * writes that must read-modify-write (upsert, opt-out, purge, marks) take one
  * writer mutex and commit one WriteBatch each, so every record and its index
  * entries appear or vanish together.
+ * The layout version (3) also names the normalization rules the keys were
+ * made with: a layout 2 store is re-keyed in place when a primary opens it.
  */
 #ifndef IDL_STORE_H
 #define IDL_STORE_H
@@ -45,9 +47,12 @@ typedef enum {
     IDL_CF_COUNT
 } idl_cf;
 
-/* Opens (creating if missing) the store at path.  Returns 0, IDL_UNAVAILABLE
- * when another process holds it (err says so), IDL_FAILED_PRECONDITION when
- * it was written with another layout, IDL_INTERNAL otherwise; err (256
+/* Opens (creating if missing) the store at path.  A layout 2 store is first
+ * re-keyed to today's normalization (a primary only: it rewrites every
+ * person whose emails or addresses normalize differently now).  Returns 0,
+ * IDL_UNAVAILABLE when another process holds it (err says so),
+ * IDL_FAILED_PRECONDITION when it was written with another layout (or is
+ * layout 2 and opened as a secondary), IDL_INTERNAL otherwise; err (256
  * bytes) is filled on failure. */
 int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts, char err[256]);
 /* Closes the store; NULL is fine.  No call may be running on it. */

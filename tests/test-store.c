@@ -455,6 +455,94 @@ static void other_layout_is_refused(void)
     rm_rf(dir);
 }
 
+/* A layout 2 store (emails and addresses keyed by the old rules) is brought
+ * to layout 3 at open: index entries move to the new forms, a suppressed
+ * person's new forms are suppressed, and a second open changes nothing. */
+static void layout_2_is_renormalized(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    idl_store *s = open_store(dir);
+    if (!s) return;
+    idl_record r[2];
+    CHECK(rec_json(&r[0], "{\"source_id\": \"mig-a\", \"first_name\": \"Ann\", \"last_name\": "
+                          "\"Old\", \"emails\": [\"ann@example.com\"], \"addresses\": "
+                          "[{\"street\": \"1 Market St\", \"unit\": \"Ste 200\", \"zip\": "
+                          "\"05301\"}]}"));
+    CHECK(rec_json(&r[1], "{\"source_id\": \"mig-b\", \"first_name\": \"Bea\", \"last_name\": "
+                          "\"Old\", \"emails\": [\"bea@example.com\"], \"addresses\": "
+                          "[{\"street\": \"2 Market St\", \"zip\": \"05301\"}]}"));
+    CHECK_INT(idl_store_upsert(s, r, 2, NULL, false), IDL_OK);
+    uint64_t pb = idl_person_id("mig-b");
+    uint32_t newly;
+    CHECK_INT(idl_store_suppress(s, &pb, 1, NULL, 0, &newly), IDL_OK);
+    /* Rewrite both as a layout 2 store held them: an address form the old
+     * rules produced ("1 MARKET ST BLDG # 3" + "STE 200" read back as
+     * street "1 MARKET ST", unit "BLDG 3 STE 200" today), filed under its
+     * old key, and the layout stamp 2. */
+    const char *old_street[2] = {"1 MARKET ST BLDG # 3", "2 MARKET ST BLDG # 9"};
+    idl_store_batch *b = idl_store_batch_new(s);
+    for (int i = 0; i < 2; i++) {
+        uint64_t pid = idl_person_id(r[i].source_id);
+        idl_hkey now;
+        idl_hkey_addr(&now, r[i].addrs[0].street, r[i].addrs[0].zip);
+        idl_store_batch_delete(b, IDL_CF_IDX, now.b, 16);
+        snprintf(r[i].addrs[0].street, sizeof r[i].addrs[0].street, "%s", old_street[i]);
+        idl_hkey old;
+        idl_hkey_addr(&old, old_street[i], "05301");
+        uint8_t pk[8];
+        idl_be64_put(pk, pid);
+        idl_store_batch_put(b, IDL_CF_IDX, old.b, 16, pk, 8);
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer mp;
+        msgpack_packer_init(&mp, &sb, msgpack_sbuffer_write);
+        idl_record_pack(&mp, &r[i]);
+        idl_store_batch_put(b, IDL_CF_PERSONS, pk, 8, sb.data, sb.size);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    uint8_t two[8];
+    idl_be64_put(two, 2);
+    idl_store_batch_put(b, IDL_CF_META, "format", 6, two, 8);
+    CHECK_INT(idl_store_batch_commit(s, b, true), IDL_OK);
+    idl_store_batch_free(b);
+    idl_store_close(s);
+
+    /* A secondary (the analytics job) refuses it until a primary has run. */
+    char err[256] = "", sec[80];
+    snprintf(sec, sizeof sec, "%s-secondary", dir);
+    idl_store_opts so = {.secondary = sec};
+    s = NULL;
+    CHECK_INT(idl_store_open(&s, dir, &so, err), IDL_FAILED_PRECONDITION);
+    CHECK(strstr(err, "layout 2") != NULL);
+    idl_store_close(s);
+
+    for (int pass = 0; pass < 2; pass++) {
+        s = open_store(dir);
+        if (!s) return;
+        for (int i = 0; i < 2; i++) {
+            uint64_t pid = idl_person_id(r[i].source_id), got[4];
+            size_t n = 0;
+            idl_record now;
+            CHECK_INT(idl_store_get(s, pid, &now), IDL_OK);
+            idl_hkey k;
+            idl_hkey_addr(&k, now.addrs[0].street, "05301");
+            CHECK_INT(idl_store_probe(s, &k, got, 4, &n, NULL), IDL_OK);
+            CHECKM(n == 1 && got[0] == pid, "%s: new key filed (%s)", r[i].source_id,
+                   now.addrs[0].street);
+            idl_hkey_addr(&k, old_street[i], "05301");
+            CHECK_INT(idl_store_probe(s, &k, got, 4, &n, NULL), IDL_OK);
+            CHECKM(n == 0, "%s: old key still filed", r[i].source_id);
+            idl_hkey_addr(&k, now.addrs[0].street, "05301");
+            CHECK(idl_store_key_suppressed(s, &k) == (i == 1));
+        }
+        counts_are(s, 1, 1, 0);
+        idl_store_close(s);
+    }
+    rm_rf(dir);
+    rm_rf(sec);
+}
+
 static void children_are_not_stored(void)
 {
     char dir[64];
@@ -1649,6 +1737,7 @@ int main(int argc, char **argv)
     RUN(upsert_then_update_moves_index);
     RUN(index_lists_merge);
     RUN(other_layout_is_refused);
+    RUN(layout_2_is_renormalized);
     RUN(children_are_not_stored);
     RUN(update_to_child_purges);
     RUN(counters_persist);
