@@ -289,9 +289,10 @@ int idl_record_parse(const msgpack_object *o, idl_record *r, idl_record_warn_fn 
             if (idl_wire_str_eq(k, names[j])) break;
         if (j == F_N) {
             char nm[64] = "?";
+            /* Escaped: the warning goes back out in Upsert's reply, which
+             * must be UTF-8 whatever the key's bytes (API.md §2). */
             if (k->type == MSGPACK_OBJECT_STR)
-                snprintf(nm, sizeof nm, "%.*s", (int)(k->via.str.size > 60 ? 60 : k->via.str.size),
-                         k->via.str.ptr);
+                idl_wire_utf8_escape(k->via.str.ptr, k->via.str.size, nm, 61);
             for (char *c = nm; *c; c++)
                 if ((unsigned char)*c < 0x20) *c = '?';
             warnf(warn, ctx, "unknown field '%s' ignored (not stored)%s", nm, "");
