@@ -53,7 +53,7 @@ for t in "${targets[@]}"; do
     echo "fuzz $t: ok (${runs:-?} runs in ${secs}s, ${cov:-cov: ?})"
   else
     crashed=$((crashed + 1))
-    echo "fuzz $t: FAILED (exit $rc; $(ls "$dir/crash/$t" | head -1); log $log)"
+    echo "fuzz $t: FAILED (exit $rc; $(ls -t "$dir/crash/$t" | head -1); log $log)"
     grep -E 'property broken|ERROR: (Address|Leak)Sanitizer|runtime error|SUMMARY' "$log" | head -5 |
       sed 's/^/    /'
   fi

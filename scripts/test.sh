@@ -3,7 +3,8 @@
 # missing, builds, runs every meson test (unit, e2e against the real daemon,
 # the bench smoke run), then the public conformance run in ../shared, and
 # -- unless IDL_SKIP_ASAN=1 -- the unit and e2e suites again under
-# AddressSanitizer + UndefinedBehaviorSanitizer.
+# AddressSanitizer + UndefinedBehaviorSanitizer, and, when clang is there,
+# each fuzz target (tests/fuzz/) for IDL_FUZZ_SECONDS (default 10; 0 skips).
 # Ends with "N passed, N failed" (", N skipped" when a step was skipped).
 # A missing ../shared/conformance is a skip outside CI and a failure under
 # CI=true, where the public suite must run.
@@ -76,6 +77,26 @@ if [[ "${IDL_SKIP_ASAN:-0}" != "1" ]]; then
     count_meson build-asan/test.log
   else
     echo "sanitizer build failed"
+    failed=$((failed + 1))
+  fi
+fi
+
+fuzz_secs=${IDL_FUZZ_SECONDS:-10}
+if [[ "$fuzz_secs" == "0" ]]; then
+  echo "fuzz: skipped (IDL_FUZZ_SECONDS=0)"
+  skipped=$((skipped + 1))
+elif ! command -v clang >/dev/null || ! command -v clang++ >/dev/null; then
+  echo "fuzz: skipped (clang not found)"
+  skipped=$((skipped + 1))
+else
+  echo "== fuzz (libFuzzer, ${fuzz_secs}s per target)"
+  scripts/fuzz.sh "$fuzz_secs" 2>&1 | tee build-fuzz.log
+  ok=$(grep -cE '^fuzz [a-z_]+: ok' build-fuzz.log)
+  bad=$(grep -cE '^fuzz [a-z_]+: FAILED' build-fuzz.log)
+  passed=$((passed + ok))
+  failed=$((failed + bad))
+  if ((ok + bad == 0)); then
+    echo "fuzz build failed"
     failed=$((failed + 1))
   fi
 fi
