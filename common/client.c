@@ -257,7 +257,9 @@ int idl_reply_decode(const void *buf, size_t len, idl_reply **out)
         } else if (key_eq(k, "code") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
             r->pub.code = (int)v->via.u64;
             have_code = true;
-        } else if (key_eq(k, "message")) {
+        } else if (key_eq(k, "message") && !r->message) {
+            /* The first wins, as for request-id: a repeated key must not
+             * leak the copy of the first. */
             r->message = dup_str(v);
         } else if (key_eq(k, "body")) {
             r->pub.body = *v;

@@ -289,9 +289,10 @@ int idl_record_parse(const msgpack_object *o, idl_record *r, idl_record_warn_fn 
             if (idl_wire_str_eq(k, names[j])) break;
         if (j == F_N) {
             char nm[64] = "?";
+            /* Escaped: the warning goes back out in Upsert's reply, which
+             * must be UTF-8 whatever the key's bytes (API.md §2). */
             if (k->type == MSGPACK_OBJECT_STR)
-                snprintf(nm, sizeof nm, "%.*s", (int)(k->via.str.size > 60 ? 60 : k->via.str.size),
-                         k->via.str.ptr);
+                idl_wire_utf8_escape(k->via.str.ptr, k->via.str.size, nm, 61);
             for (char *c = nm; *c; c++)
                 if ((unsigned char)*c < 0x20) *c = '?';
             warnf(warn, ctx, "unknown field '%s' ignored (not stored)%s", nm, "");
@@ -365,16 +366,30 @@ int idl_record_parse(const msgpack_object *o, idl_record *r, idl_record_warn_fn 
  * [[street, unit, city, state, zip]], [ips]].  Version 1 leads so the format
  * can grow. */
 
+/* The store keeps its bytes as they are: idl_wire_pack_cstr would escape
+ * malformed UTF-8 (for replies) and so change what reads back, and an
+ * escaped string may no longer fit the fixed field it came from. */
+static void pack_s(msgpack_packer *pk, const char *s)
+{
+    if (!s) {
+        msgpack_pack_nil(pk);
+        return;
+    }
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
 void idl_record_pack(msgpack_packer *pk, const idl_record *r)
 {
     msgpack_pack_array(pk, 15);
     msgpack_pack_uint8(pk, 1);
-    idl_wire_pack_cstr(pk, r->source_id);
-    idl_wire_pack_cstr(pk, r->first_name);
-    idl_wire_pack_cstr(pk, r->middle_name[0] ? r->middle_name : NULL);
-    idl_wire_pack_cstr(pk, r->last_name);
-    idl_wire_pack_cstr(pk, r->norm_first);
-    idl_wire_pack_cstr(pk, r->norm_last);
+    pack_s(pk, r->source_id);
+    pack_s(pk, r->first_name);
+    pack_s(pk, r->middle_name[0] ? r->middle_name : NULL);
+    pack_s(pk, r->last_name);
+    pack_s(pk, r->norm_first);
+    pack_s(pk, r->norm_last);
     msgpack_pack_int(pk, r->dob_y);
     msgpack_pack_int(pk, r->dob_m);
     msgpack_pack_int(pk, r->dob_d);
@@ -384,11 +399,11 @@ void idl_record_pack(msgpack_packer *pk, const idl_record *r)
         msgpack_pack_false(pk);
     msgpack_pack_array(pk, (size_t)r->n_emails);
     for (int i = 0; i < r->n_emails; i++)
-        idl_wire_pack_cstr(pk, r->emails[i]);
+        pack_s(pk, r->emails[i]);
     msgpack_pack_array(pk, (size_t)r->n_phones);
     for (int i = 0; i < r->n_phones; i++) {
         msgpack_pack_array(pk, 3);
-        idl_wire_pack_cstr(pk, r->phones[i].number);
+        pack_s(pk, r->phones[i].number);
         msgpack_pack_int(pk, (int)r->phones[i].rec_type);
         msgpack_pack_int(pk, (int)r->phones[i].plan_type);
     }
@@ -396,15 +411,15 @@ void idl_record_pack(msgpack_packer *pk, const idl_record *r)
     for (int i = 0; i < r->n_addrs; i++) {
         const idl_address *a = &r->addrs[i];
         msgpack_pack_array(pk, 5);
-        idl_wire_pack_cstr(pk, a->street);
-        idl_wire_pack_cstr(pk, a->unit);
-        idl_wire_pack_cstr(pk, a->city);
-        idl_wire_pack_cstr(pk, a->state);
-        idl_wire_pack_cstr(pk, a->zip);
+        pack_s(pk, a->street);
+        pack_s(pk, a->unit);
+        pack_s(pk, a->city);
+        pack_s(pk, a->state);
+        pack_s(pk, a->zip);
     }
     msgpack_pack_array(pk, (size_t)r->n_ips);
     for (int i = 0; i < r->n_ips; i++)
-        idl_wire_pack_cstr(pk, r->ips[i]);
+        pack_s(pk, r->ips[i]);
 }
 
 /* A minimal reader for our own format: no allocation on the read path. */

@@ -354,15 +354,87 @@ static bool type_ok(const msgpack_object *v, idl_field_type t)
     return false;
 }
 
-/* Field names in messages are printed with non-printable bytes replaced, so a
- * hostile key cannot smuggle control characters into logs or terminals. */
+/* ---- UTF-8 ---- */
+
+/* The length of the well-formed UTF-8 sequence at s (n > 0 bytes left), or 0
+ * when s[0] starts none.  The second byte's range excludes overlongs
+ * (E0 80..9F, F0 80..8F), surrogates (ED A0..BF) and code points above
+ * U+10FFFF (F4 90..BF), as in Unicode's table of well-formed sequences. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+    size_t len;
+    if (c < 0x80) return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        if (c == 0xe0) lo = 0xa0;
+        if (c == 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        if (c == 0xf0) lo = 0x90;
+        if (c == 0xf4) hi = 0x8f;
+    } else {
+        return 0;
+    }
+    if (n < len || s[1] < lo || s[1] > hi) return 0;
+    for (size_t k = 2; k < len; k++)
+        if ((s[k] & 0xc0) != 0x80) return 0;
+    return len;
+}
+
+bool idl_wire_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_seq(p + i, len - i);
+        if (!k) return false;
+        i += k;
+    }
+    return true;
+}
+
+static const char hex_digit[] = "0123456789ABCDEF";
+
+/* The escaping behind idl_wire_utf8_escape; ctrl also escapes the C0
+ * controls and DEL (for names shown in messages and logs). */
+static size_t utf8_escape(const char *s, size_t len, char *out, size_t outsz, bool ctrl)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, j = 0;
+    while (i < len) {
+        size_t k = utf8_seq(p + i, len - i);
+        bool esc = k == 0 || (ctrl && (p[i] < 0x20 || p[i] == 0x7f));
+        size_t w = esc ? 4 : k;
+        if (outsz - j <= w) break;
+        if (esc) {
+            out[j++] = '\\';
+            out[j++] = 'x';
+            out[j++] = hex_digit[p[i] >> 4];
+            out[j++] = hex_digit[p[i] & 15];
+            i++;
+        } else {
+            memcpy(out + j, p + i, k);
+            j += k;
+            i += k;
+        }
+    }
+    out[j] = 0;
+    return i;
+}
+
+size_t idl_wire_utf8_escape(const char *s, size_t len, char *out, size_t outsz)
+{
+    return utf8_escape(s, len, out, outsz, false);
+}
+
+/* Field names in messages are printed escaped, control characters included,
+ * so a hostile key can neither smuggle control characters into logs or
+ * terminals nor make the reply invalid UTF-8; at most 60 characters. */
 static void safe_name(const char *p, size_t n, char out[64])
 {
-    size_t j = 0;
-    for (size_t i = 0; i < n && j < 60; i++)
-        out[j++] = (p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : '?';
-    if (n > 60) out[j++] = '.', out[j++] = '.';
-    out[j] = 0;
+    if (utf8_escape(p, n, out, 61, true) < n) strcat(out, "..");
 }
 
 int idl_wire_fields(const msgpack_object *body, idl_field *fields, size_t n,
@@ -443,8 +515,32 @@ double idl_wire_number(const msgpack_object *o)
 
 void idl_wire_pack_str(msgpack_packer *pk, const char *s, size_t len)
 {
-    msgpack_pack_str(pk, len);
-    msgpack_pack_str_body(pk, s, len);
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = 0;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_seq(p + i, len - i);
+        n += k ? k : 4;
+        i += k ? k : 1;
+    }
+    msgpack_pack_str(pk, n);
+    if (n == len) {
+        msgpack_pack_str_body(pk, s, len);
+        return;
+    }
+    /* Runs of well-formed text as they are, each bad byte as "\xHH". */
+    size_t run = 0;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_seq(p + i, len - i);
+        if (k) {
+            i += k;
+            continue;
+        }
+        char esc[4] = {'\\', 'x', hex_digit[p[i] >> 4], hex_digit[p[i] & 15]};
+        if (i > run) msgpack_pack_str_body(pk, s + run, i - run);
+        msgpack_pack_str_body(pk, esc, sizeof esc);
+        run = ++i;
+    }
+    if (len > run) msgpack_pack_str_body(pk, s + run, len - run);
 }
 
 void idl_wire_pack_cstr(msgpack_packer *pk, const char *s)

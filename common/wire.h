@@ -14,14 +14,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IDL_WIRE_MAX_MSG 65536     /* the transport refuses anything larger */
-#define IDL_WIRE_MAX_DEPTH 16      /* envelope + body + record + address */
+#define IDL_WIRE_MAX_MSG 65536 /* the transport refuses anything larger */
+#define IDL_WIRE_MAX_DEPTH 16  /* envelope + body + record + address */
 /* Every object takes at least one byte, so a request within the size limit
  * has at most this many: any request up to the size limit is served
  * (API.md §1), and decoding one costs at most 1.5 MiB of msgpack_objects.
  * The count matters for callers with larger size limits (ingest). */
 #define IDL_WIRE_MAX_OBJECTS 65536
-#define IDL_WIRE_MSG_MAX 256       /* error sentences */
+#define IDL_WIRE_MSG_MAX 256 /* error sentences */
 
 /* A decoded request.  Pointers point into the request bytes or the zone
  * passed to idl_wire_decode_request, and live as long as both. */
@@ -87,7 +87,24 @@ int idl_wire_str(const msgpack_object *o, char *buf, size_t bufsz);
 uint64_t idl_wire_uint(const msgpack_object *o);
 double idl_wire_number(const msgpack_object *o);
 
-/* Packs a C string as msgpack str (nil for NULL). */
+/* UTF-8 in replies (API.md §2: every string in a reply is valid UTF-8, also
+ * when it quotes request bytes that were not).  A byte that does not start a
+ * well-formed sequence (truncated, overlong, surrogate, above U+10FFFF, a
+ * stray continuation byte) is shown as the four characters "\xHH"; the next
+ * byte is looked at afresh, so a bad sequence is escaped byte by byte. */
+
+/* True when s[0..len) is well-formed UTF-8. */
+bool idl_wire_utf8_valid(const char *s, size_t len);
+
+/* Writes s[0..len) escaped as above into out (NUL-terminated, outsz >= 1),
+ * never cutting a character or an escape; well-formed UTF-8 is copied
+ * unchanged.  Returns how many input bytes were consumed (len when all fit). */
+size_t idl_wire_utf8_escape(const char *s, size_t len, char *out, size_t outsz);
+
+/* Packs a C string as msgpack str (nil for NULL).  Both packers escape
+ * malformed UTF-8 as above, so whatever a reply quotes (method names, field
+ * names, values, record fields in warnings) goes out as valid msgpack str;
+ * well-formed strings are packed unchanged. */
 void idl_wire_pack_cstr(msgpack_packer *pk, const char *s);
 void idl_wire_pack_str(msgpack_packer *pk, const char *s, size_t len);
 

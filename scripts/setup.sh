@@ -3,7 +3,8 @@
 #   scripts/setup.sh          build and run dependencies
 #   scripts/setup.sh --test   plus what the test suite needs (the public
 #                             conformance run: Debian's python3 with msgpack
-#                             and xxhash, and libnng1 for ctypes)
+#                             and xxhash, and libnng1 for ctypes; clang
+#                             and its libFuzzer runtime for scripts/fuzz.sh)
 set -euo pipefail
 
 build_pkgs=(
@@ -11,7 +12,9 @@ build_pkgs=(
   libnng-dev libmsgpack-dev librocksdb-dev libxxhash-dev
   libphonenumber-dev libicu-dev libjansson-dev libsodium-dev libidn2-dev
 )
-test_pkgs=(python3 python3-msgpack python3-xxhash libnng1 procps rocksdb-tools)  # rocksdb-tools: sst_dump, to read SST files in the erasure test
+# rocksdb-tools: sst_dump, to read SST files in the erasure test;
+# clang + libclang-rt-14-dev: libFuzzer for the bounded fuzz runs.
+test_pkgs=(python3 python3-msgpack python3-xxhash libnng1 procps rocksdb-tools clang libclang-rt-14-dev)
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--test" ]]; then

@@ -3,7 +3,11 @@
 # missing, builds, runs every meson test (unit, e2e against the real daemon,
 # the bench smoke run), then the public conformance run in ../shared, and
 # -- unless IDL_SKIP_ASAN=1 -- the unit and e2e suites again under
-# AddressSanitizer + UndefinedBehaviorSanitizer.  Ends with "N passed, N failed".
+# AddressSanitizer + UndefinedBehaviorSanitizer, and, when clang is there,
+# each fuzz target (tests/fuzz/) for IDL_FUZZ_SECONDS (default 10; 0 skips).
+# Ends with "N passed, N failed" (", N skipped" when a step was skipped).
+# A missing ../shared/conformance is a skip outside CI and a failure under
+# CI=true, where the public suite must run.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -12,6 +16,7 @@ scripts/setup.sh --test || { echo "setup failed"; echo "0 passed, 1 failed"; exi
 
 passed=0
 failed=0
+skipped=0
 
 # count_meson LOG: adds meson's Ok/Fail/Timeout counts to the totals.
 count_meson() {
@@ -49,9 +54,12 @@ if build build; then
       echo "conformance run did not finish: $(tail -3 build/conformance.err)"
       failed=$((failed + 1))
     fi
-  else
+  elif [[ "${CI:-}" == "true" ]]; then
     echo "../shared/conformance/run not found"
     failed=$((failed + 1))
+  else
+    echo "conformance: skipped (../shared/conformance not found)"
+    skipped=$((skipped + 1))
   fi
 else
   echo "build failed"
@@ -73,5 +81,29 @@ if [[ "${IDL_SKIP_ASAN:-0}" != "1" ]]; then
   fi
 fi
 
-echo "$passed passed, $failed failed"
+fuzz_secs=${IDL_FUZZ_SECONDS:-10}
+if [[ "$fuzz_secs" == "0" ]]; then
+  echo "fuzz: skipped (IDL_FUZZ_SECONDS=0)"
+  skipped=$((skipped + 1))
+elif ! command -v clang >/dev/null || ! command -v clang++ >/dev/null; then
+  echo "fuzz: skipped (clang not found)"
+  skipped=$((skipped + 1))
+else
+  echo "== fuzz (libFuzzer, ${fuzz_secs}s per target)"
+  scripts/fuzz.sh "$fuzz_secs" 2>&1 | tee build-fuzz.log
+  ok=$(grep -cE '^fuzz [a-z_]+: ok' build-fuzz.log)
+  bad=$(grep -cE '^fuzz [a-z_]+: FAILED' build-fuzz.log)
+  passed=$((passed + ok))
+  failed=$((failed + bad))
+  if ((ok + bad == 0)); then
+    echo "fuzz build failed"
+    failed=$((failed + 1))
+  fi
+fi
+
+if ((skipped > 0)); then
+  echo "$passed passed, $failed failed, $skipped skipped"
+else
+  echo "$passed passed, $failed failed"
+fi
 [[ $failed -eq 0 ]]

@@ -248,7 +248,9 @@ static void middle_name_must_be_utf8(void)
     idl_wire_pack_cstr(&pk, "last_name");
     idl_wire_pack_cstr(&pk, "Lee");
     idl_wire_pack_cstr(&pk, "middle_name");
-    idl_wire_pack_cstr(&pk, "Q\xff\xc3");
+    /* Raw bytes: idl_wire_pack_cstr would escape them into valid text. */
+    msgpack_pack_str(&pk, 3);
+    msgpack_pack_str_body(&pk, "Q\xff\xc3", 3);
     msgpack_zone z;
     msgpack_zone_init(&z, 1024);
     msgpack_object o;
@@ -422,6 +424,35 @@ static void unknown_fields_warn(void)
               IDL_OK);
     CHECK_INT(w.n, 1);
     CHECK(strchr(w.text[0], '\x1b') == NULL && strchr(w.text[0], '\n') == NULL);
+
+    /* A field name that is not UTF-8 is quoted escaped, so the warning
+     * (which Upsert sends back) is valid UTF-8 (API.md §2). */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    idl_wire_pack_cstr(&pk, "source_id");
+    idl_wire_pack_cstr(&pk, "s");
+    idl_wire_pack_cstr(&pk, "first_name");
+    idl_wire_pack_cstr(&pk, "Ann");
+    idl_wire_pack_cstr(&pk, "last_name");
+    idl_wire_pack_cstr(&pk, "Lee");
+    msgpack_pack_str(&pk, 5);
+    msgpack_pack_str_body(&pk, "k\xc3(\xed\xa0", 5);
+    msgpack_pack_nil(&pk);
+    msgpack_zone z;
+    msgpack_zone_init(&z, 1024);
+    msgpack_object o;
+    size_t off = 0;
+    CHECK(msgpack_unpack(sb.data, sb.size, &off, &z, &o) == MSGPACK_UNPACK_SUCCESS);
+    memset(&w, 0, sizeof w);
+    CHECK_INT(idl_record_parse(&o, &r, collect, &w, reason), IDL_OK);
+    CHECK_INT(w.n, 1);
+    CHECK_STR(w.text[0], "unknown field 'k\\xC3(\\xED\\xA0' ignored (not stored)");
+    CHECK(utf8_ok(w.text[0]));
+    msgpack_zone_destroy(&z);
+    msgpack_sbuffer_destroy(&sb);
 }
 
 static void invalid_identifiers_dropped(void)

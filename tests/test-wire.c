@@ -1160,6 +1160,243 @@ static void buf_growth_and_fixed_overflow(void)
     CHECK(f.data == mem);
 }
 
+/* ---- UTF-8 escaping (API.md §2) ---- */
+
+/* An independent reference: decodes by bit patterns, then refuses overlongs,
+ * surrogates and code points above U+10FFFF.  The length of the well-formed
+ * sequence at s, or 0. */
+static size_t ref_seq(const unsigned char *s, size_t n)
+{
+    size_t len;
+    uint32_t cp;
+    if (s[0] < 0x80) return 1;
+    if ((s[0] & 0xe0) == 0xc0)
+        len = 2, cp = s[0] & 0x1f;
+    else if ((s[0] & 0xf0) == 0xe0)
+        len = 3, cp = s[0] & 0x0f;
+    else if ((s[0] & 0xf8) == 0xf0)
+        len = 4, cp = s[0] & 0x07;
+    else
+        return 0;
+    if (n < len) return 0;
+    for (size_t k = 1; k < len; k++) {
+        if ((s[k] & 0xc0) != 0x80) return 0;
+        cp = (cp << 6) | (s[k] & 0x3f);
+    }
+    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_cp[len] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) return 0;
+    return len;
+}
+
+static bool ref_valid(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = ref_seq(s + i, n - i);
+        if (!k) return false;
+        i += k;
+    }
+    return true;
+}
+
+/* Undoes the escaping of a string that had no backslash. */
+static size_t unescape(const char *s, size_t n, unsigned char *out)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\\' && i + 3 < n && s[i + 1] == 'x') {
+            unsigned v = 0;
+            sscanf(s + i + 2, "%2X", &v);
+            out[j++] = (unsigned char)v;
+            i += 3;
+        } else {
+            out[j++] = (unsigned char)s[i];
+        }
+    }
+    return j;
+}
+
+static void expect_escape(int line, const char *in, size_t len, const char *want)
+{
+    char out[256];
+    size_t used = idl_wire_utf8_escape(in, len, out, sizeof out);
+    expect_at(__FILE__, line, used == len && strcmp(out, want) == 0,
+              "escape: got \"%s\" (%zu of %zu bytes), want \"%s\"", out, used, len, want);
+    expect_at(__FILE__, line, idl_wire_utf8_valid(out, strlen(out)), "escaped output not UTF-8");
+    expect_at(__FILE__, line,
+              idl_wire_utf8_valid(in, len) == (strlen(want) == len && memcmp(in, want, len) == 0),
+              "idl_wire_utf8_valid disagrees with the escaping");
+    /* The packer sends the same text. */
+    builder b;
+    b_init(&b);
+    idl_wire_pack_str(&b.pk, in, len);
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    bool ok = msgpack_unpack_next(&up, b.sb.data, b.sb.size, NULL) == MSGPACK_UNPACK_SUCCESS &&
+              str_is(&up.data, want);
+    expect_at(__FILE__, line, ok, "idl_wire_pack_str does not pack \"%s\"", want);
+    msgpack_unpacked_destroy(&up);
+    msgpack_sbuffer_destroy(&b.sb);
+}
+#define ESC(in, want) expect_escape(__LINE__, BYTES(in), want)
+
+static void utf8_escape_cases(void)
+{
+    /* Well-formed text passes unchanged, at every sequence length and at
+     * the edges of the ranges. */
+    ESC("", "");
+    ESC("plain ascii ~!", "plain ascii ~!");
+    ESC("caf\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e");
+    ESC("\xc2\x80\xdf\xbf", "\xc2\x80\xdf\xbf");                 /* U+0080, U+07FF */
+    ESC("\xe0\xa0\x80\xed\x9f\xbf", "\xe0\xa0\x80\xed\x9f\xbf"); /* U+0800, U+D7FF */
+    ESC("\xee\x80\x80\xef\xbf\xbd", "\xee\x80\x80\xef\xbf\xbd"); /* U+E000, U+FFFD */
+    ESC("\xf0\x90\x80\x80\xf4\x8f\xbf\xbf", "\xf0\x90\x80\x80\xf4\x8f\xbf\xbf"); /* U+10000, max */
+    ESC("a\\xC3b", "a\\xC3b"); /* a literal backslash is text, not escaped */
+    /* Overlongs: every byte escaped. */
+    ESC("\xc0\x80", "\\xC0\\x80");
+    ESC("\xc1\xbf", "\\xC1\\xBF");
+    ESC("\xe0\x80\x80", "\\xE0\\x80\\x80");
+    ESC("\xe0\x9f\xbf", "\\xE0\\x9F\\xBF");
+    ESC("\xf0\x80\x80\x80", "\\xF0\\x80\\x80\\x80");
+    ESC("\xf0\x8f\xbf\xbf", "\\xF0\\x8F\\xBF\\xBF");
+    /* Surrogates. */
+    ESC("\xed\xa0\x80", "\\xED\\xA0\\x80");
+    ESC("\xed\xbf\xbf", "\\xED\\xBF\\xBF");
+    /* Truncated sequences, at the end and before other text. */
+    ESC("a\xc3", "a\\xC3");
+    ESC("\xe2\x82", "\\xE2\\x82");
+    ESC("\xf0\x9f\x98", "\\xF0\\x9F\\x98");
+    ESC("\xe2\x82x\xc3\xa9", "\\xE2\\x82x\xc3\xa9");
+    ESC("\xc3\xc3\xa9", "\\xC3\xc3\xa9"); /* the next byte starts afresh */
+    /* Above U+10FFFF, and bytes that never occur in UTF-8. */
+    ESC("\xf4\x90\x80\x80", "\\xF4\\x90\\x80\\x80");
+    ESC("\xf5\x80\x80\x80", "\\xF5\\x80\\x80\\x80");
+    ESC("\xf8\x88\x80\x80\x80", "\\xF8\\x88\\x80\\x80\\x80");
+    ESC("\xfe\xff", "\\xFE\\xFF");
+    /* Stray continuation bytes. */
+    ESC("\x80", "\\x80");
+    ESC("x\xbfy", "x\\xBFy");
+    /* A NUL inside an explicit length is a valid character. */
+    {
+        char out[8];
+        CHECK_INT(idl_wire_utf8_escape("a\0b", 3, out, sizeof out), 3);
+        CHECK(memcmp(out, "a\0b", 4) == 0);
+    }
+}
+
+/* A short output never cuts a character or an escape. */
+static void utf8_escape_bounds(void)
+{
+    char out[8];
+    CHECK_INT(idl_wire_utf8_escape("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 8, out, 6), 4);
+    CHECK_STR(out, "\xc3\xa9\xc3\xa9");
+    CHECK_INT(idl_wire_utf8_escape("ab\xff", 3, out, 6), 2);
+    CHECK_STR(out, "ab");
+    CHECK_INT(idl_wire_utf8_escape("ab\xff", 3, out, 7), 3);
+    CHECK_STR(out, "ab\\xFF");
+    CHECK_INT(idl_wire_utf8_escape("abc", 3, out, 1), 0);
+    CHECK_STR(out, "");
+}
+
+/* Every 1- and 2-byte string, every 3-byte string led by E0..EF, and 4-byte
+ * strings led by F0..F7 over all second bytes: validity agrees with the
+ * reference, the escaping is valid UTF-8 and undoes back to the input. */
+static void utf8_escape_exhaustive(void)
+{
+    unsigned char in[4], back[16];
+    char out[32];
+    static const unsigned char tail[] = {0x00, 0x41, 0x7f, 0x80, 0x8f,
+                                         0x90, 0xa0, 0xbf, 0xc0, 0xff};
+    size_t bad = 0, checked = 0;
+    for (uint32_t v = 0; v < (1u << 24); v++) {
+        size_t n;
+        if (v < 0x10000) {
+            in[0] = (unsigned char)(v >> 8), in[1] = (unsigned char)v;
+            n = 2;
+        } else {
+            in[0] = (unsigned char)(0xe0 + ((v >> 16) & 0x0f)), in[1] = (unsigned char)(v >> 8);
+            in[2] = (unsigned char)v;
+            n = 3;
+            if (v >= 0x100000) continue; /* 16 leads x 65536 done */
+        }
+        for (size_t len = 1; len <= n; len++) {
+            if (len == 1 && n == 3) continue;
+            checked++;
+            bool want = ref_valid(in, len);
+            if (idl_wire_utf8_valid((const char *)in, len) != want) bad++;
+            if (memchr(in, '\\', len) || memchr(in, 0, len)) continue; /* out is a C string */
+            idl_wire_utf8_escape((const char *)in, len, out, sizeof out);
+            size_t m = unescape(out, strlen(out), back);
+            if (!idl_wire_utf8_valid(out, strlen(out)) || m != len || memcmp(back, in, len) != 0)
+                bad++;
+        }
+    }
+    for (unsigned lead = 0xf0; lead <= 0xf7; lead++)
+        for (unsigned b1 = 0; b1 < 256; b1++)
+            for (size_t t2 = 0; t2 < sizeof tail; t2++)
+                for (size_t t3 = 0; t3 < sizeof tail; t3++) {
+                    in[0] = (unsigned char)lead, in[1] = (unsigned char)b1;
+                    in[2] = tail[t2], in[3] = tail[t3];
+                    checked++;
+                    if (idl_wire_utf8_valid((const char *)in, 4) != ref_valid(in, 4)) bad++;
+                }
+    CHECKM(bad == 0, "%zu of %zu strings disagree with the reference", bad, checked);
+}
+
+/* An unknown body field is named escaped in the message and details.field:
+ * malformed bytes and control characters as \xHH, good UTF-8 as is. */
+static void unknown_field_escaped(void)
+{
+    static const struct {
+        const char *key;
+        size_t len;
+        const char *shown;
+    } cases[] = {
+        {BYTES("na\xc3\xafve"), "na\xc3\xafve"},
+        {BYTES("a\xc3(b"), "a\\xC3(b"},
+        {BYTES("\xed\xa0\x80"), "\\xED\\xA0\\x80"},
+        {BYTES("tab\there\x7f"), "tab\\x09here\\x7F"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        builder b;
+        b_init(&b);
+        msgpack_pack_map(&b.pk, 1);
+        msgpack_pack_str(&b.pk, cases[i].len);
+        msgpack_pack_str_body(&b.pk, cases[i].key, cases[i].len);
+        msgpack_pack_nil(&b.pk);
+        msgpack_unpacked up;
+        msgpack_unpacked_init(&up);
+        CHECK(msgpack_unpack_next(&up, b.sb.data, b.sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+        idl_field f[1] = {{"email", IDL_FT_STR, NULL}};
+        char msg[IDL_WIRE_MSG_MAX], field[64], want[IDL_WIRE_MSG_MAX];
+        CHECK_INT(idl_wire_fields(&up.data, f, 1, msg, field), IDL_INVALID_ARGUMENT);
+        snprintf(want, sizeof want, "unknown field '%s'", cases[i].shown);
+        CHECK_STR(msg, want);
+        CHECK_STR(field, cases[i].shown);
+        msgpack_unpacked_destroy(&up);
+        msgpack_sbuffer_destroy(&b.sb);
+    }
+    /* A long hostile name is cut at 60 characters, never inside an escape,
+     * and marked as cut. */
+    char key[100];
+    memset(key, 0xff, sizeof key);
+    builder b;
+    b_init(&b);
+    msgpack_pack_map(&b.pk, 1);
+    msgpack_pack_str(&b.pk, sizeof key);
+    msgpack_pack_str_body(&b.pk, key, sizeof key);
+    msgpack_pack_nil(&b.pk);
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    CHECK(msgpack_unpack_next(&up, b.sb.data, b.sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+    idl_field f[1] = {{"email", IDL_FT_STR, NULL}};
+    char msg[IDL_WIRE_MSG_MAX], field[64];
+    CHECK_INT(idl_wire_fields(&up.data, f, 1, msg, field), IDL_INVALID_ARGUMENT);
+    CHECK_INT(strlen(field), 15 * 4 + 2);
+    CHECK(strncmp(field, "\\xFF\\xFF", 8) == 0 && strcmp(field + 60, "..") == 0);
+    msgpack_unpacked_destroy(&up);
+    msgpack_sbuffer_destroy(&b.sb);
+}
+
 int main(void)
 {
     RUN(round_trip_from_client_encoder);
@@ -1175,5 +1412,9 @@ int main(void)
     RUN(body_fields);
     RUN(string_and_number_helpers);
     RUN(buf_growth_and_fixed_overflow);
+    RUN(utf8_escape_cases);
+    RUN(utf8_escape_bounds);
+    RUN(utf8_escape_exhaustive);
+    RUN(unknown_field_escaped);
     return test_summary();
 }
