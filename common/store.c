@@ -597,6 +597,9 @@ static int migrate_renormalize(idl_store *s, char err[256])
         bool changed = false;
         if (idl_record_unpack(v, vl, &recs[n]) != IDL_OK) continue; /* left as it is */
         idl_record_renormalize(&recs[n], &changed);
+        /* Layout 3 also drops a suppressed person's name entries
+         * (unindex_names); upserting it again does that. */
+        changed |= idl_store_person_suppressed(s, idl_person_id(recs[n].source_id));
         if (changed && ++n == CHUNK) {
             rc = idl_store_upsert(s, recs, n, NULL, false);
             n = 0;
@@ -1168,19 +1171,22 @@ static void put_counters(idl_store *s, sbatch *b, uint64_t total, uint64_t supp,
     sb_counter(b, CTR_PURGED, purged);
 }
 
-static void index_delete(sbatch *b, const idl_record *r, uint64_t pid)
+/* names: the person is filed under its name keys too (it is not
+ * suppressed); a '-' for an entry that is not there would leave a merge
+ * operand that every later read of that key must fold. */
+static void index_delete(sbatch *b, const idl_record *r, uint64_t pid, bool names)
 {
     idl_hkey keys[IDL_RECORD_KEYS_MAX];
-    size_t n = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, true);
+    size_t n = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, names);
     for (size_t i = 0; i < n; i++)
         sb_index(b, &keys[i], pid, false);
 }
 
-static void person_delete(sbatch *b, const idl_record *r, uint64_t pid)
+static void person_delete(idl_store *s, sbatch *b, const idl_record *r, uint64_t pid)
 {
     uint8_t k[8];
     idl_be64_put(k, pid);
-    index_delete(b, r, pid);
+    index_delete(b, r, pid, !idl_store_person_suppressed(s, pid));
     sb_del(b, IDL_CF_PERSONS, k, 8);
 }
 
@@ -1274,7 +1280,7 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
         if (idl_record_is_child(r, y, m, d)) {
             out.outcome = IDL_UP_CHILD;
             if (had) {
-                person_delete(b, old, pid);
+                person_delete(s, b, old, pid);
                 total--;
                 if (was_supp) supp--;
                 purged++;
@@ -1284,7 +1290,7 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
                 sb_del(b, IDL_CF_PERSONS, pk, 8);
             }
         } else {
-            if (had) index_delete(b, old, pid);
+            if (had) index_delete(b, old, pid, !was_supp);
             bool now_supp = was_supp || carries_suppressed(s, r);
             if (now_supp && !was_supp) {
                 uint8_t sk[9], tv[8];
@@ -1302,8 +1308,12 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
                 break;
             }
             sb_put(b, IDL_CF_PERSONS, pk, 8, buf.data, buf.len);
+            /* A suppressed person keeps its identifier entries (OptOut and
+             * Disclosures by identifier still reach it) but has no name
+             * entries, so a name search costs what it costs for a stranger
+             * (API.md §5; see unindex_names). */
             idl_hkey keys[IDL_RECORD_KEYS_MAX];
-            size_t nk = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, true);
+            size_t nk = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, !now_supp);
             for (size_t k = 0; k < nk; k++)
                 sb_index(b, &keys[k], pid, true);
             if (now_supp) nsk = sb_suppress_keys(s, b, r, suppkeys);
@@ -1428,7 +1438,7 @@ int idl_store_purge_child(idl_store *s, uint64_t pid)
         uint64_t total = atomic_load(&s->persons_total) - 1;
         uint64_t supp = atomic_load(&s->persons_suppressed) - (was_supp ? 1 : 0);
         uint64_t purged = atomic_load(&s->children_purged) + 1;
-        person_delete(b, r, pid);
+        person_delete(s, b, r, pid);
         put_counters(s, b, total, supp, purged);
         rc = sb_commit(s, b, false);
         if (rc == IDL_OK) {
@@ -1446,6 +1456,34 @@ out:
     sb_free(b);
     free(r);
     return rc;
+}
+
+/* Takes a newly suppressed person out of the name entries (name, fgl, lnf,
+ * dob keys).  Suppressed identifiers are probed as absent keys at lookup;
+ * names are never suppressed keys, so without this a name search for an
+ * opted-out person would read a filed entry where a stranger's reads none,
+ * and the time it takes would tell them apart. */
+static void unindex_names(idl_store *s, idl_store_batch *b, const idl_record *r, uint64_t pid)
+{
+    idl_hkey keys[IDL_RECORD_KEYS_MAX];
+    size_t nid = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, false);
+    size_t nall = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, true);
+    uint8_t op[IDX_OP_LEN];
+    op[0] = '-';
+    idl_be64_put(op + 1, pid);
+    for (size_t i = nid; i < nall; i++) {
+        /* The sole holder's entry is deleted outright: a '-' operand would
+         * leave a key that every read must find and fold to nothing, which
+         * costs more than a key that is not there.  A tombstone costs no
+         * more, and the bottommost compaction drops it. */
+        uint64_t held[2];
+        size_t n = 0;
+        if (idl_store_probe(s, &keys[i], held, 2, &n, NULL) == IDL_OK && n == 1 && held[0] == pid)
+            rocksdb_writebatch_delete_cf(b->wb, s->cf[IDL_CF_IDX], (const char *)keys[i].b, 16);
+        else
+            rocksdb_writebatch_merge_cf(b->wb, s->cf[IDL_CF_IDX], (const char *)keys[i].b, 16,
+                                        (const char *)op, IDX_OP_LEN);
+    }
 }
 
 static int cmp_pid(const void *a, const void *b)
@@ -1510,6 +1548,7 @@ int idl_store_suppress(idl_store *s, const uint64_t *given, size_t npids, const 
                 mirror[nmirror++] = pk16[k];
             }
             if (!was) {
+                unindex_names(s, b, r, pids[i]);
                 count++;
                 supp++;
             }

@@ -1,6 +1,7 @@
 /* idlookup-timing: does the time a reply takes tell identifier classes
  * apart?  (API.md §5: a suppressed identifier must cost what a never-stored
- * one costs.)  Each FILE is one class, one email per line; requests go one
+ * one costs.)  Each FILE is one class, one email per line (or "first|last"
+ * for a search by name); requests go one
  * at a time, one per class in turn in a shuffled order, so machine drift
  * and noise fall on every class alike.  Prints each class's median, mean
  * and spread in microseconds.
@@ -161,9 +162,18 @@ int main(int argc, char **argv)
             msgpack_sbuffer_clear(&sb);
             msgpack_packer pk;
             msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-            msgpack_pack_map(&pk, 1);
-            msgpack_pack_str_with_body(&pk, "email", 5);
-            msgpack_pack_str_with_body(&pk, e, strlen(e));
+            const char *bar = strchr(e, '|');
+            if (bar) { /* "first|last": a name search */
+                msgpack_pack_map(&pk, 2);
+                msgpack_pack_str_with_body(&pk, "first_name", 10);
+                msgpack_pack_str_with_body(&pk, e, (size_t)(bar - e));
+                msgpack_pack_str_with_body(&pk, "last_name", 9);
+                msgpack_pack_str_with_body(&pk, bar + 1, strlen(bar + 1));
+            } else {
+                msgpack_pack_map(&pk, 1);
+                msgpack_pack_str_with_body(&pk, "email", 5);
+                msgpack_pack_str_with_body(&pk, e, strlen(e));
+            }
             idl_reply *rep = NULL;
             double t0 = now_us();
             int rc = idl_client_call(c, method, sb.data, sb.size, -1, 5000, &rep);
