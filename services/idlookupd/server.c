@@ -354,8 +354,17 @@ static void handle(idld_worker *w, const void *data, size_t len)
                 }
             } else {
                 /* Batch takes no token itself: what is left is read after
-                 * its inner calls took theirs. */
+                 * its inner calls took theirs.  But on a bucket already
+                 * empty it is refused whole, as one log entry: otherwise a
+                 * limited key writes 101 entries per Batch for nothing. */
+                uint32_t retry = 0;
                 rate_meta = true;
+                if (idl_key_has_token(c.key, t0, &retry)) {
+                    c.retry_after_ms = retry;
+                    code = idld_fail(&c, IDL_RESOURCE_EXHAUSTED, NULL,
+                                     "rate limit of %u requests/s exceeded; retry in %u ms",
+                                     c.kinfo->rate, retry);
+                }
             }
         }
     }
