@@ -24,7 +24,8 @@ static const char usage[] =
     "usage: idlookupd --data DIR --keys FILE [--listen URL] [options]\n"
     "\n"
     "  --data DIR              the RocksDB store (created if missing)\n"
-    "  --keys FILE             the API key file (see `idlookup keys`); reloaded on SIGHUP\n"
+    "  --keys FILE             the API key file (see `idlookup keys`); reloaded on SIGHUP;\n"
+    "                          refused when world-writable\n"
     "  --listen URL            tcp://HOST:PORT or ipc:///PATH (default tcp://127.0.0.1:7411)\n"
     "  --workers N             nng contexts serving requests concurrently (default 64)\n"
     "  --cache-mb N            RocksDB block cache in MiB (default 256)\n"
@@ -35,7 +36,8 @@ static const char usage[] =
     "  --log-retention-days N  delete query-log entries older than N days (default 400;\n"
     "                          0 keeps them forever); applied at start and hourly\n"
     "  --fingerprint-key FILE  secret for query fingerprints (default DIR/fingerprint.key,\n"
-    "                          created on first start)\n"
+    "                          created 0600 on first start; refused when others may read\n"
+    "                          or write it)\n"
     "  --drain-ms N            on SIGTERM/SIGINT, answer NOT_SERVING/UNAVAILABLE for N ms\n"
     "                          before closing (default 500)\n"
     "  --no-query-log          do not log queries (benchmark comparison only: it breaks the\n"
@@ -53,6 +55,25 @@ static int parse_uint(const char *flag, const char *s, unsigned long lo, unsigne
     }
     *out = (unsigned long)v;
     return 0;
+}
+
+/* Refuses a secret file others can read or change: err gets one line naming
+ * the file and its mode.  A missing file passes (the caller reports it, or
+ * creates it).  what: "key file", "fingerprint key"; no_read: whether
+ * world-readable is refused too (the key file holds only hashes, so only
+ * writing it matters; the fingerprint key is the secret itself). */
+static int check_mode(const char *path, const char *what, bool no_read, char err[256])
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) return IDL_OK;
+    unsigned mode = (unsigned)(sb.st_mode & 07777);
+    const char *bad = (mode & S_IWOTH)              ? "world-writable"
+                      : no_read && (mode & S_IROTH) ? "world-readable"
+                                                    : NULL;
+    if (!bad) return IDL_OK;
+    snprintf(err, 256, "%s %s has mode %04o: it is %s; refusing it (chmod 600 %s)", what, path,
+             mode, bad, path);
+    return IDL_PERMISSION_DENIED;
 }
 
 /* Builds the Describe body from the embedded schema: the ten methods with
@@ -196,21 +217,26 @@ int main(int argc, char **argv)
     size_t n_old = 0;
     idld_pool *pool = NULL;
     char *kerr = NULL;
+    if (check_mode(keys, "key file", false, err)) {
+        fprintf(stderr, "idlookupd: %s\n", err);
+        return 1;
+    }
     if (idl_keyring_load(keys, &kr, &kerr) != IDL_OK) {
         fprintf(stderr, "idlookupd: %s\n", kerr ? kerr : "cannot load the key file");
         free(kerr);
         return 1;
     }
     atomic_store(&st.keys, kr);
-    if (build_describe(&st, err)) goto fail;
-    mkdir(data, 0700);
-    idl_store_opts so = {.cache_mb = cache_mb, .yield_compactions = true};
-    if (idl_store_open(&st.store, data, &so, err)) goto fail;
     char fpbuf[PATH_MAX];
     if (!fpkey) {
         snprintf(fpbuf, sizeof fpbuf, "%s/fingerprint.key", data);
         fpkey = fpbuf;
     }
+    if (check_mode(fpkey, "fingerprint key", true, err)) goto fail;
+    if (build_describe(&st, err)) goto fail;
+    mkdir(data, 0700);
+    idl_store_opts so = {.cache_mb = cache_mb, .yield_compactions = true};
+    if (idl_store_open(&st.store, data, &so, err)) goto fail;
     if (idl_qlog_open(&st.qlog, st.store, fpkey, (unsigned)flush_ms, (unsigned)retention, err))
         goto fail;
     if (idld_assist_new(&st.assist, batch_threads)) {
@@ -225,6 +251,11 @@ int main(int argc, char **argv)
         if (sigwait(&set, &sig) != 0) continue;
         if (sig == SIGHUP) {
             idl_keyring *nk = NULL;
+            if (check_mode(keys, "key file", false, err)) {
+                fprintf(stderr, "idlookupd: SIGHUP: keeping the old keys: %s\n", err);
+                err[0] = 0;
+                continue;
+            }
             if (idl_keyring_load(keys, &nk, &kerr) != IDL_OK) {
                 fprintf(stderr, "idlookupd: SIGHUP: keeping the old keys: %s\n",
                         kerr ? kerr : "cannot load the key file");
