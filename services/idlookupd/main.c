@@ -119,6 +119,26 @@ static int build_describe(idld_state *st, char err[256])
     return IDL_OK;
 }
 
+/* Key rings retired by SIGHUP and not yet freed: a request may still be
+ * using one (see idld_pool_ring_in_use). */
+typedef struct {
+    idl_keyring **v;
+    size_t n, cap;
+} retired;
+
+/* Frees every retired ring no request uses any more. */
+static void reap_rings(retired *r, const idld_pool *pool)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (idld_pool_ring_in_use(pool, r->v[i]))
+            r->v[k++] = r->v[i];
+        else
+            idl_keyring_free(r->v[i]);
+    }
+    r->n = k;
+}
+
 int main(int argc, char **argv)
 {
     const char *data = NULL, *keys = NULL, *listen = "tcp://127.0.0.1:7411", *fpkey = NULL;
@@ -213,8 +233,7 @@ int main(int argc, char **argv)
     char err[256] = "";
     idld_state st = {.log_queries = log_queries, .start_mono_us = idld_mono_us()};
     idl_keyring *kr = NULL;
-    idl_keyring *old_keys[64];
-    size_t n_old = 0;
+    retired old = {0};
     idld_pool *pool = NULL;
     char *kerr = NULL;
     if (check_mode(keys, "key file", false, err)) {
@@ -247,8 +266,11 @@ int main(int argc, char **argv)
     fprintf(stderr, "idlookupd: serving on %s (%lu workers, store %s)\n", listen, workers, data);
 
     for (;;) {
-        int sig = 0;
-        if (sigwait(&set, &sig) != 0) continue;
+        /* Wakes each second while rings wait to be freed. */
+        struct timespec tick = {.tv_sec = 1};
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (old.n) reap_rings(&old, pool);
+        if (sig < 0) continue;
         if (sig == SIGHUP) {
             idl_keyring *nk = NULL;
             if (check_mode(keys, "key file", false, err)) {
@@ -264,9 +286,21 @@ int main(int argc, char **argv)
                 continue;
             }
             /* Handlers may still hold keys of the old ring: it is retired,
-             * not freed, until exit. */
-            idl_keyring *old = atomic_exchange(&st.keys, nk);
-            if (n_old < sizeof old_keys / sizeof *old_keys) old_keys[n_old++] = old;
+             * and freed once none does (at the latest a second later). */
+            if (old.n == old.cap) {
+                size_t cap = old.cap ? old.cap * 2 : 8;
+                idl_keyring **v = realloc(old.v, cap * sizeof *v);
+                if (!v) {
+                    /* Cannot retire it: keep serving the old keys. */
+                    fprintf(stderr, "idlookupd: SIGHUP: keeping the old keys: out of memory\n");
+                    idl_keyring_free(nk);
+                    continue;
+                }
+                old.v = v;
+                old.cap = cap;
+            }
+            old.v[old.n++] = atomic_exchange(&st.keys, nk);
+            reap_rings(&old, pool);
             fprintf(stderr, "idlookupd: SIGHUP: reloaded %zu keys\n", idl_keyring_count(nk));
             continue;
         }
@@ -287,8 +321,9 @@ fail:
     idl_qlog_close(st.qlog);
     idl_store_close(st.store);
     idl_keyring_free(atomic_load(&st.keys));
-    for (size_t i = 0; i < n_old; i++)
-        idl_keyring_free(old_keys[i]);
+    for (size_t i = 0; i < old.n; i++)
+        idl_keyring_free(old.v[i]);
+    free(old.v);
     free((void *)st.describe_body);
     if (rc == 0) fprintf(stderr, "idlookupd: stopped\n");
     return rc;

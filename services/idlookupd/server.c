@@ -267,7 +267,24 @@ struct idld_worker {
     idl_buf reply;
     idld_scratch *scratch;
     idl_qlog_entry log;
+    /* The key ring this worker's request uses (a hazard pointer): a ring
+     * retired by SIGHUP is freed once no worker holds it. */
+    _Atomic(idl_keyring *) ring;
 };
+
+/* Publishes the current key ring as in use by w and returns it.  The second
+ * load closes the race with a reload: a ring swapped out between the load
+ * and the publication is not used, so one a reaper saw unpublished after the
+ * swap is never picked up again. */
+static idl_keyring *ring_enter(idld_worker *w)
+{
+    idl_keyring *kr;
+    do {
+        kr = atomic_load(&w->st->keys);
+        atomic_store(&w->ring, kr);
+    } while (atomic_load(&w->st->keys) != kr);
+    return kr;
+}
 
 static void pack_meta(msgpack_packer *pk, const char *rid, const idl_key_info *ki, bool rate,
                       uint32_t remaining)
@@ -328,7 +345,7 @@ static void handle(idld_worker *w, const void *data, size_t len)
             req.method);
     }
     if (code == 0 && m->scope) {
-        kr = atomic_load(&st->keys);
+        kr = ring_enter(w);
         if (!req.auth) {
             code = idld_fail(&c, IDL_UNAUTHENTICATED, "authorization",
                              "missing API key: send meta authorization \"Bearer <key>\"");
@@ -427,6 +444,8 @@ static void handle(idld_worker *w, const void *data, size_t len)
     log->code = code;
     log->latency_us = (uint32_t)(idld_mono_us() - t0);
     if (st->qlog && st->log_queries) idl_qlog_append(st->qlog, log);
+    /* Nothing of the ring is used past here (the log entry holds copies). */
+    if (kr) atomic_store(&w->ring, NULL);
 }
 
 static void worker_cb(void *arg)
@@ -511,6 +530,13 @@ int idld_pool_start(idld_pool **out, idld_state *st, const char *url, size_t nwo
 fail:
     idld_pool_stop(p);
     return IDL_UNAVAILABLE;
+}
+
+bool idld_pool_ring_in_use(const idld_pool *p, const idl_keyring *kr)
+{
+    for (size_t i = 0; p && i < p->n; i++)
+        if (atomic_load(&p->workers[i].ring) == kr) return true;
+    return false;
 }
 
 void idld_pool_stop(idld_pool *p)
