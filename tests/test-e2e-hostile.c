@@ -239,7 +239,7 @@ static void send_timeout_frees_workers(void)
 {
     e2e_env e;
     e2e_init(&e);
-    const char *extra[] = {"--max-inflight-per-conn", "0", "--send-timeout-ms", "200", NULL};
+    const char *extra[] = {"--max-pending-replies", "0", "--send-timeout-ms", "200", NULL};
     e2e_start(&e, extra);
     flood f;
     flood_start(&f, e.url, DESCRIBE, 5000);

@@ -40,6 +40,15 @@ static const char usage[] =
     "                          or write it)\n"
     "  --drain-ms N            on SIGTERM/SIGINT, answer NOT_SERVING/UNAVAILABLE for N ms\n"
     "                          before closing (default 500)\n"
+    "  --send-timeout-ms N     a reply its connection has not taken within N ms is dropped and\n"
+    "                          the worker serves others (default 1000; 0: wait forever)\n"
+    "  --max-pending-replies N a connection with N replies it has not taken yet gets its\n"
+    "                          new requests dropped (logged, not answered), so one client\n"
+    "                          that does not read parks at most N workers (default:\n"
+    "                          --workers / 8, at least 1; 0: no cap)\n"
+    "  --idle-timeout-ms N     close a connection with nothing outstanding that has sent no\n"
+    "                          whole request for N ms, also one stuck mid-frame (default\n"
+    "                          60000; 0: never)\n"
     "  --no-query-log          do not log queries (benchmark comparison only: it breaks the\n"
     "                          logging promise and must not be used in production)\n"
     "  --help                  this text\n";
@@ -146,7 +155,20 @@ int main(int argc, char **argv)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned long batch_threads = ncpu > 0 ? (unsigned long)ncpu : 1;
     bool log_queries = true;
-    enum { O_WORKERS = 256, O_CACHE, O_FLUSH, O_RETENTION, O_FPKEY, O_DRAIN, O_NOLOG, O_BATCH };
+    unsigned long send_timeout = 1000, idle_ms = 60000, max_pending = ULONG_MAX;
+    enum {
+        O_WORKERS = 256,
+        O_CACHE,
+        O_FLUSH,
+        O_RETENTION,
+        O_FPKEY,
+        O_DRAIN,
+        O_NOLOG,
+        O_BATCH,
+        O_SENDTO,
+        O_INFLIGHT,
+        O_IDLE
+    };
     static const struct option opts[] = {
         {"data", required_argument, 0, 'd'},
         {"keys", required_argument, 0, 'k'},
@@ -159,6 +181,9 @@ int main(int argc, char **argv)
         {"drain-ms", required_argument, 0, O_DRAIN},
         {"no-query-log", no_argument, 0, O_NOLOG},
         {"batch-threads", required_argument, 0, O_BATCH},
+        {"send-timeout-ms", required_argument, 0, O_SENDTO},
+        {"max-pending-replies", required_argument, 0, O_INFLIGHT},
+        {"idle-timeout-ms", required_argument, 0, O_IDLE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -199,6 +224,15 @@ int main(int argc, char **argv)
         case O_BATCH:
             if (parse_uint("--batch-threads", optarg, 0, 256, &batch_threads)) return 2;
             break;
+        case O_SENDTO:
+            if (parse_uint("--send-timeout-ms", optarg, 0, 600000, &send_timeout)) return 2;
+            break;
+        case O_INFLIGHT:
+            if (parse_uint("--max-pending-replies", optarg, 0, 1000000, &max_pending)) return 2;
+            break;
+        case O_IDLE:
+            if (parse_uint("--idle-timeout-ms", optarg, 0, 86400000, &idle_ms)) return 2;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -214,6 +248,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "idlookupd: unexpected argument '%s' (see --help)\n", argv[optind]);
         return 2;
     }
+    if (max_pending == ULONG_MAX) max_pending = workers >= 8 ? workers / 8 : 1;
     if (!data || !keys) {
         fprintf(stderr, "idlookupd: %s is required (see --help)\n", !data ? "--data" : "--keys");
         return 2;
@@ -262,7 +297,11 @@ int main(int argc, char **argv)
         snprintf(err, 256, "cannot start %lu batch helper threads", batch_threads);
         goto fail;
     }
-    if (idld_pool_start(&pool, &st, listen, workers, err)) goto fail;
+    idld_pool_opts po = {.workers = workers,
+                         .send_timeout_ms = (uint32_t)send_timeout,
+                         .max_pending = (uint32_t)max_pending,
+                         .idle_ms = (uint32_t)idle_ms};
+    if (idld_pool_start(&pool, &st, listen, &po, err)) goto fail;
     fprintf(stderr, "idlookupd: serving on %s (%lu workers, store %s)\n", listen, workers, data);
 
     for (;;) {

@@ -6,12 +6,24 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct idld_pool idld_pool;
 typedef struct idld_worker idld_worker;
 
-/* Opens a rep0 socket on url with nworkers contexts and starts serving. */
-int idld_pool_start(idld_pool **out, idld_state *st, const char *url, size_t nworkers,
+/* How the pool guards itself against connections that do not read their
+ * replies or do not finish their frames (0 turns a guard off). */
+typedef struct {
+    size_t workers;           /* nng contexts serving requests */
+    uint32_t send_timeout_ms; /* a reply not handed to its connection by then is dropped */
+    uint32_t max_pending;     /* replies waiting for one connection to take them, beyond
+                               * which its new requests are dropped */
+    uint32_t idle_ms;         /* a connection with nothing outstanding and no whole request
+                               * for this long is closed (also one stuck mid-frame) */
+} idld_pool_opts;
+
+/* Opens a rep0 socket on url and starts serving with o's workers. */
+int idld_pool_start(idld_pool **out, idld_state *st, const char *url, const idld_pool_opts *o,
                     char err[256]);
 /* Whether a request being handled still uses key ring kr (one retired by a
  * reload is freed once not).  Thread-safe; NULL p: false. */
