@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,6 +147,50 @@ static void reap_rings(retired *r, const idld_pool *pool)
             idl_keyring_free(r->v[i]);
     }
     r->n = k;
+}
+
+typedef struct {
+    idld_pool *pool;
+    pthread_mutex_t lock;
+    pthread_cond_t done_cv;
+    bool done;
+} closer;
+
+static void *closer_main(void *arg)
+{
+    closer *c = arg;
+    idld_pool_stop(c->pool);
+    pthread_mutex_lock(&c->lock);
+    c->done = true;
+    pthread_cond_signal(&c->done_cv);
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+/* Stops the pool on another thread and waits for it up to ms: 0 when it
+ * stopped, -1 when it is still closing (the thread is left running). */
+static int close_with_deadline(idld_pool *pool, unsigned ms)
+{
+    static closer c = {.lock = PTHREAD_MUTEX_INITIALIZER, .done_cv = PTHREAD_COND_INITIALIZER};
+    c.pool = pool;
+    pthread_t th;
+    if (pthread_create(&th, NULL, closer_main, &c) != 0) {
+        idld_pool_stop(pool);
+        return 0;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)ms * 1000000u;
+    until.tv_sec += (time_t)(ns / 1000000000u);
+    until.tv_nsec = (long)(ns % 1000000000u);
+    pthread_mutex_lock(&c.lock);
+    while (!c.done)
+        if (pthread_cond_timedwait(&c.done_cv, &c.lock, &until) != 0) break;
+    bool done = c.done;
+    pthread_mutex_unlock(&c.lock);
+    if (!done) return -1;
+    pthread_join(th, NULL);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -350,7 +395,20 @@ int main(int argc, char **argv)
     struct timespec ts = {.tv_sec = (time_t)(drain_ms / 1000),
                           .tv_nsec = (long)(drain_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-    idld_pool_stop(pool);
+    /* The log and the store are made durable before the socket closes: in
+     * nng 1.5.2, nng_close can wait forever on a connection torn down
+     * mid-frame (busy clients, unread replies), and a supervisor's SIGKILL
+     * then lost up to a flush interval of log. */
+    idld_pool_quiesce(pool);
+    idl_qlog_close(st.qlog);
+    st.qlog = NULL;
+    idl_store_close(st.store);
+    st.store = NULL;
+    if (close_with_deadline(pool, 1000)) {
+        fprintf(stderr, "idlookupd: the socket did not close within 1 s; log and store are "
+                        "closed, exiting without it\n");
+        _exit(0);
+    }
     pool = NULL;
     rc = 0;
 fail:

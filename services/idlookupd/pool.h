@@ -25,6 +25,10 @@ typedef struct {
 /* Opens a rep0 socket on url and starts serving with o's workers. */
 int idld_pool_start(idld_pool **out, idld_state *st, const char *url, const idld_pool_opts *o,
                     char err[256]);
+/* Stops handling requests: waits for the handlers running and makes the
+ * workers drop what they receive from then on, so the query log and the
+ * store can be closed while the socket is still open.  NULL is fine. */
+void idld_pool_quiesce(idld_pool *p);
 /* Whether a request being handled still uses key ring kr (one retired by a
  * reload is freed once not).  Thread-safe; NULL p: false. */
 bool idld_pool_ring_in_use(const idld_pool *p, const idl_keyring *kr);

@@ -599,6 +599,10 @@ struct idld_pool {
     pthread_mutex_t sweep_lock;
     pthread_cond_t sweep_wake;
     bool stopping; /* guarded by sweep_lock */
+    /* Quiesce (SIGTERM): once stopped is set, no request is handled any
+     * more; active counts the handlers still running. */
+    atomic_bool stopped;
+    atomic_uint active;
 };
 
 static void worker_recv(idld_worker *w)
@@ -628,10 +632,21 @@ static void worker_cb(void *arg)
         return;
     }
     nng_msg *msg = nng_aio_get_msg(w->aio);
+    /* Counted before the check, so quiesce sees either the count or the
+     * flag: no handler starts after it returns. */
+    atomic_fetch_add(&p->active, 1);
+    if (atomic_load(&p->stopped)) {
+        /* The log and the store may be closed: drop it, and this worker
+         * receives no more. */
+        atomic_fetch_sub(&p->active, 1);
+        nng_msg_free(msg);
+        return;
+    }
     nng_pipe pipe = nng_msg_get_pipe(msg);
     uint32_t pid = (uint32_t)nng_pipe_id(pipe);
     bool shed = pipe_take(&p->pipes, pid, p->o.max_pending);
     handle(w, nng_msg_body(msg), nng_msg_len(msg), shed);
+    atomic_fetch_sub(&p->active, 1);
     if (shed) {
         nng_msg_free(msg);
         worker_recv(w);
@@ -763,6 +778,16 @@ int idld_pool_start(idld_pool **out, idld_state *st, const char *url, const idld
 fail:
     idld_pool_stop(p);
     return IDL_UNAVAILABLE;
+}
+
+void idld_pool_quiesce(idld_pool *p)
+{
+    if (!p) return;
+    atomic_store(&p->stopped, true);
+    while (atomic_load(&p->active) > 0) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 bool idld_pool_ring_in_use(const idld_pool *p, const idl_keyring *kr)
