@@ -624,10 +624,15 @@ static void partial_frame_is_closed(void)
     CHECKM(closed, "a connection holding a partial frame was still open after 6 s");
     CHECKM(took >= 900000, "closed after %lld ms, before the 1 s timeout", took / 1000);
     if (fd >= 0) close(fd);
-    /* a well-behaved client whose idle connection was closed reconnects */
-    idl_reply *r = NULL;
+    /* a well-behaved client whose idle connection was closed reconnects by
+     * itself; a request sent just as the server closes it fails with a reset
+     * (req0 does not resend: the README says so), so a second try is allowed */
     sleep_ms(2500);
-    CHECK(idl_client_call(e.c, HEALTH, NULL, 0, -1, 3000, &r) == 0 && r->code == 0);
+    idl_reply *r = NULL;
+    int rc = idl_client_call(e.c, HEALTH, NULL, 0, -1, 3000, &r);
+    if (rc != 0) rc = idl_client_call(e.c, HEALTH, NULL, 0, -1, 3000, &r);
+    CHECKM(rc == 0 && r->code == 0, "Health after idle closes: rc %d code %d", rc,
+           r ? r->code : -1);
     idl_reply_free(r);
     CHECK(e2e_stop(&e) == 0);
     e2e_cleanup(&e);
