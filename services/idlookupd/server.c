@@ -268,13 +268,15 @@ typedef enum { W_RECV, W_SEND } wstate;
  * - a send timeout: a reply still waiting after it is dropped, and its
  *   worker goes back to receiving;
  * - a cap on the replies waiting for one connection to take them: a request
- *   arriving on a connection with cap replies waiting is logged
+ *   arriving on a connection with cap replies waiting that has taken none
+ *   for 100 ms (or with half the pool waiting, whatever it takes) is logged
  *   (RESOURCE_EXHAUSTED) and dropped without a reply, so one connection
- *   parks at most cap workers and the rest serve everyone else.  Replies
- *   waiting, not requests outstanding: a client that reads keeps almost
- *   none waiting however many requests it has in flight (the bench runs
- *   -c 16 and more on one connection), while one that does not read
- *   reaches the cap at once.  Dropping rather than closing the
+ *   parks about cap workers and the rest serve everyone else.  Replies
+ *   waiting and progress, not requests outstanding: a client that reads
+ *   keeps replies moving however many requests it has in flight (the bench
+ *   runs 16 contexts and more on one connection, and under load a dozen of
+ *   their replies queue), while one that does not read stops taking any.
+ *   Dropping rather than closing the
  *   connection: in nng 1.5.2, closing a pipe while its transport is between
  *   two reads of a frame (a client streaming requests) can leave the pipe's
  *   teardown waiting forever on its receive; the reaper thread then stalls,
@@ -296,6 +298,7 @@ typedef struct pipe_ent {
     uint32_t id;
     uint32_t inflight; /* received, reply not yet handed to the connection */
     uint32_t pending;  /* of those, replies waiting for the connection to take them */
+    uint64_t sent_us;  /* when it connected or last took a reply */
     uint64_t last_us;  /* when it connected or its last whole request was taken */
     bool closed;       /* the idle sweep closed it (the entry stays until REM_POST) */
     struct pipe_ent *next;
@@ -334,7 +337,7 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
         pipe_ent *e = calloc(1, sizeof *e);
         if (!e) return; /* unguarded, but served */
         e->id = id;
-        e->last_us = idld_mono_us();
+        e->last_us = e->sent_us = idld_mono_us();
         pthread_mutex_lock(&sh->lock);
         e->next = sh->head;
         sh->head = e;
@@ -349,17 +352,26 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
     }
 }
 
-/* A request arrived on connection id: counts it, and says whether the
- * connection already has cap replies waiting (then it is not counted). */
-static bool pipe_take(pipe_table *t, uint32_t id, uint32_t cap)
+/* A connection with replies waiting that has taken none for this long is
+ * not reading.  A reader under load (16 contexts on one connection, two
+ * busy cores) queues a dozen replies but takes one every few ms. */
+#define PIPE_STALL_US 100000u
+
+/* A request arrived on connection id: counts it, and says whether to drop
+ * it (then it is not counted): cap replies are waiting and the connection
+ * has taken none for PIPE_STALL_US, or hard_cap are waiting whatever it
+ * takes (a client reconnecting faster than the stall shows). */
+static bool pipe_take(pipe_table *t, uint32_t id, uint32_t cap, uint32_t hard_cap)
 {
     pipe_shard *sh = shard_of(t, id);
     bool over = false;
     pthread_mutex_lock(&sh->lock);
     pipe_ent *e = *find_ent(sh, id);
     if (e) {
-        e->last_us = idld_mono_us();
-        if (cap && e->pending >= cap)
+        uint64_t now = idld_mono_us();
+        e->last_us = now;
+        if (cap && e->pending >= cap &&
+            (e->pending >= hard_cap || now - e->sent_us >= PIPE_STALL_US))
             over = true;
         else
             e->inflight++;
@@ -378,15 +390,16 @@ static void pipe_sending(pipe_table *t, uint32_t id)
     pthread_mutex_unlock(&sh->lock);
 }
 
-/* A request's reply was handed over or dropped (sent: after pipe_sending),
- * or its connection is gone. */
-static void pipe_done(pipe_table *t, uint32_t id, bool sent)
+/* A request's reply was handed over (taken) or dropped (sent: after
+ * pipe_sending), or its connection is gone. */
+static void pipe_done(pipe_table *t, uint32_t id, bool sent, bool taken)
 {
     pipe_shard *sh = shard_of(t, id);
     pthread_mutex_lock(&sh->lock);
     pipe_ent *e = *find_ent(sh, id);
     if (e && e->inflight) e->inflight--;
     if (e && sent && e->pending) e->pending--;
+    if (e && taken) e->sent_us = idld_mono_us();
     pthread_mutex_unlock(&sh->lock);
 }
 
@@ -620,7 +633,7 @@ static void worker_cb(void *arg)
     if (w->state == W_SEND) {
         /* Sent, timed out (dropped: see "connections" above) or closed. */
         if (rv != 0) nng_msg_free(nng_aio_get_msg(w->aio));
-        pipe_done(&p->pipes, w->pipe_id, true);
+        pipe_done(&p->pipes, w->pipe_id, true, rv == 0);
         w->pipe_id = 0;
         if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) return;
         worker_recv(w);
@@ -644,7 +657,9 @@ static void worker_cb(void *arg)
     }
     nng_pipe pipe = nng_msg_get_pipe(msg);
     uint32_t pid = (uint32_t)nng_pipe_id(pipe);
-    bool shed = pipe_take(&p->pipes, pid, p->o.max_pending);
+    uint32_t hard =
+        (uint32_t)(p->n / 2) > p->o.max_pending ? (uint32_t)(p->n / 2) : p->o.max_pending;
+    bool shed = pipe_take(&p->pipes, pid, p->o.max_pending, hard);
     handle(w, nng_msg_body(msg), nng_msg_len(msg), shed);
     atomic_fetch_sub(&p->active, 1);
     if (shed) {
@@ -656,7 +671,7 @@ static void worker_cb(void *arg)
     if (w->reply.failed || nng_msg_append(msg, w->reply.data, w->reply.len) != 0) {
         /* Out of memory for the reply: drop it; the client's wait expires. */
         nng_msg_free(msg);
-        pipe_done(&p->pipes, pid, false);
+        pipe_done(&p->pipes, pid, false, false);
         worker_recv(w);
         return;
     }
