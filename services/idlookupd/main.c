@@ -212,7 +212,7 @@ int main(int argc, char **argv)
         O_NOLOG,
         O_BATCH,
         O_SENDTO,
-        O_INFLIGHT,
+        O_PENDING,
         O_IDLE
     };
     static const struct option opts[] = {
@@ -228,7 +228,7 @@ int main(int argc, char **argv)
         {"no-query-log", no_argument, 0, O_NOLOG},
         {"batch-threads", required_argument, 0, O_BATCH},
         {"send-timeout-ms", required_argument, 0, O_SENDTO},
-        {"max-pending-replies", required_argument, 0, O_INFLIGHT},
+        {"max-pending-replies", required_argument, 0, O_PENDING},
         {"idle-timeout-ms", required_argument, 0, O_IDLE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -273,7 +273,7 @@ int main(int argc, char **argv)
         case O_SENDTO:
             if (parse_uint("--send-timeout-ms", optarg, 0, 600000, &send_timeout)) return 2;
             break;
-        case O_INFLIGHT:
+        case O_PENDING:
             if (parse_uint("--max-pending-replies", optarg, 0, 1000000, &max_pending)) return 2;
             break;
         case O_IDLE:
