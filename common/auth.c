@@ -609,6 +609,25 @@ void idl_key_peek(idl_key *key, uint64_t now_us, uint32_t *remaining)
     *remaining = (uint32_t)(tokens / MICRO);
 }
 
+int idl_key_has_token(idl_key *key, uint64_t now_us, uint32_t *retry_after_ms)
+{
+    uint64_t rate = key->info.rate;
+    pthread_mutex_lock(&key->lock);
+    uint64_t tokens = key->tokens;
+    if (now_us > key->last_us) {
+        uint64_t elapsed = now_us - key->last_us;
+        if (elapsed > MICRO) elapsed = MICRO;
+        tokens += elapsed * rate;
+        if (tokens > rate * MICRO) tokens = rate * MICRO;
+    }
+    pthread_mutex_unlock(&key->lock);
+    if (tokens >= MICRO) return IDL_OK;
+    uint64_t wait_us = (MICRO - tokens + rate - 1) / rate;
+    uint64_t wait_ms = (wait_us + 999) / 1000;
+    if (retry_after_ms) *retry_after_ms = (uint32_t)(wait_ms ? wait_ms : 1);
+    return IDL_RESOURCE_EXHAUSTED;
+}
+
 /* ---------------------------------------------------------------- editing */
 
 static int write_all(int fd, const char *buf, size_t len)

@@ -89,6 +89,12 @@ int idl_key_take(idl_key *key, uint64_t now_us, uint32_t *remaining, uint32_t *r
  * ratelimit-remaining of calls that take no token themselves). */
 void idl_key_peek(idl_key *key, uint64_t now_us, uint32_t *remaining);
 
+/* Whether the bucket holds at least one whole token at now_us, taking none:
+ * 0, or IDL_RESOURCE_EXHAUSTED and the milliseconds until one is back (for
+ * Batch, which takes no token itself but is refused whole on an empty
+ * bucket).  Thread-safe. */
+int idl_key_has_token(idl_key *key, uint64_t now_us, uint32_t *retry_after_ms);
+
 /* Key-file editing for `idlookup keys`.  add: creates the file (mode 0600) if
  * missing, appends a new active key and writes the secret (NUL-terminated)
  * into secret and its id into id_out (both only on success).  revoke: rewrites

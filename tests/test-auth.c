@@ -567,6 +567,12 @@ static void bucket_arithmetic(void)
     retry = 0;
     CHECK_INT(idl_key_take(k, t, &left, &retry), IDL_RESOURCE_EXHAUSTED);
     CHECK_INT(retry, 100); /* one token per 100 ms */
+    /* has_token says the same as take, and takes nothing. */
+    retry = 0;
+    CHECK_INT(idl_key_has_token(k, t + 30000, &retry), IDL_RESOURCE_EXHAUSTED);
+    CHECK_INT(retry, 70);
+    CHECK_INT(idl_key_has_token(k, t + 100000, &retry), IDL_OK);
+    CHECK_INT(idl_key_has_token(k, t + 100000, NULL), IDL_OK);
     CHECK_INT(idl_key_take(k, t + 30000, &left, &retry), IDL_RESOURCE_EXHAUSTED);
     CHECK_INT(retry, 70);
     CHECK_INT(idl_key_take(k, t + 99999, &left, &retry), IDL_RESOURCE_EXHAUSTED);

@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,8 @@ static const char usage[] =
     "usage: idlookupd --data DIR --keys FILE [--listen URL] [options]\n"
     "\n"
     "  --data DIR              the RocksDB store (created if missing)\n"
-    "  --keys FILE             the API key file (see `idlookup keys`); reloaded on SIGHUP\n"
+    "  --keys FILE             the API key file (see `idlookup keys`); reloaded on SIGHUP;\n"
+    "                          refused when world-writable\n"
     "  --listen URL            tcp://HOST:PORT or ipc:///PATH (default tcp://127.0.0.1:7411)\n"
     "  --workers N             nng contexts serving requests concurrently (default 64)\n"
     "  --cache-mb N            RocksDB block cache in MiB (default 256)\n"
@@ -35,9 +37,20 @@ static const char usage[] =
     "  --log-retention-days N  delete query-log entries older than N days (default 400;\n"
     "                          0 keeps them forever); applied at start and hourly\n"
     "  --fingerprint-key FILE  secret for query fingerprints (default DIR/fingerprint.key,\n"
-    "                          created on first start)\n"
+    "                          created 0600 on first start; refused when others may read\n"
+    "                          or write it)\n"
     "  --drain-ms N            on SIGTERM/SIGINT, answer NOT_SERVING/UNAVAILABLE for N ms\n"
     "                          before closing (default 500)\n"
+    "  --send-timeout-ms N     a reply its connection has not taken within N ms is dropped and\n"
+    "                          the worker serves others (default 1000; 0: wait forever)\n"
+    "  --max-pending-replies N a connection with N replies waiting that has taken none for\n"
+    "                          100 ms (or with half the pool's waiting) gets its new requests\n"
+    "                          dropped (logged, not answered), so a client that does not read\n"
+    "                          parks about N workers (default: --workers / 8, at least 1;\n"
+    "                          0: no cap)\n"
+    "  --idle-timeout-ms N     close a connection with nothing outstanding that has sent no\n"
+    "                          whole request for N ms, also one stuck mid-frame (default\n"
+    "                          60000; 0: never)\n"
     "  --no-query-log          do not log queries (benchmark comparison only: it breaks the\n"
     "                          logging promise and must not be used in production)\n"
     "  --help                  this text\n";
@@ -53,6 +66,25 @@ static int parse_uint(const char *flag, const char *s, unsigned long lo, unsigne
     }
     *out = (unsigned long)v;
     return 0;
+}
+
+/* Refuses a secret file others can read or change: err gets one line naming
+ * the file and its mode.  A missing file passes (the caller reports it, or
+ * creates it).  what: "key file", "fingerprint key"; no_read: whether
+ * world-readable is refused too (the key file holds only hashes, so only
+ * writing it matters; the fingerprint key is the secret itself). */
+static int check_mode(const char *path, const char *what, bool no_read, char err[256])
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) return IDL_OK;
+    unsigned mode = (unsigned)(sb.st_mode & 07777);
+    const char *bad = (mode & S_IWOTH)              ? "world-writable"
+                      : no_read && (mode & S_IROTH) ? "world-readable"
+                                                    : NULL;
+    if (!bad) return IDL_OK;
+    snprintf(err, 256, "%s %s has mode %04o: it is %s; refusing it (chmod 600 %s)", what, path,
+             mode, bad, path);
+    return IDL_PERMISSION_DENIED;
 }
 
 /* Builds the Describe body from the embedded schema: the ten methods with
@@ -98,6 +130,70 @@ static int build_describe(idld_state *st, char err[256])
     return IDL_OK;
 }
 
+/* Key rings retired by SIGHUP and not yet freed: a request may still be
+ * using one (see idld_pool_ring_in_use). */
+typedef struct {
+    idl_keyring **v;
+    size_t n, cap;
+} retired;
+
+/* Frees every retired ring no request uses any more. */
+static void reap_rings(retired *r, const idld_pool *pool)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (idld_pool_ring_in_use(pool, r->v[i]))
+            r->v[k++] = r->v[i];
+        else
+            idl_keyring_free(r->v[i]);
+    }
+    r->n = k;
+}
+
+typedef struct {
+    idld_pool *pool;
+    pthread_mutex_t lock;
+    pthread_cond_t done_cv;
+    bool done;
+} closer;
+
+static void *closer_main(void *arg)
+{
+    closer *c = arg;
+    idld_pool_stop(c->pool);
+    pthread_mutex_lock(&c->lock);
+    c->done = true;
+    pthread_cond_signal(&c->done_cv);
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+/* Stops the pool on another thread and waits for it up to ms: 0 when it
+ * stopped, -1 when it is still closing (the thread is left running). */
+static int close_with_deadline(idld_pool *pool, unsigned ms)
+{
+    static closer c = {.lock = PTHREAD_MUTEX_INITIALIZER, .done_cv = PTHREAD_COND_INITIALIZER};
+    c.pool = pool;
+    pthread_t th;
+    if (pthread_create(&th, NULL, closer_main, &c) != 0) {
+        idld_pool_stop(pool);
+        return 0;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)ms * 1000000u;
+    until.tv_sec += (time_t)(ns / 1000000000u);
+    until.tv_nsec = (long)(ns % 1000000000u);
+    pthread_mutex_lock(&c.lock);
+    while (!c.done)
+        if (pthread_cond_timedwait(&c.done_cv, &c.lock, &until) != 0) break;
+    bool done = c.done;
+    pthread_mutex_unlock(&c.lock);
+    if (!done) return -1;
+    pthread_join(th, NULL);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *data = NULL, *keys = NULL, *listen = "tcp://127.0.0.1:7411", *fpkey = NULL;
@@ -105,7 +201,20 @@ int main(int argc, char **argv)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned long batch_threads = ncpu > 0 ? (unsigned long)ncpu : 1;
     bool log_queries = true;
-    enum { O_WORKERS = 256, O_CACHE, O_FLUSH, O_RETENTION, O_FPKEY, O_DRAIN, O_NOLOG, O_BATCH };
+    unsigned long send_timeout = 1000, idle_ms = 60000, max_pending = ULONG_MAX;
+    enum {
+        O_WORKERS = 256,
+        O_CACHE,
+        O_FLUSH,
+        O_RETENTION,
+        O_FPKEY,
+        O_DRAIN,
+        O_NOLOG,
+        O_BATCH,
+        O_SENDTO,
+        O_PENDING,
+        O_IDLE
+    };
     static const struct option opts[] = {
         {"data", required_argument, 0, 'd'},
         {"keys", required_argument, 0, 'k'},
@@ -118,6 +227,9 @@ int main(int argc, char **argv)
         {"drain-ms", required_argument, 0, O_DRAIN},
         {"no-query-log", no_argument, 0, O_NOLOG},
         {"batch-threads", required_argument, 0, O_BATCH},
+        {"send-timeout-ms", required_argument, 0, O_SENDTO},
+        {"max-pending-replies", required_argument, 0, O_PENDING},
+        {"idle-timeout-ms", required_argument, 0, O_IDLE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -158,6 +270,15 @@ int main(int argc, char **argv)
         case O_BATCH:
             if (parse_uint("--batch-threads", optarg, 0, 256, &batch_threads)) return 2;
             break;
+        case O_SENDTO:
+            if (parse_uint("--send-timeout-ms", optarg, 0, 600000, &send_timeout)) return 2;
+            break;
+        case O_PENDING:
+            if (parse_uint("--max-pending-replies", optarg, 0, 1000000, &max_pending)) return 2;
+            break;
+        case O_IDLE:
+            if (parse_uint("--idle-timeout-ms", optarg, 0, 86400000, &idle_ms)) return 2;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -173,6 +294,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "idlookupd: unexpected argument '%s' (see --help)\n", argv[optind]);
         return 2;
     }
+    if (max_pending == ULONG_MAX) max_pending = workers >= 8 ? workers / 8 : 1;
     if (!data || !keys) {
         fprintf(stderr, "idlookupd: %s is required (see --help)\n", !data ? "--data" : "--keys");
         return 2;
@@ -192,39 +314,55 @@ int main(int argc, char **argv)
     char err[256] = "";
     idld_state st = {.log_queries = log_queries, .start_mono_us = idld_mono_us()};
     idl_keyring *kr = NULL;
-    idl_keyring *old_keys[64];
-    size_t n_old = 0;
+    retired old = {0};
     idld_pool *pool = NULL;
     char *kerr = NULL;
+    if (check_mode(keys, "key file", false, err)) {
+        fprintf(stderr, "idlookupd: %s\n", err);
+        return 1;
+    }
     if (idl_keyring_load(keys, &kr, &kerr) != IDL_OK) {
         fprintf(stderr, "idlookupd: %s\n", kerr ? kerr : "cannot load the key file");
         free(kerr);
         return 1;
     }
     atomic_store(&st.keys, kr);
-    if (build_describe(&st, err)) goto fail;
-    mkdir(data, 0700);
-    idl_store_opts so = {.cache_mb = cache_mb, .yield_compactions = true};
-    if (idl_store_open(&st.store, data, &so, err)) goto fail;
     char fpbuf[PATH_MAX];
     if (!fpkey) {
         snprintf(fpbuf, sizeof fpbuf, "%s/fingerprint.key", data);
         fpkey = fpbuf;
     }
+    if (check_mode(fpkey, "fingerprint key", true, err)) goto fail;
+    if (build_describe(&st, err)) goto fail;
+    mkdir(data, 0700);
+    idl_store_opts so = {.cache_mb = cache_mb, .yield_compactions = true};
+    if (idl_store_open(&st.store, data, &so, err)) goto fail;
     if (idl_qlog_open(&st.qlog, st.store, fpkey, (unsigned)flush_ms, (unsigned)retention, err))
         goto fail;
     if (idld_assist_new(&st.assist, batch_threads)) {
         snprintf(err, 256, "cannot start %lu batch helper threads", batch_threads);
         goto fail;
     }
-    if (idld_pool_start(&pool, &st, listen, workers, err)) goto fail;
+    idld_pool_opts po = {.workers = workers,
+                         .send_timeout_ms = (uint32_t)send_timeout,
+                         .max_pending = (uint32_t)max_pending,
+                         .idle_ms = (uint32_t)idle_ms};
+    if (idld_pool_start(&pool, &st, listen, &po, err)) goto fail;
     fprintf(stderr, "idlookupd: serving on %s (%lu workers, store %s)\n", listen, workers, data);
 
     for (;;) {
-        int sig = 0;
-        if (sigwait(&set, &sig) != 0) continue;
+        /* Wakes each second while rings wait to be freed. */
+        struct timespec tick = {.tv_sec = 1};
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (old.n) reap_rings(&old, pool);
+        if (sig < 0) continue;
         if (sig == SIGHUP) {
             idl_keyring *nk = NULL;
+            if (check_mode(keys, "key file", false, err)) {
+                fprintf(stderr, "idlookupd: SIGHUP: keeping the old keys: %s\n", err);
+                err[0] = 0;
+                continue;
+            }
             if (idl_keyring_load(keys, &nk, &kerr) != IDL_OK) {
                 fprintf(stderr, "idlookupd: SIGHUP: keeping the old keys: %s\n",
                         kerr ? kerr : "cannot load the key file");
@@ -233,9 +371,21 @@ int main(int argc, char **argv)
                 continue;
             }
             /* Handlers may still hold keys of the old ring: it is retired,
-             * not freed, until exit. */
-            idl_keyring *old = atomic_exchange(&st.keys, nk);
-            if (n_old < sizeof old_keys / sizeof *old_keys) old_keys[n_old++] = old;
+             * and freed once none does (at the latest a second later). */
+            if (old.n == old.cap) {
+                size_t cap = old.cap ? old.cap * 2 : 8;
+                idl_keyring **v = realloc(old.v, cap * sizeof *v);
+                if (!v) {
+                    /* Cannot retire it: keep serving the old keys. */
+                    fprintf(stderr, "idlookupd: SIGHUP: keeping the old keys: out of memory\n");
+                    idl_keyring_free(nk);
+                    continue;
+                }
+                old.v = v;
+                old.cap = cap;
+            }
+            old.v[old.n++] = atomic_exchange(&st.keys, nk);
+            reap_rings(&old, pool);
             fprintf(stderr, "idlookupd: SIGHUP: reloaded %zu keys\n", idl_keyring_count(nk));
             continue;
         }
@@ -246,7 +396,20 @@ int main(int argc, char **argv)
     struct timespec ts = {.tv_sec = (time_t)(drain_ms / 1000),
                           .tv_nsec = (long)(drain_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-    idld_pool_stop(pool);
+    /* The log and the store are made durable before the socket closes: in
+     * nng 1.5.2, nng_close can wait forever on a connection torn down
+     * mid-frame (busy clients, unread replies), and a supervisor's SIGKILL
+     * then lost up to a flush interval of log. */
+    idld_pool_quiesce(pool);
+    idl_qlog_close(st.qlog);
+    st.qlog = NULL;
+    idl_store_close(st.store);
+    st.store = NULL;
+    if (close_with_deadline(pool, 1000)) {
+        fprintf(stderr, "idlookupd: the socket did not close within 1 s; log and store are "
+                        "closed, exiting without it\n");
+        _exit(0);
+    }
     pool = NULL;
     rc = 0;
 fail:
@@ -256,8 +419,9 @@ fail:
     idl_qlog_close(st.qlog);
     idl_store_close(st.store);
     idl_keyring_free(atomic_load(&st.keys));
-    for (size_t i = 0; i < n_old; i++)
-        idl_keyring_free(old_keys[i]);
+    for (size_t i = 0; i < old.n; i++)
+        idl_keyring_free(old.v[i]);
+    free(old.v);
     free((void *)st.describe_body);
     if (rc == 0) fprintf(stderr, "idlookupd: stopped\n");
     return rc;
