@@ -300,6 +300,9 @@ int idl_qlog_delete_before(idl_store *s, uint64_t cutoff_us, uint64_t *deleted)
             idl_store_batch_delete(b, IDL_CF_LOGP, pk, 24);
         }
     }
+    /* A scan stopped by a damaged block would leave logp records of the
+     * unread entries behind, pointing at deleted ones: delete nothing. */
+    if ((rc = idl_store_iter_status(it))) goto out;
     uint8_t lo[16] = {0};
     idl_store_batch_delete_range(b, IDL_CF_LOG, lo, 16, hi, 16);
     rc = idl_store_batch_commit(s, b, false);
@@ -316,7 +319,11 @@ static void apply_retention(idl_qlog *q)
     if (!q->retention_days) return;
     uint64_t now = realtime_us(), span = (uint64_t)q->retention_days * 86400u * 1000000u;
     if (span >= now) return; /* a retention longer than the epoch keeps everything */
-    idl_qlog_delete_before(q->s, now - span, NULL);
+    int rc = idl_qlog_delete_before(q->s, now - span, NULL);
+    /* Retention is retried hourly; an operator must hear that it fails. */
+    if (rc)
+        fprintf(stderr, "idlookupd: query-log retention failed (%s); the log keeps old entries\n",
+                idl_status_name(rc));
 }
 
 static void *flusher(void *arg)

@@ -158,11 +158,32 @@ struct idl_store_batch {
     rocksdb_writebatch_t *wb;
 };
 
+/* RocksDB's error text becomes our status here, once: a checksum mismatch
+ * or a malformed block is DATA_LOSS, anything else (I/O errors, a full disk,
+ * a store stopped by a background error) is UNAVAILABLE.  Frees rerr. */
+static int rocks_status(char *rerr)
+{
+    if (!rerr) return IDL_OK;
+    int rc = strncmp(rerr, "Corruption", 10) == 0 ? IDL_DATA_LOSS : IDL_UNAVAILABLE;
+    free(rerr);
+    return rc;
+}
+
 struct idl_store_iter {
     rocksdb_iterator_t *it;
     rocksdb_readoptions_t *ro;
     char *hi;
 };
+
+/* The iterator's error, as a status, with RocksDB's text in msg (when
+ * given) for the one line a caller prints. */
+static int iter_error(idl_store_iter *it, char *msg, size_t msgsz)
+{
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it->it, &rerr);
+    if (rerr && msg) snprintf(msg, msgsz, "%s", rerr);
+    return rocks_status(rerr);
+}
 
 void idl_be64_put(uint8_t *p, uint64_t v)
 {
@@ -443,16 +464,26 @@ static int check_format(idl_store *s, const char *path, char err[256])
     char *v = NULL;
     size_t vl = 0;
     uint64_t have = 0;
-    if (idl_store_raw_get(s, IDL_CF_META, META_FORMAT, strlen(META_FORMAT), &v, &vl) == IDL_OK) {
+    int g = idl_store_raw_get(s, IDL_CF_META, META_FORMAT, strlen(META_FORMAT), &v, &vl);
+    if (g == IDL_OK) {
         have = vl == 8 ? idl_be64_get((const uint8_t *)v) : UINT64_MAX;
         free(v);
+    } else if (g != IDL_NOT_FOUND) {
+        snprintf(err, 256, "cannot read the layout version of %s: %s", path, idl_status_name(g));
+        return g;
     }
     if (have == STORE_FORMAT) return IDL_OK;
     if (have == 0) {
         idl_store_iter *it;
         if (idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
         bool empty = !idl_store_iter_valid(it);
+        char why[160] = "";
+        int ir = iter_error(it, why, sizeof why);
         idl_store_iter_close(it);
+        if (ir) {
+            snprintf(err, 256, "cannot read the persons of %s: %s", path, why);
+            return ir;
+        }
         if (empty && !s->secondary) {
             uint8_t b[8];
             idl_be64_put(b, STORE_FORMAT);
@@ -538,25 +569,34 @@ static rocksdb_options_t *cf_options(idl_store *s, idl_cf cf, bool bulk)
     return o;
 }
 
-static void load_counters(idl_store *s)
+/* Returns 0, or the read error (an absent counter is zero). */
+static int load_counters(idl_store *s)
 {
     const char *names[3] = {CTR_PERSONS, CTR_SUPPRESSED, CTR_PURGED};
     _Atomic uint64_t *dst[3] = {&s->persons_total, &s->persons_suppressed, &s->children_purged};
     for (int i = 0; i < 3; i++) {
         char *v = NULL;
         size_t vl = 0;
-        if (idl_store_raw_get(s, IDL_CF_META, names[i], strlen(names[i]), &v, &vl) == IDL_OK) {
-            if (vl == 8) atomic_store(dst[i], idl_be64_get((const uint8_t *)v));
-            free(v);
-        }
+        int rc = idl_store_raw_get(s, IDL_CF_META, names[i], strlen(names[i]), &v, &vl);
+        if (rc == IDL_NOT_FOUND) continue;
+        if (rc) return rc;
+        if (vl == 8) atomic_store(dst[i], idl_be64_get((const uint8_t *)v));
+        free(v);
     }
+    return IDL_OK;
 }
 
-/* Fills the in-memory mirror from the supp column family. */
-static int load_suppression(idl_store *s)
+/* Fills the in-memory mirror from the supp column family.  The whole family
+ * must be read: an iterator that stops at a damaged block looks exactly like
+ * the end of the list, and serving with part of the list would find
+ * opted-out persons again.  msg gets RocksDB's text on a read error. */
+static int load_suppression(idl_store *s, char *msg, size_t msgsz)
 {
     idl_store_iter *it;
-    if (idl_store_iter_open(s, IDL_CF_SUPP, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
+    if (idl_store_iter_open(s, IDL_CF_SUPP, NULL, 0, NULL, 0, &it)) {
+        snprintf(msg, msgsz, "out of memory");
+        return IDL_INTERNAL;
+    }
     int rc = IDL_OK;
     for (; idl_store_iter_valid(it) && rc == IDL_OK; idl_store_iter_next(it)) {
         size_t kl;
@@ -566,6 +606,10 @@ static int load_suppression(idl_store *s)
         else if (kl == 17 && k[0] == 'k')
             rc = u64set_add(&s->supp_keys, hkey_u64(k + 1));
     }
+    if (rc)
+        snprintf(msg, msgsz, "out of memory");
+    else
+        rc = iter_error(it, msg, msgsz);
     idl_store_iter_close(it);
     return rc;
 }
@@ -590,6 +634,9 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     rocksdb_options_increase_parallelism(s->dbopts, 2);
     rocksdb_options_set_max_background_jobs(s->dbopts, 2);
     rocksdb_options_set_info_log_level(s->dbopts, 2 /* WARN */);
+    /* A damaged file found by a flush or compaction stops writes instead of
+     * being compacted into the rest (the default, stated). */
+    rocksdb_options_set_paranoid_checks(s->dbopts, 1);
     /* Hashed memtables (idx, persons) take one writer at a time. */
     rocksdb_options_set_allow_concurrent_memtable_write(s->dbopts, 0);
     rocksdb_options_set_keep_log_file_num(s->dbopts, 3);
@@ -624,14 +671,22 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
         goto fail;
     }
     s->ropts = rocksdb_readoptions_create();
+    /* RocksDB's default, stated: a damaged block is an error, never data. */
+    rocksdb_readoptions_set_verify_checksums(s->ropts, 1);
     s->wopts = rocksdb_writeoptions_create();
     s->wopts_sync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->wopts_sync, 1);
     if ((rc = check_format(s, path, err))) goto fail;
     rc = IDL_INTERNAL;
-    load_counters(s);
-    if (load_suppression(s)) {
-        snprintf(err, 256, "cannot read the suppression list of %s", path);
+    if ((rc = load_counters(s))) {
+        snprintf(err, 256, "cannot read the counters of %s: %s", path, idl_status_name(rc));
+        goto fail;
+    }
+    char why[160] = "";
+    if ((rc = load_suppression(s, why, sizeof why))) {
+        snprintf(err, 256,
+                 "cannot read the suppression list of %s whole, refusing to serve without it: %s",
+                 path, why);
         goto fail;
     }
     *out = s;
@@ -686,7 +741,8 @@ int idl_store_catch_up(idl_store *s)
     }
     /* The mirror is insert-only, like the list: reading it again adds what
      * the primary suppressed since. */
-    return load_suppression(s) ? IDL_INTERNAL : IDL_OK;
+    char why[160];
+    return load_suppression(s, why, sizeof why);
 }
 
 int idl_store_compact(idl_store *s)
@@ -707,24 +763,22 @@ int idl_store_raw_get(idl_store *s, idl_cf cf, const void *k, size_t kl, char **
     char *rerr = NULL;
     size_t n = 0;
     char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[cf], k, kl, &n, &rerr);
-    if (rerr) {
-        free(rerr);
-        return IDL_UNAVAILABLE;
-    }
+    if (rerr) return rocks_status(rerr);
     if (!v) return IDL_NOT_FOUND;
     *val = v;
     *vl = n;
     return IDL_OK;
 }
 
-static bool exists(idl_store *s, idl_cf cf, const void *k, size_t kl)
+/* Whether k is stored; a read error is returned, never taken for "no". */
+static int exists(idl_store *s, idl_cf cf, const void *k, size_t kl, bool *yes)
 {
     char *rerr = NULL;
     rocksdb_pinnableslice_t *p = rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[cf], k, kl, &rerr);
-    free(rerr);
-    if (!p) return false;
-    rocksdb_pinnableslice_destroy(p);
-    return true;
+    if (rerr) return rocks_status(rerr);
+    *yes = p != NULL;
+    if (p) rocksdb_pinnableslice_destroy(p);
+    return IDL_OK;
 }
 
 idl_store_batch *idl_store_batch_new(idl_store *s)
@@ -784,6 +838,7 @@ int idl_store_iter_open(idl_store *s, idl_cf cf, const void *lo, size_t lol, con
     idl_store_iter *it = calloc(1, sizeof(*it));
     if (!it) return IDL_INTERNAL;
     it->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_verify_checksums(it->ro, 1);
     /* Full-order scans over families whose memtables are hashed on a prefix
      * (idx, persons) need this, or they miss unflushed entries. */
     rocksdb_readoptions_set_total_order_seek(it->ro, 1);
@@ -804,6 +859,11 @@ int idl_store_iter_open(idl_store *s, idl_cf cf, const void *lo, size_t lol, con
         rocksdb_iter_seek_to_first(it->it);
     *out = it;
     return IDL_OK;
+}
+
+int idl_store_iter_status(idl_store_iter *it)
+{
+    return iter_error(it, NULL, 0);
 }
 
 bool idl_store_iter_valid(idl_store_iter *it)
@@ -1318,7 +1378,11 @@ int idl_store_mark_once(idl_store *s, const void *key, size_t klen, bool *was_se
     if (!b) return IDL_INTERNAL;
     int rc = IDL_OK;
     pthread_mutex_lock(&s->wlock);
-    if (exists(s, IDL_CF_META, key, klen)) {
+    bool have = false;
+    rc = exists(s, IDL_CF_META, key, klen, &have);
+    if (rc) {
+        /* unreadable: neither set nor refused */
+    } else if (have) {
         *was_set = true;
     } else {
         uint8_t tv[8];
@@ -1330,4 +1394,119 @@ int idl_store_mark_once(idl_store *s, const void *key, size_t klen, bool *was_se
     pthread_mutex_unlock(&s->wlock);
     idl_store_batch_free(b);
     return rc;
+}
+
+/* ---- consistency check ---- */
+
+/* Whether the index lists pid under k (a whole-list read: shared keys such
+ * as a date of birth can list many persons). */
+static int check_listed(idl_store *s, const idl_hkey *k, uint64_t pid, bool *listed)
+{
+    char *rerr = NULL;
+    rocksdb_pinnableslice_t *p = rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[IDL_CF_IDX],
+                                                       (const char *)k->b, sizeof k->b, &rerr);
+    if (rerr) return rocks_status(rerr);
+    *listed = false;
+    if (!p) return IDL_OK;
+    size_t vl = 0;
+    const uint8_t *v = (const uint8_t *)rocksdb_pinnableslice_value(p, &vl);
+    for (size_t i = 0; i + 8 <= vl && !*listed; i += 8)
+        *listed = idl_be64_get(v + i) == pid;
+    rocksdb_pinnableslice_destroy(p);
+    return IDL_OK;
+}
+
+/* Every stored person: decodable, filed under its own id, and listed under
+ * each of its keys. */
+static int check_persons(idl_store *s, idl_store_check_report *r, idl_record *rec)
+{
+    idl_store_iter *it;
+    if (idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
+    int rc = IDL_OK;
+    for (; idl_store_iter_valid(it) && rc == IDL_OK; idl_store_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = idl_store_iter_key(it, &kl);
+        const char *v = idl_store_iter_value(it, &vl);
+        if (kl != 8 || idl_record_unpack(v, vl, rec) != IDL_OK) {
+            r->unreadable++;
+            continue;
+        }
+        uint64_t pid = idl_be64_get((const uint8_t *)k);
+        r->persons++;
+        r->bad_id += idl_person_id(rec->source_id) != pid;
+        r->suppressed += idl_store_person_suppressed(s, pid);
+        idl_hkey keys[IDL_RECORD_KEYS_MAX];
+        size_t nk = idl_record_keys(rec, keys, IDL_RECORD_KEYS_MAX, true);
+        for (size_t i = 0; i < nk && rc == IDL_OK; i++) {
+            bool listed = false;
+            rc = check_listed(s, &keys[i], pid, &listed);
+            r->missing += rc == IDL_OK && !listed;
+        }
+    }
+    if (rc == IDL_OK) rc = idl_store_iter_status(it);
+    idl_store_iter_close(it);
+    return rc;
+}
+
+/* Every index entry: a sorted list of persons that exist and hold the key. */
+static int check_index(idl_store *s, idl_store_check_report *r, idl_record *rec)
+{
+    idl_store_iter *it;
+    if (idl_store_iter_open(s, IDL_CF_IDX, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
+    int rc = IDL_OK;
+    for (; idl_store_iter_valid(it) && rc == IDL_OK; idl_store_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = idl_store_iter_key(it, &kl);
+        const uint8_t *v = (const uint8_t *)idl_store_iter_value(it, &vl);
+        if (kl != 16 || vl % 8) {
+            r->entries++;
+            r->dangling++;
+            continue;
+        }
+        for (size_t e = 0; e < vl && rc == IDL_OK; e += 8) {
+            r->entries++;
+            uint64_t pid = idl_be64_get(v + e);
+            if (e && idl_be64_get(v + e - 8) >= pid) r->unsorted++;
+            int g = idl_store_get(s, pid, rec);
+            if (g == IDL_NOT_FOUND || g == IDL_DATA_LOSS) {
+                r->dangling++;
+                continue;
+            }
+            if (g) {
+                rc = g;
+                break;
+            }
+            idl_hkey keys[IDL_RECORD_KEYS_MAX];
+            size_t nk = idl_record_keys(rec, keys, IDL_RECORD_KEYS_MAX, true);
+            bool mine = false;
+            for (size_t i = 0; i < nk && !mine; i++)
+                mine = memcmp(keys[i].b, k, 16) == 0;
+            r->foreign += !mine;
+        }
+    }
+    if (rc == IDL_OK) rc = idl_store_iter_status(it);
+    idl_store_iter_close(it);
+    return rc;
+}
+
+int idl_store_check(idl_store *s, idl_store_check_report *out)
+{
+    idl_store_check_report r;
+    memset(&r, 0, sizeof r);
+    idl_record *rec = malloc(sizeof(*rec));
+    if (!rec) return IDL_INTERNAL;
+    int rc = check_persons(s, &r, rec);
+    if (rc == IDL_OK) rc = check_index(s, &r, rec);
+    free(rec);
+    if (rc) return rc;
+    idl_store_counts_get(s, &r.counts);
+    *out = r;
+    return IDL_OK;
+}
+
+bool idl_store_check_ok(const idl_store_check_report *r)
+{
+    return !r->unreadable && !r->bad_id && !r->missing && !r->dangling && !r->foreign &&
+           !r->unsorted && r->counts.persons + r->counts.suppressed == r->persons &&
+           r->counts.suppressed == r->suppressed;
 }

@@ -47,8 +47,11 @@ typedef enum {
 
 /* Opens (creating if missing) the store at path.  Returns 0, IDL_UNAVAILABLE
  * when another process holds it (err says so), IDL_FAILED_PRECONDITION when
- * it was written with another layout, IDL_INTERNAL otherwise; err (256
- * bytes) is filled on failure. */
+ * it was written with another layout, IDL_DATA_LOSS or IDL_UNAVAILABLE when
+ * the suppression list (or the counters) cannot be read whole, IDL_INTERNAL
+ * otherwise; err (256 bytes) is filled on failure with one line naming the
+ * cause.  It fails closed: a store whose opt-outs cannot all be read is not
+ * opened, since serving it would find opted-out persons again. */
 int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts, char err[256]);
 /* Closes the store; NULL is fine.  No call may be running on it. */
 void idl_store_close(idl_store *s);
@@ -91,10 +94,15 @@ size_t idl_record_keys(const idl_record *r, idl_hkey *keys, size_t max, bool nam
 /* ---- reads (thread-safe, lock-free) ---- */
 
 /* Up to max person ids filed under k, ascending; *n the count.  *more is set
- * when there were more than max. */
+ * when there were more than max.  IDL_UNAVAILABLE when the index cannot be
+ * read: never an empty list. */
 int idl_store_probe(idl_store *s, const idl_hkey *k, uint64_t *pids, size_t max, size_t *n,
                     bool *more);
-/* Reads a person.  IDL_NOT_FOUND when absent, IDL_DATA_LOSS when unreadable. */
+/* Reads a person.  IDL_NOT_FOUND when absent, IDL_DATA_LOSS when the stored
+ * bytes do not decode, IDL_UNAVAILABLE when RocksDB cannot read them (an I/O
+ * error, a block failing its checksum).  Only IDL_NOT_FOUND means absent:
+ * callers must turn any other error into an error reply, never into "nobody"
+ * (that would show a person an opt-out or a damaged file should not). */
 int idl_store_get(idl_store *s, uint64_t pid, idl_record *r);
 bool idl_store_key_suppressed(idl_store *s, const idl_hkey *k);
 bool idl_store_person_suppressed(idl_store *s, uint64_t pid);
@@ -158,10 +166,41 @@ typedef struct idl_store_iter idl_store_iter;
 int idl_store_iter_open(idl_store *s, idl_cf cf, const void *lo, size_t lol, const void *hi,
                         size_t hil, idl_store_iter **out);
 bool idl_store_iter_valid(idl_store_iter *it);
+/* Why the iteration stopped, to ask once idl_store_iter_valid is false: 0 at
+ * the end of the range, IDL_DATA_LOSS when a block failed its checksum or did
+ * not parse, IDL_UNAVAILABLE on an I/O error.  An iterator that hits a bad
+ * block simply turns invalid, exactly as at the end, so a scan that does not
+ * ask this cannot tell a damaged store from a short one. */
+int idl_store_iter_status(idl_store_iter *it);
 void idl_store_iter_next(idl_store_iter *it);
 const char *idl_store_iter_key(idl_store_iter *it, size_t *len);
 const char *idl_store_iter_value(idl_store_iter *it, size_t *len);
 void idl_store_iter_close(idl_store_iter *it);
+
+/* ---- consistency check ---- */
+
+typedef struct {
+    uint64_t persons;        /* records scanned */
+    uint64_t suppressed;     /* of them, suppressed */
+    uint64_t entries;        /* index entries (key, pid) scanned */
+    uint64_t unreadable;     /* records that do not decode, or with a bad key */
+    uint64_t bad_id;         /* records filed under another id than their source_id's */
+    uint64_t missing;        /* (person, key) pairs the index does not list */
+    uint64_t dangling;       /* index entries naming no stored person */
+    uint64_t foreign;        /* index entries under a key their person does not hold */
+    uint64_t unsorted;       /* index lists out of order */
+    idl_store_counts counts; /* the stored counters, to compare with the scan */
+} idl_store_check_report;
+
+/* Scans every person and every index entry (for tests and maintenance: it
+ * reads the whole store; no writer should run meanwhile, or the report may
+ * count a write caught half way between the two scans).  Returns 0 with *out
+ * filled, or the read error that stopped the scan (IDL_DATA_LOSS for a
+ * damaged file).  idl_store_check_ok says whether the report is clean:
+ * nothing unreadable, dangling, missing, foreign or unsorted, and counters
+ * equal to what the scan found. */
+int idl_store_check(idl_store *s, idl_store_check_report *out);
+bool idl_store_check_ok(const idl_store_check_report *r);
 
 /* Big-endian helpers shared by the key layouts above. */
 void idl_be64_put(uint8_t *p, uint64_t v);

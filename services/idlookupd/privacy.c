@@ -33,8 +33,10 @@ static int resolve(idld_call *c, const idl_field *f, bool include_suppressed, id
         char idtxt[19];
         idl_person_id_format(pid, idtxt);
         idld_fingerprint(c, "person_id", idtxt);
-        if (idl_store_get(c->st->store, pid, &c->scratch->tmp) != IDL_OK)
+        int g = idl_store_get(c->st->store, pid, &c->scratch->tmp);
+        if (g == IDL_NOT_FOUND)
             return idld_fail(c, IDL_NOT_FOUND, "person_id", "no person with that person_id");
+        if (g) return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
         pids[0] = pid;
         *n = 1;
         memset(q, 0, sizeof(*q));
@@ -186,7 +188,14 @@ int idld_disclosures(idld_call *c)
             if (t < rs[j].first) rs[j].first = t;
             if (t > rs[j].last) rs[j].last = t;
         }
+        /* A scan stopped by a damaged block would under-report who
+         * received the person: no answer rather than a short one. */
+        int ir = idl_store_iter_status(it);
         idl_store_iter_close(it);
+        if (ir) {
+            free(rs);
+            return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
+        }
     }
     if (nr > 1) qsort(rs, nr, sizeof(*rs), cmp_recipient);
     msgpack_packer *pk = c->pk;

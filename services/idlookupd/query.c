@@ -220,11 +220,15 @@ int idld_query_all(idld_call *c, const idld_query *q, bool include_suppressed, u
     size_t nc = 0;
     uint64_t *cand = c->scratch->probe;
     int rc = idl_store_probe(c->st->store, &k, cand, IDLD_MAX_CANDIDATES, &nc, NULL);
-    if (rc) return idld_fail(c, rc, NULL, "the store cannot be read");
+    if (rc) return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
     size_t out = 0;
     for (size_t i = 0; i < nc && out < max; i++) {
         if (!include_suppressed && idl_store_person_suppressed(c->st->store, cand[i])) continue;
-        if (idl_store_get(c->st->store, cand[i], &c->scratch->tmp) != IDL_OK) continue;
+        /* Only "absent" skips a candidate: an unreadable one fails the call,
+         * or an opt-out would miss a person the store holds. */
+        int g = idl_store_get(c->st->store, cand[i], &c->scratch->tmp);
+        if (g == IDL_NOT_FOUND) continue;
+        if (g) return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
         if (holds_all(&c->scratch->tmp, q)) pids[out++] = cand[i];
     }
     *n = out;
