@@ -1,5 +1,6 @@
 /* The RocksDB record store (see store.h for the layout and the locking). */
 #include "store.h"
+#include "rocksx.h"
 #include "status.h"
 #include "wire.h"
 
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <time.h>
 #define XXH_INLINE_ALL /* streaming state on the stack, and inlined hot hashes */
@@ -151,7 +153,18 @@ struct idl_store {
     bool bulk;
     _Atomic uint64_t persons_total, persons_suppressed, children_purged;
     u64set supp_persons, supp_keys; /* in-memory mirror of the supp column family */
+    char *path;
+    uint64_t min_free;           /* the free-space floor, bytes (0: none) */
+    _Atomic bool write_failed;   /* a write failed: RocksDB must resume first */
+    _Atomic bool below_floor;    /* the last check found too little space */
+    pthread_mutex_t resume_lock; /* one resume attempt at a time */
+    uint64_t last_resume_us;     /* guarded by resume_lock */
+    unsigned resume_failures;    /* guarded by resume_lock */
 };
+
+/* Write admission (below, with the writes). */
+static int write_admit(idl_store *s);
+static int note_write_failure(idl_store *s, char *rerr);
 
 struct idl_store_batch {
     idl_store *s;
@@ -624,7 +637,14 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
         return IDL_INTERNAL;
     }
     pthread_mutex_init(&s->wlock, NULL);
+    pthread_mutex_init(&s->resume_lock, NULL);
     int rc = IDL_INTERNAL;
+    s->path = strdup(path);
+    s->min_free = opts->secondary ? 0 : opts->min_free_bytes;
+    if (!s->path) {
+        snprintf(err, 256, "out of memory");
+        goto fail;
+    }
     char *rerr = NULL;
     s->bulk = opts->bulk && !opts->secondary;
     s->cache = rocksdb_cache_create_lru((opts->cache_mb ? opts->cache_mb : 256) << 20);
@@ -637,6 +657,10 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     /* A damaged file found by a flush or compaction stops writes instead of
      * being compacted into the rest (the default, stated). */
     rocksdb_options_set_paranoid_checks(s->dbopts, 1);
+    if (opts->info_log && strcmp(opts->info_log, "-") == 0)
+        idl_rocksx_log_to_stderr(s->dbopts);
+    else if (opts->info_log)
+        rocksdb_options_set_db_log_dir(s->dbopts, opts->info_log);
     /* Hashed memtables (idx, persons) take one writer at a time. */
     rocksdb_options_set_allow_concurrent_memtable_write(s->dbopts, 0);
     rocksdb_options_set_keep_log_file_num(s->dbopts, 3);
@@ -728,6 +752,8 @@ void idl_store_close(idl_store *s)
     u64set_free(&s->supp_persons);
     u64set_free(&s->supp_keys);
     pthread_mutex_destroy(&s->wlock);
+    pthread_mutex_destroy(&s->resume_lock);
+    free(s->path);
     free(s);
 }
 
@@ -815,12 +841,11 @@ void idl_store_batch_delete_range(idl_store_batch *b, idl_cf cf, const void *lo,
 
 int idl_store_batch_commit(idl_store *s, idl_store_batch *b, bool sync)
 {
+    int adm = write_admit(s);
+    if (adm) return adm;
     char *rerr = NULL;
     rocksdb_write(s->db, sync ? s->wopts_sync : s->wopts, b->wb, &rerr);
-    if (rerr) {
-        free(rerr);
-        return IDL_UNAVAILABLE;
-    }
+    if (rerr) return note_write_failure(s, rerr);
     rocksdb_writebatch_clear(b->wb);
     return IDL_OK;
 }
@@ -959,6 +984,80 @@ bool idl_store_person_suppressed(idl_store *s, uint64_t pid)
     return u64set_has(&s->supp_persons, pid);
 }
 
+/* ---- write admission ----
+ * RocksDB on a full disk fails a WAL write and then refuses every write
+ * until resumed; on Debian it may also abort on a later append to a file
+ * that failed once.  So writes are refused before the disk is full (the
+ * floor), and after any failed write RocksDB is asked to resume. */
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static bool space_ok(idl_store *s)
+{
+    if (!s->min_free) return true;
+    struct statvfs v;
+    bool ok = statvfs(s->path, &v) == 0 && (uint64_t)v.f_bavail * v.f_frsize >= s->min_free;
+    bool was_below = atomic_exchange(&s->below_floor, !ok);
+    /* One line per change, not one per refused write. */
+    if (ok == was_below)
+        fprintf(stderr, "idlookup: store %s: %s\n", s->path,
+                ok ? "free space is back above the floor: writes are taken again"
+                   : "free space is below the floor: writes are refused");
+    return ok;
+}
+
+/* After a failed write: asks RocksDB to resume, at most once a second. */
+static int try_resume(idl_store *s)
+{
+    int rc = IDL_UNAVAILABLE;
+    pthread_mutex_lock(&s->resume_lock);
+    if (!atomic_load(&s->write_failed)) {
+        rc = IDL_OK; /* another thread resumed it */
+    } else if (mono_us() - s->last_resume_us >= 1000000u) {
+        s->last_resume_us = mono_us();
+        char why[200] = "";
+        rc = idl_rocksx_resume(s->db, why, sizeof why);
+        if (rc == IDL_OK) {
+            atomic_store(&s->write_failed, false);
+            s->resume_failures = 0;
+            fprintf(stderr, "idlookup: store %s: writes resumed\n", s->path);
+        } else if (s->resume_failures++ % 60 == 0) {
+            fprintf(stderr, "idlookup: store %s: cannot resume writes yet: %s\n", s->path, why);
+        }
+    }
+    pthread_mutex_unlock(&s->resume_lock);
+    return rc;
+}
+
+/* 0 when a write may go to RocksDB now, else IDL_UNAVAILABLE. */
+static int write_admit(idl_store *s)
+{
+    if (s->secondary) return IDL_FAILED_PRECONDITION;
+    if (!space_ok(s)) return IDL_UNAVAILABLE;
+    return atomic_load(&s->write_failed) ? try_resume(s) : IDL_OK;
+}
+
+/* A failed write: RocksDB now refuses writes until resumed. */
+static int note_write_failure(idl_store *s, char *rerr)
+{
+    if (!atomic_exchange(&s->write_failed, true))
+        fprintf(stderr,
+                "idlookup: store %s: a write failed, writes are refused until it resumes: %s\n",
+                s->path, rerr);
+    free(rerr);
+    return IDL_UNAVAILABLE;
+}
+
+bool idl_store_writable(idl_store *s)
+{
+    return write_admit(s) == IDL_OK;
+}
+
 /* ---- sorted batches ----
  * Memtable inserts dominate bulk loads: a skip-list insert of a random key
  * walks every level from the top.  Writing a batch's keys in sorted order
@@ -1043,6 +1142,12 @@ static int cmp_sop(const void *a, const void *b)
 static int sb_commit(idl_store *s, sbatch *b, bool sync)
 {
     if (b->failed || b->vals.failed) return IDL_INTERNAL;
+    int adm = write_admit(s);
+    if (adm) {
+        b->n = 0;
+        idl_buf_reset(&b->vals);
+        return adm;
+    }
     qsort(b->ops, b->n, sizeof(*b->ops), cmp_sop);
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     for (size_t i = 0; i < b->n; i++) {
@@ -1061,10 +1166,7 @@ static int sb_commit(idl_store *s, sbatch *b, bool sync)
     rocksdb_writebatch_destroy(wb);
     b->n = 0;
     idl_buf_reset(&b->vals);
-    if (rerr) {
-        free(rerr);
-        return IDL_UNAVAILABLE;
-    }
+    if (rerr) return note_write_failure(s, rerr);
     return IDL_OK;
 }
 

@@ -33,6 +33,15 @@ typedef struct {
      * lowers the pool of RocksDB's process-wide default env, so it holds for
      * every store the process opens afterwards. */
     bool yield_compactions;
+    /* Where RocksDB's info log goes: NULL = a LOG file in the store's
+     * directory (RocksDB's default), "-" = stderr, else a directory for it.
+     * Debian's RocksDB keeps its assertions, and a LOG file on a full disk
+     * aborts the process: a serving daemon keeps it off the data disk. */
+    const char *info_log;
+    /* Free-space floor of the store's filesystem, in bytes (0 = none): below
+     * it every write is refused with IDL_UNAVAILABLE before RocksDB would
+     * meet a full disk, while reads go on. */
+    uint64_t min_free_bytes;
 } idl_store_opts;
 
 typedef enum {
@@ -107,7 +116,16 @@ int idl_store_get(idl_store *s, uint64_t pid, idl_record *r);
 bool idl_store_key_suppressed(idl_store *s, const idl_hkey *k);
 bool idl_store_person_suppressed(idl_store *s, uint64_t pid);
 
-/* ---- writes (serialized by the writer mutex) ---- */
+/* ---- writes (serialized by the writer mutex) ----
+ * Every write (upsert, opt-out, purge, marks, raw batches) first checks the
+ * free-space floor and, after a failed write (RocksDB stops taking writes
+ * after one, e.g. on a full disk), asks RocksDB to resume once space is back,
+ * at most once a second: a store that refused writes takes them again
+ * without a restart.  Refused writes return IDL_UNAVAILABLE. */
+
+/* Whether writes would be taken now (the floor and the failed-write state,
+ * resuming when it can).  For health checks; thread-safe. */
+bool idl_store_writable(idl_store *s);
 
 typedef enum { IDL_UP_STORED, IDL_UP_UPDATED, IDL_UP_CHILD } idl_upsert_outcome;
 
