@@ -1500,58 +1500,48 @@ int idl_store_mark_once(idl_store *s, const void *key, size_t klen, bool *was_se
 
 /* ---- consistency check ---- */
 
-/* Whether the index lists pid under k (a whole-list read: shared keys such
- * as a date of birth can list many persons). */
-static int check_listed(idl_store *s, const idl_hkey *k, uint64_t pid, bool *listed)
+/* One index entry, as the check keeps it: the person and a 64-bit digest of
+ * the key (16 bytes an entry). */
+typedef struct {
+    uint64_t pid, key;
+} check_entry;
+
+static int cmp_check_entry(const void *a, const void *b)
 {
-    char *rerr = NULL;
-    rocksdb_pinnableslice_t *p = rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[IDL_CF_IDX],
-                                                       (const char *)k->b, sizeof k->b, &rerr);
-    if (rerr) return rocks_status(rerr);
-    *listed = false;
-    if (!p) return IDL_OK;
-    size_t vl = 0;
-    const uint8_t *v = (const uint8_t *)rocksdb_pinnableslice_value(p, &vl);
-    for (size_t i = 0; i + 8 <= vl && !*listed; i += 8)
-        *listed = idl_be64_get(v + i) == pid;
-    rocksdb_pinnableslice_destroy(p);
-    return IDL_OK;
+    const check_entry *x = a, *y = b;
+    if (x->pid != y->pid) return x->pid < y->pid ? -1 : 1;
+    return x->key < y->key ? -1 : x->key > y->key;
 }
 
-/* Every stored person: decodable, filed under its own id, and listed under
- * each of its keys. */
-static int check_persons(idl_store *s, idl_store_check_report *r, idl_record *rec)
+typedef struct {
+    check_entry *v;
+    size_t n, cap;
+} check_entries;
+
+/* idl_store_get for the check: a damaged block is DATA_LOSS (the store's
+ * fault, not a passing I/O error), a record that does not decode counts as
+ * absent (its own scan reports it unreadable). */
+static int check_get(idl_store *s, uint64_t pid, idl_record *rec)
 {
-    idl_store_iter *it;
-    if (idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
-    int rc = IDL_OK;
-    for (; idl_store_iter_valid(it) && rc == IDL_OK; idl_store_iter_next(it)) {
-        size_t kl, vl;
-        const char *k = idl_store_iter_key(it, &kl);
-        const char *v = idl_store_iter_value(it, &vl);
-        if (kl != 8 || idl_record_unpack(v, vl, rec) != IDL_OK) {
-            r->unreadable++;
-            continue;
-        }
-        uint64_t pid = idl_be64_get((const uint8_t *)k);
-        r->persons++;
-        r->bad_id += idl_person_id(rec->source_id) != pid;
-        r->suppressed += idl_store_person_suppressed(s, pid);
-        idl_hkey keys[IDL_RECORD_KEYS_MAX];
-        size_t nk = idl_record_keys(rec, keys, IDL_RECORD_KEYS_MAX, true);
-        for (size_t i = 0; i < nk && rc == IDL_OK; i++) {
-            bool listed = false;
-            rc = check_listed(s, &keys[i], pid, &listed);
-            r->missing += rc == IDL_OK && !listed;
-        }
-    }
-    if (rc == IDL_OK) rc = idl_store_iter_status(it);
-    idl_store_iter_close(it);
+    uint8_t k[8];
+    idl_be64_put(k, pid);
+    char *rerr = NULL;
+    rocksdb_pinnableslice_t *p =
+        rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[IDL_CF_PERSONS], (const char *)k, 8, &rerr);
+    if (rerr) return rocks_status(rerr);
+    if (!p) return IDL_NOT_FOUND;
+    size_t vl;
+    const char *v = rocksdb_pinnableslice_value(p, &vl);
+    int rc = idl_record_unpack(v, vl, rec) == IDL_OK ? IDL_OK : IDL_NOT_FOUND;
+    rocksdb_pinnableslice_destroy(p);
     return rc;
 }
 
-/* Every index entry: a sorted list of persons that exist and hold the key. */
-static int check_index(idl_store *s, idl_store_check_report *r, idl_record *rec)
+/* Every index entry: a sorted list of persons that exist and hold the key.
+ * The entries are also collected, so that the persons' scan finds each of
+ * their keys by a binary search: a point read per key would refold the merge
+ * operands of a key thousands share (a date of birth) at each holder. */
+static int check_index(idl_store *s, idl_store_check_report *r, idl_record *rec, check_entries *ce)
 {
     idl_store_iter *it;
     if (idl_store_iter_open(s, IDL_CF_IDX, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
@@ -1569,8 +1559,19 @@ static int check_index(idl_store *s, idl_store_check_report *r, idl_record *rec)
             r->entries++;
             uint64_t pid = idl_be64_get(v + e);
             if (e && idl_be64_get(v + e - 8) >= pid) r->unsorted++;
-            int g = idl_store_get(s, pid, rec);
-            if (g == IDL_NOT_FOUND || g == IDL_DATA_LOSS) {
+            if (ce->n == ce->cap) {
+                size_t cap = ce->cap ? ce->cap * 2 : 4096;
+                check_entry *nv = realloc(ce->v, cap * sizeof(*nv));
+                if (!nv) {
+                    rc = IDL_INTERNAL;
+                    break;
+                }
+                ce->v = nv;
+                ce->cap = cap;
+            }
+            ce->v[ce->n++] = (check_entry){pid, hkey_u64((const uint8_t *)k)};
+            int g = check_get(s, pid, rec);
+            if (g == IDL_NOT_FOUND) {
                 r->dangling++;
                 continue;
             }
@@ -1591,14 +1592,50 @@ static int check_index(idl_store *s, idl_store_check_report *r, idl_record *rec)
     return rc;
 }
 
+/* Every stored person: decodable, filed under its own id, and listed under
+ * each of its keys (in the sorted entries of check_index). */
+static int check_persons(idl_store *s, idl_store_check_report *r, idl_record *rec,
+                         const check_entries *ce)
+{
+    idl_store_iter *it;
+    if (idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
+    for (; idl_store_iter_valid(it); idl_store_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = idl_store_iter_key(it, &kl);
+        const char *v = idl_store_iter_value(it, &vl);
+        if (kl != 8 || idl_record_unpack(v, vl, rec) != IDL_OK) {
+            r->unreadable++;
+            continue;
+        }
+        uint64_t pid = idl_be64_get((const uint8_t *)k);
+        r->persons++;
+        r->bad_id += idl_person_id(rec->source_id) != pid;
+        r->suppressed += idl_store_person_suppressed(s, pid);
+        idl_hkey keys[IDL_RECORD_KEYS_MAX];
+        size_t nk = idl_record_keys(rec, keys, IDL_RECORD_KEYS_MAX, true);
+        for (size_t i = 0; i < nk; i++) {
+            check_entry want = {pid, hkey_u64(keys[i].b)};
+            r->missing += !bsearch(&want, ce->v, ce->n, sizeof want, cmp_check_entry);
+        }
+    }
+    int rc = idl_store_iter_status(it);
+    idl_store_iter_close(it);
+    return rc;
+}
+
 int idl_store_check(idl_store *s, idl_store_check_report *out)
 {
     idl_store_check_report r;
     memset(&r, 0, sizeof r);
+    check_entries ce = {0};
     idl_record *rec = malloc(sizeof(*rec));
     if (!rec) return IDL_INTERNAL;
-    int rc = check_persons(s, &r, rec);
-    if (rc == IDL_OK) rc = check_index(s, &r, rec);
+    int rc = check_index(s, &r, rec, &ce);
+    if (rc == IDL_OK) {
+        if (ce.n) qsort(ce.v, ce.n, sizeof *ce.v, cmp_check_entry);
+        rc = check_persons(s, &r, rec, &ce);
+    }
+    free(ce.v);
     free(rec);
     if (rc) return rc;
     idl_store_counts_get(s, &r.counts);

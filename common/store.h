@@ -211,7 +211,8 @@ typedef struct {
 } idl_store_check_report;
 
 /* Scans every person and every index entry (for tests and maintenance: it
- * reads the whole store; no writer should run meanwhile, or the report may
+ * reads the whole store and holds 16 bytes per index entry in memory; no
+ * writer should run meanwhile, or the report may
  * count a write caught half way between the two scans).  Returns 0 with *out
  * filled, or the read error that stopped the scan (IDL_DATA_LOSS for a
  * damaged file).  idl_store_check_ok says whether the report is clean:
