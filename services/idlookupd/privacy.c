@@ -101,6 +101,31 @@ static uint64_t year_start_us(unsigned year)
     return (uint64_t)timegm(&tm) * 1000000u;
 }
 
+/* One request per person per calendar year of asking, whoever asks: marks
+ * each person's request, or fails the call (message set). */
+static int mark_requests(idld_call *c, const uint64_t *pids, size_t n)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    unsigned this_year = (unsigned)tm.tm_year + 1900;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t k[14] = {'d', ':'};
+        idl_be64_put(k + 2, pids[i]);
+        k[10] = (uint8_t)(this_year >> 8);
+        k[11] = (uint8_t)this_year;
+        k[12] = k[13] = 0;
+        bool was = false;
+        if (idl_store_mark_once(c->st->store, k, 12, &was))
+            return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be written");
+        if (was)
+            return idld_fail(c, IDL_RESOURCE_EXHAUSTED, NULL,
+                             "the disclosure request for this person was already made in %u",
+                             this_year);
+    }
+    return IDL_OK;
+}
+
 int idld_disclosures(idld_call *c)
 {
     idl_field f[12];
@@ -119,25 +144,6 @@ int idld_disclosures(idld_call *c)
      * not take away the right to know who received one's data. */
     int rc = resolve(c, f, true, &q, &by_id, pids, &n);
     if (rc) return rc;
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    unsigned this_year = (unsigned)tm.tm_year + 1900;
-    /* One request per person per calendar year of asking, whoever asks. */
-    for (size_t i = 0; i < n; i++) {
-        uint8_t k[14] = {'d', ':'};
-        idl_be64_put(k + 2, pids[i]);
-        k[10] = (uint8_t)(this_year >> 8);
-        k[11] = (uint8_t)this_year;
-        k[12] = k[13] = 0;
-        bool was = false;
-        if (idl_store_mark_once(c->st->store, k, 12, &was))
-            return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be written");
-        if (was)
-            return idld_fail(c, IDL_RESOURCE_EXHAUSTED, NULL,
-                             "the disclosure request for this person was already made in %u",
-                             this_year);
-    }
     /* Searches answered up to now count, even those still in the log's
      * buffers. */
     if (c->st->qlog) idl_qlog_flush(c->st->qlog);
@@ -196,6 +202,12 @@ int idld_disclosures(idld_call *c)
             free(rs);
             return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
         }
+    }
+    /* The year's request is spent only on an answer: marked after the scan,
+     * so a store that cannot be read does not use it up. */
+    if ((rc = mark_requests(c, pids, n))) {
+        free(rs);
+        return rc;
     }
     if (nr > 1) qsort(rs, nr, sizeof(*rs), cmp_recipient);
     msgpack_packer *pk = c->pk;
