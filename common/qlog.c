@@ -34,6 +34,7 @@ struct idl_qlog {
     _Atomic uint64_t pending;
     _Atomic uint64_t logged;
     _Atomic unsigned shard_rr;
+    _Atomic bool dropping; /* entries were dropped since the last good flush */
     pthread_t thread;
     bool thread_started;
     pthread_mutex_t lock; /* guards the fields below */
@@ -240,23 +241,51 @@ static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len)
     return n;
 }
 
+/* Entries kept in memory while the store refuses writes (a full disk); past
+ * this many bytes per shard, the oldest unwritten ones are dropped. */
+#define HELD_MAX ((size_t)64 << 20)
+
+/* Puts entries a failed commit took back into their shard, ahead of what
+ * arrived meanwhile (order does not matter: keys carry time and sequence). */
+static void give_back(idl_qlog *q, shard *sh, idl_buf *taken, uint32_t count)
+{
+    pthread_mutex_lock(&sh->lock);
+    if (taken->len + sh->buf.len > HELD_MAX) {
+        /* Keep the newest: the buffer's own entries. */
+        pthread_mutex_unlock(&sh->lock);
+        atomic_fetch_sub(&q->pending, count);
+        if (!atomic_exchange(&q->dropping, true))
+            fprintf(stderr, "idlookupd: the query log cannot be written and its buffer is "
+                            "full: entries are being lost\n");
+        return;
+    }
+    if (sh->buf.len) idl_buf_write(taken, sh->buf.data, sh->buf.len);
+    idl_buf_free(&sh->buf);
+    sh->buf = *taken;
+    *taken = (idl_buf){0};
+    sh->count += count;
+    pthread_mutex_unlock(&sh->lock);
+}
+
 static int flush_once(idl_qlog *q)
 {
     idl_store_batch *b = idl_store_batch_new(q->s);
     if (!b) return IDL_INTERNAL;
     uint64_t n = 0;
+    idl_buf taken[SHARDS];
+    uint32_t counts[SHARDS];
     for (int i = 0; i < SHARDS; i++) {
         shard *sh = &q->shards[i];
-        idl_buf taken = {0};
+        taken[i] = (idl_buf){0};
         pthread_mutex_lock(&sh->lock);
+        counts[i] = sh->count;
         if (sh->count) {
-            taken = sh->buf;
+            taken[i] = sh->buf;
             sh->buf = (idl_buf){0};
             sh->count = 0;
         }
         pthread_mutex_unlock(&sh->lock);
-        if (taken.len) n += batch_entries(b, taken.data, taken.len);
-        idl_buf_free(&taken);
+        if (taken[i].len) n += batch_entries(b, taken[i].data, taken[i].len);
     }
     int rc = IDL_OK;
     if (n) {
@@ -268,7 +297,14 @@ static int flush_once(idl_qlog *q)
         if (rc == IDL_OK) {
             atomic_store(&q->logged, total);
             atomic_fetch_sub(&q->pending, n);
+            atomic_store(&q->dropping, false);
         }
+    }
+    for (int i = 0; i < SHARDS; i++) {
+        /* Not written (the store refuses writes, e.g. on a full disk): kept
+         * for the next flush rather than lost. */
+        if (rc && taken[i].len) give_back(q, &q->shards[i], &taken[i], counts[i]);
+        idl_buf_free(&taken[i]);
     }
     idl_store_batch_free(b);
     return rc;
@@ -300,6 +336,9 @@ int idl_qlog_delete_before(idl_store *s, uint64_t cutoff_us, uint64_t *deleted)
             idl_store_batch_delete(b, IDL_CF_LOGP, pk, 24);
         }
     }
+    /* A scan stopped by a damaged block would leave logp records of the
+     * unread entries behind, pointing at deleted ones: delete nothing. */
+    if ((rc = idl_store_iter_status(it))) goto out;
     uint8_t lo[16] = {0};
     idl_store_batch_delete_range(b, IDL_CF_LOG, lo, 16, hi, 16);
     rc = idl_store_batch_commit(s, b, false);
@@ -316,7 +355,11 @@ static void apply_retention(idl_qlog *q)
     if (!q->retention_days) return;
     uint64_t now = realtime_us(), span = (uint64_t)q->retention_days * 86400u * 1000000u;
     if (span >= now) return; /* a retention longer than the epoch keeps everything */
-    idl_qlog_delete_before(q->s, now - span, NULL);
+    int rc = idl_qlog_delete_before(q->s, now - span, NULL);
+    /* Retention is retried hourly; an operator must hear that it fails. */
+    if (rc)
+        fprintf(stderr, "idlookupd: query-log retention failed (%s); the log keeps old entries\n",
+                idl_status_name(rc));
 }
 
 static void *flusher(void *arg)

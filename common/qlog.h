@@ -60,7 +60,9 @@ int idl_qlog_flush(idl_qlog *q);
 /* Entries ever written to the store (persisted counter) plus pending ones. */
 uint64_t idl_qlog_count(idl_qlog *q);
 
-/* Deletes entries older than cutoff_us (and their per-person records). */
+/* Deletes entries older than cutoff_us (and their per-person records).
+ * Returns the scan's read error (IDL_DATA_LOSS for a damaged file) without
+ * deleting anything when the entries cannot all be read. */
 int idl_qlog_delete_before(idl_store *s, uint64_t cutoff_us, uint64_t *deleted);
 
 /* Decodes a stored entry (log column family key and value). */

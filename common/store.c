@@ -1,5 +1,6 @@
 /* The RocksDB record store (see store.h for the layout and the locking). */
 #include "store.h"
+#include "rocksx.h"
 #include "status.h"
 #include "wire.h"
 
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <time.h>
 #define XXH_INLINE_ALL /* streaming state on the stack, and inlined hot hashes */
@@ -157,20 +159,52 @@ struct idl_store {
     u64set supp_persons, supp_keys; /* in-memory mirror of the supp column family */
     atomic_bool erase_pending;      /* a purge's physical erasure failed (erase_purged) */
     bool renormalize;               /* a layout 2 store: migrate_renormalize at open */
+    char *path;
+    uint64_t min_free;           /* the free-space floor, bytes (0: none) */
+    _Atomic bool write_failed;   /* a write failed: RocksDB must resume first */
+    _Atomic bool below_floor;    /* the last check found too little space */
+    pthread_mutex_t resume_lock; /* one resume attempt at a time */
+    uint64_t last_resume_us;     /* guarded by resume_lock */
+    unsigned resume_failures;    /* guarded by resume_lock */
 };
 
 static int erase_purged(idl_store *s, const uint64_t *pids, size_t n);
+
+/* Write admission (below, with the writes). */
+static int write_admit(idl_store *s);
+static int note_write_failure(idl_store *s, char *rerr);
 
 struct idl_store_batch {
     idl_store *s;
     rocksdb_writebatch_t *wb;
 };
 
+/* RocksDB's error text becomes our status here, once: a checksum mismatch
+ * or a malformed block is DATA_LOSS, anything else (I/O errors, a full disk,
+ * a store stopped by a background error) is UNAVAILABLE.  Frees rerr. */
+static int rocks_status(char *rerr)
+{
+    if (!rerr) return IDL_OK;
+    int rc = strncmp(rerr, "Corruption", 10) == 0 ? IDL_DATA_LOSS : IDL_UNAVAILABLE;
+    free(rerr);
+    return rc;
+}
+
 struct idl_store_iter {
     rocksdb_iterator_t *it;
     rocksdb_readoptions_t *ro;
     char *hi;
 };
+
+/* The iterator's error, as a status, with RocksDB's text in msg (when
+ * given) for the one line a caller prints. */
+static int iter_error(idl_store_iter *it, char *msg, size_t msgsz)
+{
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it->it, &rerr);
+    if (rerr && msg) snprintf(msg, msgsz, "%s", rerr);
+    return rocks_status(rerr);
+}
 
 void idl_be64_put(uint8_t *p, uint64_t v)
 {
@@ -451,9 +485,13 @@ static int check_format(idl_store *s, const char *path, char err[256])
     char *v = NULL;
     size_t vl = 0;
     uint64_t have = 0;
-    if (idl_store_raw_get(s, IDL_CF_META, META_FORMAT, strlen(META_FORMAT), &v, &vl) == IDL_OK) {
+    int g = idl_store_raw_get(s, IDL_CF_META, META_FORMAT, strlen(META_FORMAT), &v, &vl);
+    if (g == IDL_OK) {
         have = vl == 8 ? idl_be64_get((const uint8_t *)v) : UINT64_MAX;
         free(v);
+    } else if (g != IDL_NOT_FOUND) {
+        snprintf(err, 256, "cannot read the layout version of %s: %s", path, idl_status_name(g));
+        return g;
     }
     if (have == STORE_FORMAT) return IDL_OK;
     if (have == STORE_FORMAT_RENORMALIZE) {
@@ -471,7 +509,13 @@ static int check_format(idl_store *s, const char *path, char err[256])
         idl_store_iter *it;
         if (idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
         bool empty = !idl_store_iter_valid(it);
+        char why[160] = "";
+        int ir = iter_error(it, why, sizeof why);
         idl_store_iter_close(it);
+        if (ir) {
+            snprintf(err, 256, "cannot read the persons of %s: %s", path, why);
+            return ir;
+        }
         if (empty && !s->secondary) {
             uint8_t b[8];
             idl_be64_put(b, STORE_FORMAT);
@@ -557,18 +601,21 @@ static rocksdb_options_t *cf_options(idl_store *s, idl_cf cf, bool bulk)
     return o;
 }
 
-static void load_counters(idl_store *s)
+/* Returns 0, or the read error (an absent counter is zero). */
+static int load_counters(idl_store *s)
 {
     const char *names[3] = {CTR_PERSONS, CTR_SUPPRESSED, CTR_PURGED};
     _Atomic uint64_t *dst[3] = {&s->persons_total, &s->persons_suppressed, &s->children_purged};
     for (int i = 0; i < 3; i++) {
         char *v = NULL;
         size_t vl = 0;
-        if (idl_store_raw_get(s, IDL_CF_META, names[i], strlen(names[i]), &v, &vl) == IDL_OK) {
-            if (vl == 8) atomic_store(dst[i], idl_be64_get((const uint8_t *)v));
-            free(v);
-        }
+        int rc = idl_store_raw_get(s, IDL_CF_META, names[i], strlen(names[i]), &v, &vl);
+        if (rc == IDL_NOT_FOUND) continue;
+        if (rc) return rc;
+        if (vl == 8) atomic_store(dst[i], idl_be64_get((const uint8_t *)v));
+        free(v);
     }
+    return IDL_OK;
 }
 
 /* Layout 2 -> 3: every stored person whose emails or addresses normalize
@@ -633,11 +680,17 @@ fail:
     return rc;
 }
 
-/* Fills the in-memory mirror from the supp column family. */
-static int load_suppression(idl_store *s)
+/* Fills the in-memory mirror from the supp column family.  The whole family
+ * must be read: an iterator that stops at a damaged block looks exactly like
+ * the end of the list, and serving with part of the list would find
+ * opted-out persons again.  msg gets RocksDB's text on a read error. */
+static int load_suppression(idl_store *s, char *msg, size_t msgsz)
 {
     idl_store_iter *it;
-    if (idl_store_iter_open(s, IDL_CF_SUPP, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
+    if (idl_store_iter_open(s, IDL_CF_SUPP, NULL, 0, NULL, 0, &it)) {
+        snprintf(msg, msgsz, "out of memory");
+        return IDL_INTERNAL;
+    }
     int rc = IDL_OK;
     for (; idl_store_iter_valid(it) && rc == IDL_OK; idl_store_iter_next(it)) {
         size_t kl;
@@ -647,6 +700,10 @@ static int load_suppression(idl_store *s)
         else if (kl == 17 && k[0] == 'k')
             rc = u64set_add(&s->supp_keys, hkey_u64(k + 1));
     }
+    if (rc)
+        snprintf(msg, msgsz, "out of memory");
+    else
+        rc = iter_error(it, msg, msgsz);
     idl_store_iter_close(it);
     return rc;
 }
@@ -661,7 +718,14 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
         return IDL_INTERNAL;
     }
     pthread_mutex_init(&s->wlock, NULL);
+    pthread_mutex_init(&s->resume_lock, NULL);
     int rc = IDL_INTERNAL;
+    s->path = strdup(path);
+    s->min_free = opts->secondary ? 0 : opts->min_free_bytes;
+    if (!s->path) {
+        snprintf(err, 256, "out of memory");
+        goto fail;
+    }
     char *rerr = NULL;
     s->bulk = opts->bulk && !opts->secondary;
     s->cache = rocksdb_cache_create_lru((opts->cache_mb ? opts->cache_mb : 256) << 20);
@@ -671,6 +735,13 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     rocksdb_options_increase_parallelism(s->dbopts, 2);
     rocksdb_options_set_max_background_jobs(s->dbopts, 2);
     rocksdb_options_set_info_log_level(s->dbopts, 2 /* WARN */);
+    /* A damaged file found by a flush or compaction stops writes instead of
+     * being compacted into the rest (the default, stated). */
+    rocksdb_options_set_paranoid_checks(s->dbopts, 1);
+    if (opts->info_log && strcmp(opts->info_log, "-") == 0)
+        idl_rocksx_log_to_stderr(s->dbopts);
+    else if (opts->info_log)
+        rocksdb_options_set_db_log_dir(s->dbopts, opts->info_log);
     /* Hashed memtables (idx, persons) take one writer at a time. */
     rocksdb_options_set_allow_concurrent_memtable_write(s->dbopts, 0);
     rocksdb_options_set_keep_log_file_num(s->dbopts, 3);
@@ -705,14 +776,22 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
         goto fail;
     }
     s->ropts = rocksdb_readoptions_create();
+    /* RocksDB's default, stated: a damaged block is an error, never data. */
+    rocksdb_readoptions_set_verify_checksums(s->ropts, 1);
     s->wopts = rocksdb_writeoptions_create();
     s->wopts_sync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->wopts_sync, 1);
     if ((rc = check_format(s, path, err))) goto fail;
     rc = IDL_INTERNAL;
-    load_counters(s);
-    if (load_suppression(s)) {
-        snprintf(err, 256, "cannot read the suppression list of %s", path);
+    if ((rc = load_counters(s))) {
+        snprintf(err, 256, "cannot read the counters of %s: %s", path, idl_status_name(rc));
+        goto fail;
+    }
+    char why[160] = "";
+    if ((rc = load_suppression(s, why, sizeof why))) {
+        snprintf(err, 256,
+                 "cannot read the suppression list of %s whole, refusing to serve without it: %s",
+                 path, why);
         goto fail;
     }
     if (s->renormalize) {
@@ -762,6 +841,8 @@ void idl_store_close(idl_store *s)
     u64set_free(&s->supp_persons);
     u64set_free(&s->supp_keys);
     pthread_mutex_destroy(&s->wlock);
+    pthread_mutex_destroy(&s->resume_lock);
+    free(s->path);
     free(s);
 }
 
@@ -775,7 +856,8 @@ int idl_store_catch_up(idl_store *s)
     }
     /* The mirror is insert-only, like the list: reading it again adds what
      * the primary suppressed since. */
-    return load_suppression(s) ? IDL_INTERNAL : IDL_OK;
+    char why[160];
+    return load_suppression(s, why, sizeof why);
 }
 
 int idl_store_compact(idl_store *s)
@@ -796,24 +878,22 @@ int idl_store_raw_get(idl_store *s, idl_cf cf, const void *k, size_t kl, char **
     char *rerr = NULL;
     size_t n = 0;
     char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[cf], k, kl, &n, &rerr);
-    if (rerr) {
-        free(rerr);
-        return IDL_UNAVAILABLE;
-    }
+    if (rerr) return rocks_status(rerr);
     if (!v) return IDL_NOT_FOUND;
     *val = v;
     *vl = n;
     return IDL_OK;
 }
 
-static bool exists(idl_store *s, idl_cf cf, const void *k, size_t kl)
+/* Whether k is stored; a read error is returned, never taken for "no". */
+static int exists(idl_store *s, idl_cf cf, const void *k, size_t kl, bool *yes)
 {
     char *rerr = NULL;
     rocksdb_pinnableslice_t *p = rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[cf], k, kl, &rerr);
-    free(rerr);
-    if (!p) return false;
-    rocksdb_pinnableslice_destroy(p);
-    return true;
+    if (rerr) return rocks_status(rerr);
+    *yes = p != NULL;
+    if (p) rocksdb_pinnableslice_destroy(p);
+    return IDL_OK;
 }
 
 idl_store_batch *idl_store_batch_new(idl_store *s)
@@ -850,12 +930,11 @@ void idl_store_batch_delete_range(idl_store_batch *b, idl_cf cf, const void *lo,
 
 int idl_store_batch_commit(idl_store *s, idl_store_batch *b, bool sync)
 {
+    int adm = write_admit(s);
+    if (adm) return adm;
     char *rerr = NULL;
     rocksdb_write(s->db, sync ? s->wopts_sync : s->wopts, b->wb, &rerr);
-    if (rerr) {
-        free(rerr);
-        return IDL_UNAVAILABLE;
-    }
+    if (rerr) return note_write_failure(s, rerr);
     rocksdb_writebatch_clear(b->wb);
     return IDL_OK;
 }
@@ -873,6 +952,7 @@ int idl_store_iter_open(idl_store *s, idl_cf cf, const void *lo, size_t lol, con
     idl_store_iter *it = calloc(1, sizeof(*it));
     if (!it) return IDL_INTERNAL;
     it->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_verify_checksums(it->ro, 1);
     /* Full-order scans over families whose memtables are hashed on a prefix
      * (idx, persons) need this, or they miss unflushed entries. */
     rocksdb_readoptions_set_total_order_seek(it->ro, 1);
@@ -893,6 +973,11 @@ int idl_store_iter_open(idl_store *s, idl_cf cf, const void *lo, size_t lol, con
         rocksdb_iter_seek_to_first(it->it);
     *out = it;
     return IDL_OK;
+}
+
+int idl_store_iter_status(idl_store_iter *it)
+{
+    return iter_error(it, NULL, 0);
 }
 
 bool idl_store_iter_valid(idl_store_iter *it)
@@ -1026,6 +1111,80 @@ bool idl_store_person_suppressed(idl_store *s, uint64_t pid)
     return u64set_has(&s->supp_persons, pid);
 }
 
+/* ---- write admission ----
+ * RocksDB on a full disk fails a WAL write and then refuses every write
+ * until resumed; on Debian it may also abort on a later append to a file
+ * that failed once.  So writes are refused before the disk is full (the
+ * floor), and after any failed write RocksDB is asked to resume. */
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static bool space_ok(idl_store *s)
+{
+    if (!s->min_free) return true;
+    struct statvfs v;
+    bool ok = statvfs(s->path, &v) == 0 && (uint64_t)v.f_bavail * v.f_frsize >= s->min_free;
+    bool was_below = atomic_exchange(&s->below_floor, !ok);
+    /* One line per change, not one per refused write. */
+    if (ok == was_below)
+        fprintf(stderr, "idlookup: store %s: %s\n", s->path,
+                ok ? "free space is back above the floor: writes are taken again"
+                   : "free space is below the floor: writes are refused");
+    return ok;
+}
+
+/* After a failed write: asks RocksDB to resume, at most once a second. */
+static int try_resume(idl_store *s)
+{
+    int rc = IDL_UNAVAILABLE;
+    pthread_mutex_lock(&s->resume_lock);
+    if (!atomic_load(&s->write_failed)) {
+        rc = IDL_OK; /* another thread resumed it */
+    } else if (mono_us() - s->last_resume_us >= 1000000u) {
+        s->last_resume_us = mono_us();
+        char why[200] = "";
+        rc = idl_rocksx_resume(s->db, why, sizeof why);
+        if (rc == IDL_OK) {
+            atomic_store(&s->write_failed, false);
+            s->resume_failures = 0;
+            fprintf(stderr, "idlookup: store %s: writes resumed\n", s->path);
+        } else if (s->resume_failures++ % 60 == 0) {
+            fprintf(stderr, "idlookup: store %s: cannot resume writes yet: %s\n", s->path, why);
+        }
+    }
+    pthread_mutex_unlock(&s->resume_lock);
+    return rc;
+}
+
+/* 0 when a write may go to RocksDB now, else IDL_UNAVAILABLE. */
+static int write_admit(idl_store *s)
+{
+    if (s->secondary) return IDL_FAILED_PRECONDITION;
+    if (!space_ok(s)) return IDL_UNAVAILABLE;
+    return atomic_load(&s->write_failed) ? try_resume(s) : IDL_OK;
+}
+
+/* A failed write: RocksDB now refuses writes until resumed. */
+static int note_write_failure(idl_store *s, char *rerr)
+{
+    if (!atomic_exchange(&s->write_failed, true))
+        fprintf(stderr,
+                "idlookup: store %s: a write failed, writes are refused until it resumes: %s\n",
+                s->path, rerr);
+    free(rerr);
+    return IDL_UNAVAILABLE;
+}
+
+bool idl_store_writable(idl_store *s)
+{
+    return write_admit(s) == IDL_OK;
+}
+
 /* ---- sorted batches ----
  * Memtable inserts dominate bulk loads: a skip-list insert of a random key
  * walks every level from the top.  Writing a batch's keys in sorted order
@@ -1110,6 +1269,12 @@ static int cmp_sop(const void *a, const void *b)
 static int sb_commit(idl_store *s, sbatch *b, bool sync)
 {
     if (b->failed || b->vals.failed) return IDL_INTERNAL;
+    int adm = write_admit(s);
+    if (adm) {
+        b->n = 0;
+        idl_buf_reset(&b->vals);
+        return adm;
+    }
     qsort(b->ops, b->n, sizeof(*b->ops), cmp_sop);
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     for (size_t i = 0; i < b->n; i++) {
@@ -1128,10 +1293,7 @@ static int sb_commit(idl_store *s, sbatch *b, bool sync)
     rocksdb_writebatch_destroy(wb);
     b->n = 0;
     idl_buf_reset(&b->vals);
-    if (rerr) {
-        free(rerr);
-        return IDL_UNAVAILABLE;
-    }
+    if (rerr) return note_write_failure(s, rerr);
     return IDL_OK;
 }
 
@@ -1595,9 +1757,11 @@ int idl_store_mark_all_once(idl_store *s, const void *keys, size_t klen, size_t 
     const char *k = keys;
     pthread_mutex_lock(&s->wlock);
     bool any = false;
-    for (size_t i = 0; i < n && !any; i++)
-        any = exists(s, IDL_CF_META, k + i * klen, klen);
-    if (any) {
+    for (size_t i = 0; i < n && !any && rc == IDL_OK; i++)
+        rc = exists(s, IDL_CF_META, k + i * klen, klen, &any);
+    if (rc) {
+        /* unreadable: neither set nor refused */
+    } else if (any) {
         *was_set = true;
     } else {
         uint8_t tv[8];
@@ -1615,4 +1779,161 @@ int idl_store_mark_all_once(idl_store *s, const void *keys, size_t klen, size_t 
 int idl_store_mark_once(idl_store *s, const void *key, size_t klen, bool *was_set)
 {
     return idl_store_mark_all_once(s, key, klen, 1, was_set);
+}
+
+/* ---- consistency check ---- */
+
+/* One index entry, as the check keeps it: the person and a 64-bit digest of
+ * the key (16 bytes an entry). */
+typedef struct {
+    uint64_t pid, key;
+} check_entry;
+
+static int cmp_check_entry(const void *a, const void *b)
+{
+    const check_entry *x = a, *y = b;
+    if (x->pid != y->pid) return x->pid < y->pid ? -1 : 1;
+    return x->key < y->key ? -1 : x->key > y->key;
+}
+
+typedef struct {
+    check_entry *v;
+    size_t n, cap;
+} check_entries;
+
+/* idl_store_get for the check: a damaged block is DATA_LOSS (the store's
+ * fault, not a passing I/O error), a record that does not decode counts as
+ * absent (its own scan reports it unreadable). */
+static int check_get(idl_store *s, uint64_t pid, idl_record *rec)
+{
+    uint8_t k[8];
+    idl_be64_put(k, pid);
+    char *rerr = NULL;
+    rocksdb_pinnableslice_t *p =
+        rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[IDL_CF_PERSONS], (const char *)k, 8, &rerr);
+    if (rerr) return rocks_status(rerr);
+    if (!p) return IDL_NOT_FOUND;
+    size_t vl;
+    const char *v = rocksdb_pinnableslice_value(p, &vl);
+    int rc = idl_record_unpack(v, vl, rec) == IDL_OK ? IDL_OK : IDL_NOT_FOUND;
+    rocksdb_pinnableslice_destroy(p);
+    return rc;
+}
+
+/* Every index entry: a sorted list of persons that exist and hold the key.
+ * The entries are also collected, so that the persons' scan finds each of
+ * their keys by a binary search: a point read per key would refold the merge
+ * operands of a key thousands share (a date of birth) at each holder. */
+static int check_index(idl_store *s, idl_store_check_report *r, idl_record *rec, check_entries *ce)
+{
+    idl_store_iter *it;
+    if (idl_store_iter_open(s, IDL_CF_IDX, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
+    int rc = IDL_OK;
+    for (; idl_store_iter_valid(it) && rc == IDL_OK; idl_store_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = idl_store_iter_key(it, &kl);
+        const uint8_t *v = (const uint8_t *)idl_store_iter_value(it, &vl);
+        if (kl != 16 || vl % 8) {
+            r->entries++;
+            r->dangling++;
+            continue;
+        }
+        for (size_t e = 0; e < vl && rc == IDL_OK; e += 8) {
+            r->entries++;
+            uint64_t pid = idl_be64_get(v + e);
+            if (e && idl_be64_get(v + e - 8) >= pid) r->unsorted++;
+            if (ce->n == ce->cap) {
+                size_t cap = ce->cap ? ce->cap * 2 : 4096;
+                check_entry *nv = realloc(ce->v, cap * sizeof(*nv));
+                if (!nv) {
+                    rc = IDL_INTERNAL;
+                    break;
+                }
+                ce->v = nv;
+                ce->cap = cap;
+            }
+            ce->v[ce->n++] = (check_entry){pid, hkey_u64((const uint8_t *)k)};
+            int g = check_get(s, pid, rec);
+            if (g == IDL_NOT_FOUND) {
+                r->dangling++;
+                continue;
+            }
+            if (g) {
+                rc = g;
+                break;
+            }
+            idl_hkey keys[IDL_RECORD_KEYS_MAX];
+            size_t nk = idl_record_keys(rec, keys, IDL_RECORD_KEYS_MAX, true);
+            bool mine = false;
+            for (size_t i = 0; i < nk && !mine; i++)
+                mine = memcmp(keys[i].b, k, 16) == 0;
+            r->foreign += !mine;
+        }
+    }
+    if (rc == IDL_OK) rc = idl_store_iter_status(it);
+    idl_store_iter_close(it);
+    return rc;
+}
+
+/* Every stored person: decodable, filed under its own id, and listed under
+ * each of its keys (in the sorted entries of check_index). */
+static int check_persons(idl_store *s, idl_store_check_report *r, idl_record *rec,
+                         const check_entries *ce)
+{
+    idl_store_iter *it;
+    if (idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
+    for (; idl_store_iter_valid(it); idl_store_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = idl_store_iter_key(it, &kl);
+        const char *v = idl_store_iter_value(it, &vl);
+        if (kl != 8 || idl_record_unpack(v, vl, rec) != IDL_OK) {
+            r->unreadable++;
+            continue;
+        }
+        uint64_t pid = idl_be64_get((const uint8_t *)k);
+        r->persons++;
+        r->bad_id += idl_person_id(rec->source_id) != pid;
+        bool supp = idl_store_person_suppressed(s, pid);
+        r->suppressed += supp;
+        /* A suppressed person is filed under its identifiers only, never
+         * under its name keys (unindex_names): one there counts as wrong. */
+        idl_hkey keys[IDL_RECORD_KEYS_MAX];
+        size_t nid = idl_record_keys(rec, keys, IDL_RECORD_KEYS_MAX, false);
+        size_t nk = idl_record_keys(rec, keys, IDL_RECORD_KEYS_MAX, true);
+        for (size_t i = 0; i < nk; i++) {
+            check_entry want = {pid, hkey_u64(keys[i].b)};
+            bool filed = bsearch(&want, ce->v, ce->n, sizeof want, cmp_check_entry) != NULL;
+            r->missing += filed != (i < nid || !supp);
+        }
+    }
+    int rc = idl_store_iter_status(it);
+    idl_store_iter_close(it);
+    return rc;
+}
+
+int idl_store_check(idl_store *s, idl_store_check_report *out)
+{
+    idl_store_check_report r;
+    memset(&r, 0, sizeof r);
+    check_entries ce = {0};
+    idl_record *rec = malloc(sizeof(*rec));
+    if (!rec) return IDL_INTERNAL;
+    int rc = check_index(s, &r, rec, &ce);
+    if (rc == IDL_OK) {
+        if (ce.n) qsort(ce.v, ce.n, sizeof *ce.v, cmp_check_entry);
+        rc = check_persons(s, &r, rec, &ce);
+    }
+    free(ce.v);
+    free(rec);
+    if (rc) return rc;
+    idl_store_counts_get(s, &r.counts);
+    *out = r;
+    return IDL_OK;
+}
+
+bool idl_store_check_ok(const idl_store_check_report *r)
+{
+    return !r->unreadable && !r->bad_id && !r->missing && !r->dangling && !r->foreign &&
+           !r->unsorted && r->counts.persons + r->counts.suppressed == r->persons &&
+           r->counts.suppressed == r->suppressed;
 }

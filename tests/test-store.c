@@ -1501,76 +1501,16 @@ static int crash_writer(const char *dir, int progress_fd)
     }
 }
 
-/* What a consistency scan found. */
-typedef struct {
-    size_t persons, supp, missing, bad_id, unreadable, entries, dangling, foreign, unsorted;
-    idl_store_counts counts;
-} scan;
-
-/* Scans records, index entries and counters of the store in dir. */
-static scan scan_store(const char *dir)
+/* The store's own consistency scan (idl_store_check) of the store in dir. */
+static idl_store_check_report scan_store(const char *dir)
 {
-    scan sc;
-    memset(&sc, 0, sizeof sc);
+    idl_store_check_report r;
+    memset(&r, 0, sizeof r);
     idl_store *s = open_store(dir);
-    if (!s) return sc;
-    idl_store_iter *it = NULL;
-    CHECK_INT(idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it), IDL_OK);
-    for (; it && idl_store_iter_valid(it); idl_store_iter_next(it)) {
-        size_t kl, vl;
-        const char *k = idl_store_iter_key(it, &kl);
-        const char *v = idl_store_iter_value(it, &vl);
-        idl_record r;
-        if (kl != 8 || idl_record_unpack(v, vl, &r) != IDL_OK) {
-            sc.unreadable++;
-            continue;
-        }
-        uint64_t pid = idl_be64_get((const uint8_t *)k);
-        sc.persons++;
-        sc.bad_id += idl_person_id(r.source_id) != pid;
-        bool supp = idl_store_person_suppressed(s, pid);
-        sc.supp += supp;
-        /* A suppressed person is filed under its identifiers only, never
-         * under its name keys (store.c unindex_names). */
-        idl_hkey keys[IDL_RECORD_KEYS_MAX];
-        size_t nid = idl_record_keys(&r, keys, IDL_RECORD_KEYS_MAX, false);
-        size_t nk = idl_record_keys(&r, keys, IDL_RECORD_KEYS_MAX, true);
-        for (size_t i = 0; i < nk; i++)
-            sc.missing += (i < nid || !supp) != probe_finds(s, &keys[i], pid);
-    }
-    idl_store_iter_close(it);
-    CHECK_INT(idl_store_iter_open(s, IDL_CF_IDX, NULL, 0, NULL, 0, &it), IDL_OK);
-    for (; it && idl_store_iter_valid(it); idl_store_iter_next(it)) {
-        size_t kl, vl;
-        const char *k = idl_store_iter_key(it, &kl);
-        const uint8_t *v = (const uint8_t *)idl_store_iter_value(it, &vl);
-        if (kl != 16 || vl % 8) {
-            sc.entries++;
-            sc.dangling++;
-            continue;
-        }
-        for (size_t e = 0; e < vl; e += 8) {
-            sc.entries++;
-            uint64_t pid = idl_be64_get(v + e);
-            if (e && idl_be64_get(v + e - 8) >= pid) sc.unsorted++;
-            idl_record r;
-            if (idl_store_get(s, pid, &r) != IDL_OK) {
-                sc.dangling++;
-                continue;
-            }
-            /* The entry's hash must be one of that person's current keys. */
-            idl_hkey keys[IDL_RECORD_KEYS_MAX];
-            size_t nk = idl_record_keys(&r, keys, IDL_RECORD_KEYS_MAX, true);
-            bool mine = false;
-            for (size_t i = 0; i < nk && !mine; i++)
-                mine = memcmp(keys[i].b, k, 16) == 0;
-            sc.foreign += !mine;
-        }
-    }
-    idl_store_iter_close(it);
-    idl_store_counts_get(s, &sc.counts);
+    if (!s) return r;
+    CHECK_INT(idl_store_check(s, &r), IDL_OK);
     idl_store_close(s);
-    return sc;
+    return r;
 }
 
 /* Reads the nice value of every thread of this process named name. */
@@ -1641,7 +1581,7 @@ static void compactions_yield(void)
 
 static void check_consistent(const char *dir)
 {
-    scan sc = scan_store(dir);
+    idl_store_check_report sc = scan_store(dir);
     CHECK(sc.persons > 0);
     CHECK(sc.entries > 0);
     CHECK_INT(sc.unreadable, 0);
@@ -1651,10 +1591,12 @@ static void check_consistent(const char *dir)
     CHECK_INT(sc.foreign, 0);
     CHECK_INT(sc.unsorted, 0);
     CHECK_INT(sc.counts.persons + sc.counts.suppressed, sc.persons);
-    CHECK_INT(sc.counts.suppressed, sc.supp);
+    CHECK_INT(sc.counts.suppressed, sc.suppressed);
+    CHECK(idl_store_check_ok(&sc));
     CHECK(sc.counts.children_purged > 0);
-    printf("     after SIGKILL: %zu persons (%zu suppressed), %zu index entries, %llu purged\n",
-           sc.persons, sc.supp, sc.entries, (unsigned long long)sc.counts.children_purged);
+    printf("     after SIGKILL: %llu persons (%llu suppressed), %llu index entries, %llu purged\n",
+           (unsigned long long)sc.persons, (unsigned long long)sc.suppressed,
+           (unsigned long long)sc.entries, (unsigned long long)sc.counts.children_purged);
 }
 
 /* The scan itself catches damage: one index entry removed, one orphan and
@@ -1691,10 +1633,11 @@ static void scan_detects_damage(const char *dir)
     CHECK_INT(idl_store_batch_commit(s, b, false), IDL_OK);
     idl_store_batch_free(b);
     idl_store_close(s);
-    scan sc = scan_store(dir);
+    idl_store_check_report sc = scan_store(dir);
     CHECK_INT(sc.missing, 1);
     CHECK_INT(sc.dangling, 1);
     CHECK_INT(sc.foreign, 1);
+    CHECK(!idl_store_check_ok(&sc));
 }
 
 static void crash_consistency(void)

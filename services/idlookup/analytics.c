@@ -294,6 +294,15 @@ static int scan_run(scan *sc, const char *prog, entry_fn fn, void *ctx, uint64_t
             break;
         }
     }
+    /* An iterator stopped by a damaged block looks like the end of the log:
+     * a report from part of the log must not pass for the whole. */
+    int rc = status ? IDL_OK : idl_store_iter_status(sc->it);
+    if (rc) {
+        fprintf(stderr,
+                "%s: the query log cannot be read whole (%s); the output would be incomplete\n",
+                prog, rc == IDL_DATA_LOSS ? "a store file is damaged" : "read error");
+        status = 1;
+    }
     free(e);
     return status;
 }

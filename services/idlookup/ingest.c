@@ -312,7 +312,9 @@ int idl_cli_ingest(int argc, char **argv)
     mkdir(data, 0700);
     idl_store *st = NULL;
     char err[256];
-    idl_store_opts so = {.cache_mb = cache_mb, .bulk = true};
+    /* No write below 64 MiB free, as in the daemon: a full disk mid-load
+     * ends in an error (rerun the ingest), not in RocksDB's abort. */
+    idl_store_opts so = {.cache_mb = cache_mb, .bulk = true, .min_free_bytes = (uint64_t)64 << 20};
     if (idl_store_open(&st, data, &so, err)) {
         fprintf(stderr, "idlookup ingest: %s\n", err);
         goto close_files;

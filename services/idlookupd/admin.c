@@ -152,16 +152,23 @@ int idld_health(idld_call *c)
 {
     idl_field f[1] = {{"service", IDL_FT_STR, NULL}};
     if (idl_wire_fields(c->body, f, 1, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
+    size_t i = 0;
     if (f[0].val) {
-        size_t i;
         for (i = 0; i < sizeof services / sizeof *services; i++)
             if (idl_wire_str_eq(f[0].val, services[i])) break;
         if (i == sizeof services / sizeof *services)
             return idld_fail(c, IDL_NOT_FOUND, "service", "unknown service name");
     }
+    bool serving = !atomic_load(&c->st->draining);
+    /* Privacy and Admin write (OptOut, Disclosures marks, Upsert): while the
+     * store refuses writes (disk below the floor, a failed write not yet
+     * resumed) they are not served, though lookups are. */
+    if (serving && (strcmp(services[i], "idlookup.v1.Privacy") == 0 ||
+                    strcmp(services[i], "idlookup.v1.Admin") == 0))
+        serving = idl_store_writable(c->st->store);
     msgpack_pack_map(c->pk, 1);
     idl_wire_pack_cstr(c->pk, "status");
-    idl_wire_pack_cstr(c->pk, atomic_load(&c->st->draining) ? "NOT_SERVING" : "SERVING");
+    idl_wire_pack_cstr(c->pk, serving ? "SERVING" : "NOT_SERVING");
     return IDL_OK;
 }
 

@@ -30,19 +30,25 @@ typedef struct {
     int y, m, d;
 } day;
 
-/* Loads pid into r when a customer may see it. */
-static bool visible(idld_call *c, uint64_t pid, idl_record *r, const day *t)
+/* Loads pid into r and sets *shown when a customer may see it.  A person the
+ * store cannot read fails the call (UNAVAILABLE, message set): taking it for
+ * absent would answer "nobody" for someone who is there. */
+static int visible(idld_call *c, uint64_t pid, idl_record *r, const day *t, bool *shown)
 {
+    *shown = false;
     /* The suppression mirror is in memory: checked first, a suppressed
      * person costs no read. */
-    if (idl_store_person_suppressed(c->st->store, pid)) return false;
-    if (idl_store_get(c->st->store, pid, r) != IDL_OK) return false;
+    if (idl_store_person_suppressed(c->st->store, pid)) return IDL_OK;
+    int rc = idl_store_get(c->st->store, pid, r);
+    if (rc == IDL_NOT_FOUND) return IDL_OK; /* deleted since the probe */
+    if (rc) return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
     if (idl_record_is_child(r, t->y, t->m, t->d)) {
         /* DATA.md §2: found at query time (clock moved, bad data): purged. */
         idl_store_purge_child(c->st->store, pid);
-        return false;
+        return IDL_OK;
     }
-    return true;
+    *shown = true;
+    return IDL_OK;
 }
 
 static bool key_hidden(idld_call *c, const idl_hkey *k)
@@ -289,7 +295,9 @@ int idld_search(idld_call *c)
             return idld_fail(c, IDL_DEADLINE_EXCEEDED, NULL,
                              "the deadline passed during the search");
         idl_record *r = cached < IDLD_CACHED_RECORDS ? &sc->recs[cached] : &sc->tmp;
-        if (!visible(c, sc->cand[i], r, &t)) continue;
+        bool shown;
+        if ((rc = visible(c, sc->cand[i], r, &t, &shown))) return rc;
+        if (!shown) continue;
         uint32_t m = 0;
         double w = 0;
         if (use_email && idld_has_email(r, q.email)) m |= M_EMAIL, w += 1;
@@ -347,23 +355,32 @@ int idld_search(idld_call *c)
 
 /* ---- Validate ---- */
 
-/* Whether a visible person holds key k (and, for addresses, the unit). */
-static bool known(idld_call *c, const idl_hkey *k, const idl_address *addr, idl_line_type *rec_type,
-                  const char *phone)
+/* Sets *any when a visible person holds key k (and, for addresses, the
+ * unit).  Returns 0, or UNAVAILABLE (message set) when the store cannot be
+ * read: "unknown" is an answer, and must not stand in for "unreadable". */
+static int known(idld_call *c, const idl_hkey *k, const idl_address *addr, idl_line_type *rec_type,
+                 const char *phone, bool *anyp)
 {
+    *anyp = false;
     if (key_hidden(c, k)) {
-        idl_store_probe_absent(c->st->store, k); /* as probe_into: timing */
-        return false;
+        /* As probe_into: a suppressed key costs what an absent one costs. */
+        if (idl_store_probe_absent(c->st->store, k))
+            return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
+        return IDL_OK;
     }
     size_t n = 0;
     uint64_t *cand = c->scratch->probe;
-    if (idl_store_probe(c->st->store, k, cand, 64, &n, NULL)) return false;
+    if (idl_store_probe(c->st->store, k, cand, 64, &n, NULL))
+        return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
     day t;
     idl_today(&t.y, &t.m, &t.d);
     bool any = false;
     for (size_t i = 0; i < n; i++) {
         idl_record *r = &c->scratch->tmp;
-        if (!visible(c, cand[i], r, &t)) continue;
+        bool shown;
+        int rc = visible(c, cand[i], r, &t, &shown);
+        if (rc) return rc;
+        if (!shown) continue;
         if (addr && !has_addr(c, r, addr->street, addr->unit[0] ? addr->unit : NULL,
                               addr->city[0] ? addr->city : NULL,
                               addr->state[0] ? addr->state : NULL, addr->zip[0] ? addr->zip : NULL))
@@ -377,7 +394,8 @@ static bool known(idld_call *c, const idl_hkey *k, const idl_address *addr, idl_
         any = true;
         if (!rec_type) break;
     }
-    return any;
+    *anyp = any;
+    return IDL_OK;
 }
 
 static void pack_kv_bool(msgpack_packer *pk, const char *k, bool v)
@@ -419,6 +437,7 @@ int idld_validate(idld_call *c)
         }
     }
     char raw[512];
+    int rc;
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, (f[0].val != NULL) + (f[1].val != NULL) + (f[2].val != NULL));
     if (f[0].val) {
@@ -431,7 +450,7 @@ int idld_validate(idld_call *c)
         bool kn = false;
         if (ok) {
             idl_hkey_make(&k, "email", norm);
-            kn = known(c, &k, NULL, NULL, NULL);
+            if ((rc = known(c, &k, NULL, NULL, NULL, &kn))) return rc;
         }
         idl_wire_pack_cstr(pk, "email");
         msgpack_pack_map(pk, 4);
@@ -453,7 +472,7 @@ int idld_validate(idld_call *c)
         if (ok) {
             idl_hkey k;
             idl_hkey_make(&k, "phone", norm);
-            kn = known(c, &k, NULL, &rec, norm);
+            if ((rc = known(c, &k, NULL, &rec, norm, &kn))) return rc;
         }
         idl_wire_pack_cstr(pk, "phone");
         msgpack_pack_map(pk, 6);
@@ -485,7 +504,7 @@ int idld_validate(idld_call *c)
                 idl_hkey_addr(&k, a.street, a.zip);
             else
                 idl_hkey_addrcs(&k, a.street, a.city, a.state);
-            kn = known(c, &k, &a, NULL, NULL);
+            if ((rc = known(c, &k, &a, NULL, NULL, &kn))) return rc;
         }
         idl_wire_pack_cstr(pk, "address");
         msgpack_pack_map(pk, 4);
@@ -523,13 +542,16 @@ typedef struct {
 } verify_state;
 
 /* Scores one candidate against the supplied groups and keeps the best:
- * most groups, then a matching name, then the lowest id. */
-static void verify_consider(verify_state *v, uint64_t pid)
+ * most groups, then a matching name, then the lowest id.  Returns 0, or the
+ * failure of a read (message set). */
+static int verify_consider(verify_state *v, uint64_t pid)
 {
     idld_call *c = v->c;
     const idld_query *q = v->q;
     idl_record *r = &c->scratch->tmp;
-    if (!visible(c, pid, r, v->t)) return;
+    bool shown;
+    int rc = visible(c, pid, r, v->t, &shown);
+    if (rc || !shown) return rc;
     bool m[G_COUNT] = {false};
     m[G_NAME] = idl_name_match(q->first, r->norm_first, true) &&
                 idl_name_match(q->last, r->norm_last, false);
@@ -546,7 +568,7 @@ static void verify_consider(verify_state *v, uint64_t pid)
         cnt += m[g];
     /* Someone who matches no supplied group is not a match at all (and must
      * not answer for, say, a date of birth). */
-    if (cnt == 0) return;
+    if (cnt == 0) return IDL_OK;
     bool better = cnt > v->best_n || (cnt == v->best_n && m[G_NAME] && !v->best_name) ||
                   (cnt == v->best_n && m[G_NAME] == v->best_name && pid < v->best_pid);
     if (better) {
@@ -556,6 +578,7 @@ static void verify_consider(verify_state *v, uint64_t pid)
         memcpy(v->best_m, m, sizeof m);
         v->best_has_dob = r->dob_y != 0;
     }
+    return IDL_OK;
 }
 
 int idld_verify(idld_call *c)
@@ -641,7 +664,7 @@ int idld_verify(idld_call *c)
                       .best_n = -1};
     memcpy(v.hidden, hidden, sizeof hidden);
     for (size_t i = 0; i < nid; i++)
-        verify_consider(&v, c->scratch->cand[i]);
+        if ((rc = verify_consider(&v, c->scratch->cand[i]))) return rc;
     for (int g = G_EMAIL; g <= G_ADDR; g++)
         any_holder[g] = v.any_holder[g];
 
@@ -682,7 +705,7 @@ int idld_verify(idld_call *c)
                 continue; /* already considered */
             /* At the bound, a newcomer can only win a tie on a lower id. */
             if (v.best_n == bound && v.best_name && pid > v.best_pid) continue;
-            verify_consider(&v, pid);
+            if ((rc = verify_consider(&v, pid))) return rc;
         }
     }
     int best_n = v.best_n;

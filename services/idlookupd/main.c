@@ -7,6 +7,7 @@
 #include "status.h"
 #include "json.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
@@ -51,6 +52,12 @@ static const char usage[] =
     "  --idle-timeout-ms N     close a connection with nothing outstanding that has sent no\n"
     "                          whole request for N ms, also one stuck mid-frame (default\n"
     "                          60000; 0: never)\n"
+    "  --store-log DIR         write RocksDB's info log (warnings) as a LOG file in DIR, which\n"
+    "                          should be on another filesystem than --data (default: to\n"
+    "                          stderr, prefixed 'rocksdb: '; never into the data directory)\n"
+    "  --min-free-mb N         refuse writes (Upsert, OptOut, Disclosures, the query log)\n"
+    "                          with UNAVAILABLE while the filesystem of --data has less than\n"
+    "                          N MiB free; reads go on (default 64; 0: no floor)\n"
     "  --no-query-log          do not log queries (benchmark comparison only: it breaks the\n"
     "                          logging promise and must not be used in production)\n"
     "  --help                  this text\n";
@@ -197,7 +204,9 @@ static int close_with_deadline(idld_pool *pool, unsigned ms)
 int main(int argc, char **argv)
 {
     const char *data = NULL, *keys = NULL, *listen = "tcp://127.0.0.1:7411", *fpkey = NULL;
-    unsigned long workers = 64, cache_mb = 256, flush_ms = 200, retention = 400, drain_ms = 500;
+    unsigned long workers = 64, cache_mb = 256, flush_ms = 200, retention = 400, drain_ms = 500,
+                  min_free_mb = 64;
+    const char *store_log = "-";
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned long batch_threads = ncpu > 0 ? (unsigned long)ncpu : 1;
     bool log_queries = true;
@@ -213,7 +222,9 @@ int main(int argc, char **argv)
         O_BATCH,
         O_SENDTO,
         O_PENDING,
-        O_IDLE
+        O_IDLE,
+        O_STORELOG,
+        O_MINFREE
     };
     static const struct option opts[] = {
         {"data", required_argument, 0, 'd'},
@@ -230,6 +241,8 @@ int main(int argc, char **argv)
         {"send-timeout-ms", required_argument, 0, O_SENDTO},
         {"max-pending-replies", required_argument, 0, O_PENDING},
         {"idle-timeout-ms", required_argument, 0, O_IDLE},
+        {"store-log", required_argument, 0, O_STORELOG},
+        {"min-free-mb", required_argument, 0, O_MINFREE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -278,6 +291,12 @@ int main(int argc, char **argv)
             break;
         case O_IDLE:
             if (parse_uint("--idle-timeout-ms", optarg, 0, 86400000, &idle_ms)) return 2;
+            break;
+        case O_STORELOG:
+            store_log = optarg;
+            break;
+        case O_MINFREE:
+            if (parse_uint("--min-free-mb", optarg, 0, 1 << 24, &min_free_mb)) return 2;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -335,7 +354,14 @@ int main(int argc, char **argv)
     if (check_mode(fpkey, "fingerprint key", true, err)) goto fail;
     if (build_describe(&st, err)) goto fail;
     mkdir(data, 0700);
-    idl_store_opts so = {.cache_mb = cache_mb, .yield_compactions = true};
+    idl_store_opts so = {.cache_mb = cache_mb,
+                         .yield_compactions = true,
+                         .info_log = store_log,
+                         .min_free_bytes = (uint64_t)min_free_mb << 20};
+    if (strcmp(store_log, "-") != 0 && mkdir(store_log, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, 256, "--store-log %s: %s", store_log, strerror(errno));
+        goto fail;
+    }
     if (idl_store_open(&st.store, data, &so, err)) goto fail;
     if (idl_qlog_open(&st.qlog, st.store, fpkey, (unsigned)flush_ms, (unsigned)retention, err))
         goto fail;

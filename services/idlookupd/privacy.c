@@ -180,12 +180,20 @@ int idld_disclosures(idld_call *c)
             if (t < rs[j].first) rs[j].first = t;
             if (t > rs[j].last) rs[j].last = t;
         }
+        /* A scan stopped by a damaged block would under-report who
+         * received the person: no answer rather than a short one. */
+        int ir = idl_store_iter_status(it);
         idl_store_iter_close(it);
+        if (ir) {
+            rc = idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
+            goto fail;
+        }
     }
     /* One request per person per calendar year of asking, whoever asks.
      * Every matched person's mark is checked, and all are set in one write
      * only now that the answer is ready: a request that matches someone who
-     * already asked is refused and uses up nobody else's request. */
+     * already asked is refused and uses up nobody else's request, and a
+     * store that cannot be read uses up none. */
     marks = malloc((n ? n : 1) * DISCLOSURE_MARK_LEN);
     if (!marks) {
         rc = idld_fail(c, IDL_INTERNAL, NULL, "out of memory");
