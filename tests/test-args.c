@@ -20,8 +20,17 @@ static void takes_digits_in_range(void)
 
 static void refuses_the_rest(void)
 {
-    static const char *const bad[] = {"", "+5", " 5", "5 ", "5.0", "-1", "0x10", "1e3", "five",
-                                      "18446744073709551616", "99999999999999999999999"};
+    static const char *const bad[] = {"",
+                                      "+5",
+                                      " 5",
+                                      "5 ",
+                                      "5.0",
+                                      "-1",
+                                      "0x10",
+                                      "1e3",
+                                      "five",
+                                      "18446744073709551616",
+                                      "99999999999999999999999"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         uint64_t v = 42;
         CHECK_INT(idl_args_uint(bad[i], 0, UINT64_MAX, &v), IDL_INVALID_ARGUMENT);

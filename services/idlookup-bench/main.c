@@ -738,8 +738,7 @@ int main(int argc, char **argv)
                 .open_loop = o.rate > 0,
                 .rate = o.rate,
                 .timeout_ms = o.timeout_ms};
-    if (run_phase(&wp, &o, socks, show_progress, &work_res, work_hist, method_hist))
-        goto out;
+    if (run_phase(&wp, &o, socks, show_progress, &work_res, work_hist, method_hist)) goto out;
 
     int rc = o.json ? idl_bench_report_json(&o, &work_res, o.baseline ? &base_res : NULL, stdout)
                     : idl_bench_report_text(&o, &work_res, o.baseline ? &base_res : NULL, stdout);
