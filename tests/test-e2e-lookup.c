@@ -1110,6 +1110,39 @@ static void verify_verdicts(void)
     idl_reply_free(r0);
 }
 
+/* DATA.md §3: a PO box or rural route line stands in for the street, and
+ * Search and Verify by it work like any other address, in any spelling
+ * that normalizes the same. */
+static void box_and_route_addresses(void)
+{
+    idl_reply *r = callf(
+        E.admin_key, UPSERT,
+        "{\"records\": [{\"source_id\": \"lk-pobox\", \"first_name\": \"Petra\", \"last_name\": "
+        "\"Boxley\", \"addresses\": [{\"street\": \"P.O. Box 4410\", \"city\": \"Tulsa\", "
+        "\"state\": \"OK\", \"zip\": \"74159\"}]},"
+        "{\"source_id\": \"lk-rr\", \"first_name\": \"Rufus\", \"last_name\": \"Routledge\", "
+        "\"addresses\": [{\"street\": \"Rural Route 03 Box 98D\", \"zip\": \"72501\"}]}]}");
+    CHECKM(r && r->code == 0 && e2e_uint(e2e_get(&r->body, "stored")) == 2, "Upsert: %s",
+           r ? e2e_json(&r->body) : "no reply");
+    idl_reply_free(r);
+    expect_only("{\"street\": \"PO Box 4410\", \"zip\": \"74159\"}", "lk-pobox");
+    expect_only("{\"street\": \"Post Office Box 4410\", \"city\": \"tulsa\", \"state\": "
+                "\"Oklahoma\"}",
+                "lk-pobox");
+    expect_only("{\"street\": \"Lockbox 4410\", \"zip\": \"74159\"}", "lk-pobox");
+    expect_only("{\"street\": \"RR 3 Box 98D\", \"zip\": \"72501\"}", "lk-rr");
+    expect_none("{\"street\": \"PO Box 4411\", \"zip\": \"74159\"}");
+    expect_verify("{\"first_name\": \"Petra\", \"last_name\": \"Boxley\", \"street\": \"P O Box "
+                  "4410\", \"zip\": \"74159\"}",
+                  "verified", "name=match,address=match");
+    expect_verify("{\"first_name\": \"Rufus\", \"last_name\": \"Routledge\", \"street\": "
+                  "\"Rural Route 3 Box 98D\", \"zip\": \"72501\"}",
+                  "verified", "name=match,address=match");
+    expect_verify("{\"first_name\": \"Petra\", \"last_name\": \"Boxley\", \"street\": \"RR 3 "
+                  "Box 98D\", \"zip\": \"72501\"}",
+                  "not_verified", "name=match,address=no_match");
+}
+
 static void verify_names(void)
 {
     const char *M = "\"email\":\"maria.gonzalez@example.com\"";
@@ -1531,6 +1564,7 @@ int main(void)
     RUN(validate_address);
     RUN(validate_all_and_errors);
     RUN(verify_verdicts);
+    RUN(box_and_route_addresses);
     RUN(verify_names);
     RUN(verify_ties);
     RUN(verify_errors);
