@@ -594,7 +594,9 @@ int idl_key_take(idl_key *key, uint64_t now_us, uint32_t *remaining, uint32_t *r
     return rc;
 }
 
-void idl_key_peek(idl_key *key, uint64_t now_us, uint32_t *remaining)
+/* The bucket's content at now_us (in millionths of a token), refilled but
+ * not taken from. */
+static uint64_t tokens_at(idl_key *key, uint64_t now_us)
 {
     uint64_t rate = key->info.rate;
     pthread_mutex_lock(&key->lock);
@@ -606,21 +608,18 @@ void idl_key_peek(idl_key *key, uint64_t now_us, uint32_t *remaining)
         if (tokens > rate * MICRO) tokens = rate * MICRO;
     }
     pthread_mutex_unlock(&key->lock);
-    *remaining = (uint32_t)(tokens / MICRO);
+    return tokens;
+}
+
+void idl_key_peek(idl_key *key, uint64_t now_us, uint32_t *remaining)
+{
+    *remaining = (uint32_t)(tokens_at(key, now_us) / MICRO);
 }
 
 int idl_key_has_token(idl_key *key, uint64_t now_us, uint32_t *retry_after_ms)
 {
     uint64_t rate = key->info.rate;
-    pthread_mutex_lock(&key->lock);
-    uint64_t tokens = key->tokens;
-    if (now_us > key->last_us) {
-        uint64_t elapsed = now_us - key->last_us;
-        if (elapsed > MICRO) elapsed = MICRO;
-        tokens += elapsed * rate;
-        if (tokens > rate * MICRO) tokens = rate * MICRO;
-    }
-    pthread_mutex_unlock(&key->lock);
+    uint64_t tokens = tokens_at(key, now_us);
     if (tokens >= MICRO) return IDL_OK;
     uint64_t wait_us = (MICRO - tokens + rate - 1) / rate;
     uint64_t wait_ms = (wait_us + 999) / 1000;

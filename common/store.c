@@ -1011,19 +1011,31 @@ void idl_store_iter_close(idl_store_iter *it)
 
 /* ---- reads ---- */
 
-int idl_store_probe(idl_store *s, const idl_hkey *k, uint64_t *pids, size_t max, size_t *n,
-                    bool *more)
+/* The pid list filed under k: *p is NULL when nothing is (the caller
+ * destroys a non-NULL *p after reading *v, *total entries). */
+static int pidlist_get(idl_store *s, const idl_hkey *k, rocksdb_pinnableslice_t **p,
+                       const uint8_t **v, size_t *total)
 {
     char *rerr = NULL;
-    rocksdb_pinnableslice_t *p = rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[IDL_CF_IDX],
-                                                       (const char *)k->b, sizeof k->b, &rerr);
+    *p = rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[IDL_CF_IDX], (const char *)k->b, sizeof k->b,
+                               &rerr);
     if (rerr) {
         free(rerr);
         return IDL_UNAVAILABLE;
     }
-    size_t count = 0, vl = 0;
-    const uint8_t *v = p ? (const uint8_t *)rocksdb_pinnableslice_value(p, &vl) : NULL;
-    size_t total = vl / 8;
+    size_t vl = 0;
+    *v = *p ? (const uint8_t *)rocksdb_pinnableslice_value(*p, &vl) : NULL;
+    *total = vl / 8;
+    return IDL_OK;
+}
+
+int idl_store_probe(idl_store *s, const idl_hkey *k, uint64_t *pids, size_t max, size_t *n,
+                    bool *more)
+{
+    rocksdb_pinnableslice_t *p;
+    const uint8_t *v;
+    size_t total, count = 0;
+    if (pidlist_get(s, k, &p, &v, &total)) return IDL_UNAVAILABLE;
     for (; count < total && count < max; count++)
         pids[count] = idl_be64_get(v + 8 * count);
     if (p) rocksdb_pinnableslice_destroy(p);
@@ -1034,16 +1046,10 @@ int idl_store_probe(idl_store *s, const idl_hkey *k, uint64_t *pids, size_t max,
 
 int idl_store_probe_all(idl_store *s, const idl_hkey *k, uint64_t **pids, size_t *n)
 {
-    char *rerr = NULL;
-    rocksdb_pinnableslice_t *p = rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[IDL_CF_IDX],
-                                                       (const char *)k->b, sizeof k->b, &rerr);
-    if (rerr) {
-        free(rerr);
-        return IDL_UNAVAILABLE;
-    }
-    size_t vl = 0;
-    const uint8_t *v = p ? (const uint8_t *)rocksdb_pinnableslice_value(p, &vl) : NULL;
-    size_t total = vl / 8;
+    rocksdb_pinnableslice_t *p;
+    const uint8_t *v;
+    size_t total;
+    if (pidlist_get(s, k, &p, &v, &total)) return IDL_UNAVAILABLE;
     uint64_t *out = malloc((total ? total : 1) * sizeof(*out));
     if (!out) {
         if (p) rocksdb_pinnableslice_destroy(p);
