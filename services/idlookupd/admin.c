@@ -1,6 +1,7 @@
 /* Admin methods: Upsert (records in over the wire) and Stats; and the
  * key-less Health and Describe. */
-#include "server.h"
+#include "admin.h"
+#include "call.h"
 #include "status.h"
 
 #include <stdio.h>

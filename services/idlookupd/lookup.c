@@ -3,7 +3,9 @@
  * Every path goes through visible(): a person hidden by an opt-out is skipped
  * exactly as if absent, a person who is a child today is skipped and purged,
  * and identifiers hidden by an opt-out never match and are never rendered. */
-#include "server.h"
+#include "lookup.h"
+#include "call.h"
+#include "query.h"
 #include "status.h"
 
 #include <math.h>

@@ -1,6 +1,8 @@
 /* Privacy methods: OptOut (suppression) and Disclosures (California "Shine
  * the Light": which customers received a person in a year). */
-#include "server.h"
+#include "privacy.h"
+#include "call.h"
+#include "query.h"
 #include "status.h"
 
 #include <stdio.h>

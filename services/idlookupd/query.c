@@ -1,31 +1,12 @@
 /* Identifier sets shared by Search, OptOut and Disclosures: parsing with the
  * "enough to search on" rule, and finding every person holding all of them. */
-#include "server.h"
+#include "query.h"
+#include "call.h"
 #include "status.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int idld_fail(idld_call *c, int code, const char *field, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->msg, sizeof c->msg, fmt, ap);
-    va_end(ap);
-    snprintf(c->field, sizeof c->field, "%s", field ? field : "");
-    return code;
-}
-
-/* Callers pass the normalized value when there is one, so the same subject
- * asked in different spellings has one fingerprint (analytics counts
- * distinct subjects). */
-void idld_fingerprint(idld_call *c, const char *kind, const char *value)
-{
-    if (!c->log || !c->st->qlog || c->log->n_fps >= IDL_QLOG_MAX_FPS) return;
-    c->log->fps[c->log->n_fps++] = idl_qlog_fingerprint(c->st->qlog, kind, value);
-}
 
 static const msgpack_object *fget(const idl_field *f, size_t n, const char *name)
 {
