@@ -11,9 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const batch_allowed[3] = {
-    "idlookup.v1.Lookup/Search", "idlookup.v1.Lookup/Validate", "idlookup.v1.Lookup/Verify"};
-
 static void pack_result(msgpack_packer *pk, int code, const char *msg, const idl_buf *body)
 {
     msgpack_pack_map(pk, 3);
@@ -62,11 +59,8 @@ static const idld_method *batch_method(idld_call *ic, const msgpack_object *call
         return NULL;
     }
     if (log) idld_log_method(log, cf[0].val->via.str.ptr, cf[0].val->via.str.size);
-    bool allowed = false;
-    for (int a = 0; a < 3; a++)
-        allowed |= idl_wire_str_eq(cf[0].val, batch_allowed[a]);
-    const idld_method *m =
-        allowed ? idld_method_find(cf[0].val->via.str.ptr, cf[0].val->via.str.size) : NULL;
+    const idld_method *m = idld_method_find(cf[0].val->via.str.ptr, cf[0].val->via.str.size);
+    if (m && !m->in_batch) m = NULL;
     if (!m)
         idld_fail(ic, IDL_INVALID_ARGUMENT, "method",
                   "only Lookup/Search, Lookup/Validate and Lookup/Verify may be called inside "

@@ -13,26 +13,18 @@
 #include <string.h>
 #include <time.h>
 
-const idld_method idld_methods[] = {
-    {"grpc.health.v1.Health/Check", 0, false, false, idld_health},
-    {"idlookup.v1.Meta/Describe", 0, false, false, idld_describe},
-    {"idlookup.v1.Lookup/Search", IDL_SCOPE_LOOKUP, true, true, idld_search},
-    {"idlookup.v1.Lookup/Validate", IDL_SCOPE_LOOKUP, true, true, idld_validate},
-    {"idlookup.v1.Lookup/Verify", IDL_SCOPE_LOOKUP, true, true, idld_verify},
-    {"idlookup.v1.Lookup/Batch", IDL_SCOPE_LOOKUP, false, true, idld_batch},
-    {"idlookup.v1.Privacy/OptOut", IDL_SCOPE_PRIVACY, true, false, idld_optout},
-    {"idlookup.v1.Privacy/Disclosures", IDL_SCOPE_PRIVACY, true, false, idld_disclosures},
-    {"idlookup.v1.Admin/Upsert", IDL_SCOPE_ADMIN, true, false, idld_upsert},
-    {"idlookup.v1.Admin/Stats", IDL_SCOPE_ADMIN, true, false, idld_stats},
+/* common/methods.h's table with each row's handler bound. */
+const idld_method idld_methods[IDL_METHOD_COUNT] = {
+#define BIND(id, name, scope, handler, token, reads, batch, logged)                                \
+    [IDL_METHOD_##id] = {IDL_METHOD_##id, name, scope, token, reads, batch, idld_##handler},
+    IDL_METHOD_LIST(BIND)
+#undef BIND
 };
-const size_t idld_method_count = sizeof idld_methods / sizeof idld_methods[0];
 
 const idld_method *idld_method_find(const char *name, size_t len)
 {
-    for (size_t i = 0; i < idld_method_count; i++)
-        if (strlen(idld_methods[i].name) == len && memcmp(idld_methods[i].name, name, len) == 0)
-            return &idld_methods[i];
-    return NULL;
+    int id = idl_method_find(name, len);
+    return id >= 0 ? &idld_methods[id] : NULL;
 }
 
 uint64_t idld_mono_us(void)

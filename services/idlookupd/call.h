@@ -12,8 +12,10 @@
 #define IDLD_CALL_H
 
 #include "auth.h"
+#include "methods.h"
 #include "qlog.h"
 #include "record.h"
+#include "status.h"
 #include "store.h"
 #include "wire.h"
 
@@ -35,7 +37,7 @@ typedef struct {
     _Atomic(idl_keyring *) keys;
     atomic_bool draining;
     uint64_t start_mono_us;
-    _Atomic uint64_t by_code[17];
+    _Atomic uint64_t by_code[IDL_STATUS_COUNT];
     struct idld_assist *assist; /* helpers for Batch's parts; NULL: none */
     const char *describe_body;  /* pre-encoded msgpack */
     size_t describe_len;
@@ -79,17 +81,19 @@ typedef struct idld_call {
 
 typedef int (*idld_handler)(idld_call *c);
 
+/* A row of common/methods.h with its handler bound (see there). */
 typedef struct {
+    idl_method_id id;
     const char *name;
     unsigned scope;   /* 0: no key needed */
     bool takes_token; /* Batch takes none itself: its inner calls do */
     bool reads;       /* a deadline passing during the call voids the answer */
+    bool in_batch;    /* may be called inside Batch */
     idld_handler fn;
 } idld_method;
 
 const idld_method *idld_method_find(const char *name, size_t len);
-extern const idld_method idld_methods[];
-extern const size_t idld_method_count;
+extern const idld_method idld_methods[IDL_METHOD_COUNT];
 
 uint64_t idld_mono_us(void);
 

@@ -8,7 +8,6 @@
  * deadline, body.
  */
 #include "server.h"
-#include "admin.h"
 #include "call.h"
 #include "status.h"
 
@@ -20,8 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static const char *const scope_word[5] = {"", "lookup", "privacy", "", "admin"};
 
 typedef enum { W_RECV, W_SEND } wstate;
 
@@ -270,7 +267,7 @@ static void handle(idld_worker *w, const void *data, size_t len, bool shed)
             if (!(c.kinfo->scopes & m->scope)) {
                 code = idld_fail(&c, IDL_PERMISSION_DENIED, NULL,
                                  "this key lacks the '%s' scope that %s needs",
-                                 scope_word[m->scope], m->name);
+                                 idl_auth_scope_name(m->scope), m->name);
             } else if (m->takes_token) {
                 uint32_t retry = 0;
                 rate_meta = true;
@@ -306,7 +303,7 @@ static void handle(idld_worker *w, const void *data, size_t len, bool shed)
         else
             c.deadline_mono_us = deadline;
     }
-    if (code == 0 && atomic_load(&st->draining) && m->fn != idld_health)
+    if (code == 0 && atomic_load(&st->draining) && m->id != IDL_METHOD_HEALTH)
         code = idld_fail(&c, IDL_UNAVAILABLE, NULL, "the service is shutting down");
     if (code == 0 && req.body_not_map)
         code = idld_fail(&c, IDL_INVALID_ARGUMENT, "body", "field 'body' must be a map");
