@@ -14,6 +14,46 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The ten identifier fields of Search, OptOut and Disclosures, written
+ * once, in the API's order (which is also the order Search lists a person's
+ * "matched" fields in).  Columns, X(ID, name, member, check, raw_max, key):
+ *   ID       IDLD_ID_<ID>, the row's index
+ *   name     the wire name
+ *   member   where idld_query keeps the normalized value (its size is the
+ *            limit after normalizing) and has_<member>, whether it was given
+ *   check    the order the fields are checked in: the first bad one is the
+ *            one reported, and fingerprints are logged in this order
+ *   raw_max  bytes accepted before normalizing (with the terminating NUL)
+ *   key      the hashed-key kind the value is indexed under on its own
+ *            (idl_hkey_make), NULL for fields indexed only in combination
+ *            (names, address parts)
+ * The normalizer of each row is bound in query.c. */
+#define IDLD_IDENT_LIST(X)                                                                         \
+    X(EMAIL, "email", email, 0, 512, "email")                                                      \
+    X(PHONE, "phone", phone, 1, 512, "phone")                                                      \
+    X(FIRST, "first_name", first, 3, 512, NULL)                                                    \
+    X(LAST, "last_name", last, 4, 512, NULL)                                                       \
+    X(STREET, "street", street, 8, 512, NULL)                                                      \
+    X(UNIT, "unit", unit, 9, 128, NULL)                                                            \
+    X(CITY, "city", city, 5, 512, NULL)                                                            \
+    X(STATE, "state", state, 6, 512, NULL)                                                         \
+    X(ZIP, "zip", zip, 7, 512, NULL)                                                               \
+    X(IP, "ip", ip, 2, 512, "ip")
+
+typedef enum {
+#define IDLD_IDENT_ENUM(id, name, member, check, raw_max, key) IDLD_ID_##id,
+    IDLD_IDENT_LIST(IDLD_IDENT_ENUM)
+#undef IDLD_IDENT_ENUM
+        IDLD_IDENT_COUNT
+} idld_ident_id;
+
+/* The wire names of the identifier fields, indexed by idld_ident_id. */
+extern const char *const idld_ident_names[IDLD_IDENT_COUNT];
+
+/* Sets f[0..IDLD_IDENT_COUNT) to the identifier fields (strings), in the
+ * table's order, for idl_wire_fields; the caller appends its own. */
+void idld_ident_fields(idl_field *f);
+
 /* Whether a record holds a normalized identifier (Search, Verify, OptOut). */
 bool idld_has_email(const idl_record *r, const char *email);
 bool idld_has_phone(const idl_record *r, const char *e164);
@@ -24,7 +64,8 @@ bool idld_addr_agrees(const idl_address *a, const char *street, const char *unit
 
 /* Shared between Search, OptOut and Disclosures: the parsed identifier set. */
 typedef struct {
-    bool has_email, has_phone, has_ip, has_street, has_unit, has_city, has_state, has_zip, has_name;
+    bool has_email, has_phone, has_ip, has_street, has_unit, has_city, has_state, has_zip;
+    bool has_first, has_last, has_name; /* has_name: both names */
     char email[IDL_NORM_EMAIL_MAX];
     char phone[IDL_NORM_PHONE_MAX];
     char ip[IDL_NORM_IP_MAX];
@@ -37,8 +78,8 @@ typedef struct {
     char last[IDL_NORM_NAME_MAX];
 } idld_query;
 
-/* Parses and normalizes the identifier fields of a body (the ten Search
- * fields, found in fields[] by name).  Fails with INVALID_ARGUMENT naming the
+/* Parses and normalizes the identifier fields of a body (those of the
+ * table found in fields[] by name: Verify's lack ip).  Fails with INVALID_ARGUMENT naming the
  * field on a malformed value or when the set is not enough to search on. */
 int idld_query_parse(idld_call *c, const idl_field *fields, size_t n, idld_query *q);
 
