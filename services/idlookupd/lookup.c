@@ -1,4 +1,5 @@
-/* The lookup methods: Search (research), Validate, Verify and Batch.
+/* The single lookup methods: Search (research), Validate and Verify (Batch,
+ * which runs them, is batch.c).
  *
  * Every path goes through visible(): a person hidden by an opt-out is skipped
  * exactly as if absent, a person who is a child today is skipped and purged,

@@ -1,5 +1,6 @@
-/* Identifier sets shared by Search, OptOut and Disclosures: parsing with the
- * "enough to search on" rule, and finding every person holding all of them. */
+/* Identifier sets shared by Search, OptOut and Disclosures: the identifier
+ * table with its normalizers bound, parsing with the "enough to search on"
+ * rule, and finding every person holding all of them. */
 #include "query.h"
 #include "call.h"
 #include "status.h"
