@@ -66,10 +66,13 @@ struct idl_keyring {
     unsigned char dummy_hash[HASH_LEN];
 };
 
-static const char *const scope_names[] = {"lookup", "privacy", "admin"};
-static const unsigned scope_bits[] = {IDL_SCOPE_LOOKUP, IDL_SCOPE_PRIVACY, IDL_SCOPE_ADMIN};
+#define SCOPE_NAME(name, bit, word) word,
+#define SCOPE_BIT(name, bit, word) bit,
+#define SCOPE_OR(name, bit, word) | bit
+static const char *const scope_names[] = {IDL_SCOPE_LIST(SCOPE_NAME)};
+static const unsigned scope_bits[] = {IDL_SCOPE_LIST(SCOPE_BIT)};
 #define SCOPE_COUNT (sizeof scope_bits / sizeof scope_bits[0])
-#define SCOPE_ALL (IDL_SCOPE_LOOKUP | IDL_SCOPE_PRIVACY | IDL_SCOPE_ADMIN)
+#define SCOPE_ALL (0u IDL_SCOPE_LIST(SCOPE_OR))
 
 static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -130,6 +133,13 @@ int idl_auth_parse_scopes(const char *s, unsigned *out)
     }
     *out = mask;
     return IDL_OK;
+}
+
+const char *idl_auth_scope_name(unsigned bit)
+{
+    for (size_t i = 0; i < SCOPE_COUNT; i++)
+        if (scope_bits[i] == bit) return scope_names[i];
+    return "";
 }
 
 void idl_auth_format_scopes(unsigned scopes, char *buf, size_t bufsz)

@@ -25,9 +25,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IDL_SCOPE_LOOKUP 1u
-#define IDL_SCOPE_PRIVACY 2u
-#define IDL_SCOPE_ADMIN 4u
+/* The scopes a key may hold, written once: X(NAME, bit, word).  The word is
+ * how key files, the keys tool and error messages spell it. */
+#define IDL_SCOPE_LIST(X)                                                                          \
+    X(LOOKUP, 1u, "lookup")                                                                        \
+    X(PRIVACY, 2u, "privacy")                                                                      \
+    X(ADMIN, 4u, "admin")
+
+enum {
+#define IDL_SCOPE_ENUM(name, bit, word) IDL_SCOPE_##name = bit,
+    IDL_SCOPE_LIST(IDL_SCOPE_ENUM)
+#undef IDL_SCOPE_ENUM
+};
 
 #define IDL_AUTH_ID_MAX 16
 #define IDL_AUTH_CUSTOMER_MAX 128
@@ -50,6 +59,8 @@ typedef struct {
 
 /* "lookup,privacy" -> mask; IDL_INVALID_ARGUMENT naming nothing else. */
 int idl_auth_parse_scopes(const char *s, unsigned *out);
+/* The word of one scope bit ("lookup"); "" for anything else.  Static. */
+const char *idl_auth_scope_name(unsigned bit);
 /* mask -> "lookup,privacy" into buf. */
 void idl_auth_format_scopes(unsigned scopes, char *buf, size_t bufsz);
 

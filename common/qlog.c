@@ -1,5 +1,6 @@
 /* The query log (see qlog.h). */
 #include "qlog.h"
+#include "methods.h"
 #include "status.h"
 #include "wire.h"
 
@@ -226,9 +227,9 @@ static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len)
          * persons, and each returned id gets a (pid, time, seq) -> customer
          * record in its own column family so the lookup is a prefix scan. */
         const msgpack_object *a = val->via.array.ptr;
-        if (val->via.array.size == 8 && idl_wire_str_eq(&a[2], IDL_QLOG_SEARCH_METHOD) &&
-            a[3].via.u64 == 0 && a[6].type == MSGPACK_OBJECT_ARRAY &&
-            a[0].type == MSGPACK_OBJECT_STR) {
+        if (val->via.array.size == 8 && a[2].type == MSGPACK_OBJECT_STR &&
+            idl_method_logged(a[2].via.str.ptr, a[2].via.str.size) && a[3].via.u64 == 0 &&
+            a[6].type == MSGPACK_OBJECT_ARRAY && a[0].type == MSGPACK_OBJECT_STR) {
             for (uint32_t i = 0; i < a[6].via.array.size; i++) {
                 uint8_t pk24[24];
                 idl_be64_put(pk24, a[6].via.array.ptr[i].via.u64);

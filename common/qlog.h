@@ -68,6 +68,4 @@ int idl_qlog_delete_before(idl_store *s, uint64_t cutoff_us, uint64_t *deleted);
 /* Decodes a stored entry (log column family key and value). */
 int idl_qlog_decode(const char *k, size_t kl, const char *v, size_t vl, idl_qlog_entry *e);
 
-#define IDL_QLOG_SEARCH_METHOD "idlookup.v1.Lookup/Search"
-
 #endif

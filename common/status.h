@@ -33,8 +33,9 @@ typedef enum {
 #undef IDL_STATUS_ENUM
 } idl_status;
 
-/* Number of wire codes (they are dense, 0..IDL_STATUS_COUNT-1). */
-#define IDL_STATUS_COUNT 17
+/* Number of wire codes (they are dense, 0..IDL_STATUS_COUNT-1): one per row. */
+#define IDL_STATUS_ONE(name, num) +1
+#define IDL_STATUS_COUNT (0 IDL_STATUS_LIST(IDL_STATUS_ONE))
 
 /* "INVALID_ARGUMENT" for 3; "UNKNOWN" for a number outside the table.  The
  * string is static. */

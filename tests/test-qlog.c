@@ -23,6 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The method whose returned persons the log records for Disclosures. */
+#define SEARCH_METHOD "idlookup.v1.Lookup/Search"
+
 /* ---- helpers ---- */
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -406,7 +409,7 @@ static void append_flush_decode(void)
      * pid + time + seq, valued with the customer. */
     size_t want_logp = 0;
     for (int i = 0; i < TOTAL; i++)
-        if (strcmp(expect[i].method, IDL_QLOG_SEARCH_METHOD) == 0 && expect[i].code == 0)
+        if (strcmp(expect[i].method, SEARCH_METHOD) == 0 && expect[i].code == 0)
             want_logp += expect[i].n_pids;
     CHECK(want_logp > 0);
     CHECK_INT(count_cf(e.s, IDL_CF_LOGP), want_logp);
@@ -426,7 +429,7 @@ static void append_flush_decode(void)
             has_pid |= x->pids[j] == pid;
         matched += has_pid && idl_be64_get((const uint8_t *)k + 8) == x->time_us &&
                    vl == strlen(x->customer) && memcmp(v, x->customer, vl) == 0 &&
-                   strcmp(x->method, IDL_QLOG_SEARCH_METHOD) == 0 && x->code == 0;
+                   strcmp(x->method, SEARCH_METHOD) == 0 && x->code == 0;
     }
     idl_store_iter_close(it);
     CHECK_INT(matched, want_logp);
@@ -478,13 +481,13 @@ static void logp_only_for_successful_search(void)
     /* A Search that returned nobody. */
     memset(en, 0, sizeof *en);
     idl_qlog_next_id(e.q, &en->time_us, &en->seq);
-    snprintf(en->method, sizeof en->method, IDL_QLOG_SEARCH_METHOD);
+    snprintf(en->method, sizeof en->method, SEARCH_METHOD);
     idl_qlog_append(e.q, en);
     /* The most pids an entry keeps. */
     memset(en, 0, sizeof *en);
     idl_qlog_next_id(e.q, &en->time_us, &en->seq);
     snprintf(en->customer, sizeof en->customer, "bigco");
-    snprintf(en->method, sizeof en->method, IDL_QLOG_SEARCH_METHOD);
+    snprintf(en->method, sizeof en->method, SEARCH_METHOD);
     en->n_persons = 250;
     en->n_pids = IDL_QLOG_MAX_PIDS;
     for (int j = 0; j < IDL_QLOG_MAX_PIDS; j++)
@@ -579,7 +582,7 @@ static void append_at(idl_qlog *q, uint64_t t, uint64_t seq)
     en.time_us = t;
     en.seq = seq;
     snprintf(en.customer, sizeof en.customer, "acme");
-    snprintf(en.method, sizeof en.method, IDL_QLOG_SEARCH_METHOD);
+    snprintf(en.method, sizeof en.method, SEARCH_METHOD);
     en.n_persons = en.n_pids = 2;
     en.pids[0] = 77;
     en.pids[1] = 1000 + seq;
@@ -772,7 +775,7 @@ static void no_identifier_in_clear(void)
     idl_qlog_next_id(e.q, &en.time_us, &en.seq);
     snprintf(en.customer, sizeof en.customer, "acme");
     snprintf(en.key_id, sizeof en.key_id, "k_1");
-    snprintf(en.method, sizeof en.method, IDL_QLOG_SEARCH_METHOD);
+    snprintf(en.method, sizeof en.method, SEARCH_METHOD);
     en.n_persons = en.n_pids = 1;
     en.pids[0] = 42;
     en.fps[en.n_fps++] = idl_qlog_fingerprint(e.q, "email", email);

@@ -4,6 +4,7 @@
  */
 #include "bench_lib.h"
 #include "args.h"
+#include "methods.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -21,9 +22,9 @@ static const char *const method_names[IDL_BENCH_NMETHODS] = {
     "health", "search", "validate", "verify", "batch",
 };
 
-static const char *const method_wire[IDL_BENCH_NMETHODS] = {
-    "grpc.health.v1.Health/Check", "idlookup.v1.Lookup/Search", "idlookup.v1.Lookup/Validate",
-    "idlookup.v1.Lookup/Verify",   "idlookup.v1.Lookup/Batch",
+/* The rows of common/methods.h the bench drives, in its own order. */
+static const idl_method_id method_row[IDL_BENCH_NMETHODS] = {
+    IDL_METHOD_HEALTH, IDL_METHOD_SEARCH, IDL_METHOD_VALIDATE, IDL_METHOD_VERIFY, IDL_METHOD_BATCH,
 };
 
 const char *idl_bench_method_name(int m)
@@ -33,7 +34,7 @@ const char *idl_bench_method_name(int m)
 
 const char *idl_bench_method_wire(int m)
 {
-    return m >= 0 && m < IDL_BENCH_NMETHODS ? method_wire[m] : NULL;
+    return m >= 0 && m < IDL_BENCH_NMETHODS ? idl_method_name(method_row[m]) : NULL;
 }
 
 static int method_by_name(const char *s, size_t n)
@@ -940,7 +941,7 @@ static void pack_body(msgpack_packer *pk, const idl_bench_pool *p, int m, size_t
         msgpack_pack_array(pk, batch_size);
         for (unsigned k = 0; k < batch_size; k++) {
             msgpack_pack_map(pk, 2);
-            pack_kv(pk, "method", method_wire[IDL_BENCH_SEARCH]);
+            pack_kv(pk, "method", idl_method_name(IDL_METHOD_SEARCH));
             pack_cstr(pk, "body");
             pack_search(pk, p, by, is_miss(j * batch_size + k, ratio), rng);
         }

@@ -1,6 +1,7 @@
 /* Admin methods: Upsert (records in over the wire) and Stats; and the
  * key-less Health and Describe. */
-#include "server.h"
+#include "admin.h"
+#include "call.h"
 #include "status.h"
 
 #include <stdio.h>
@@ -129,11 +130,11 @@ int idld_stats(idld_call *c)
     msgpack_pack_uint64(pk, (idld_mono_us() - c->st->start_mono_us) / 1000000u);
     idl_wire_pack_cstr(pk, "requests");
     size_t nz = 0;
-    uint64_t counts[17];
-    for (int i = 0; i < 17; i++)
+    uint64_t counts[IDL_STATUS_COUNT];
+    for (int i = 0; i < IDL_STATUS_COUNT; i++)
         nz += (counts[i] = atomic_load(&c->st->by_code[i])) != 0;
     msgpack_pack_map(pk, nz);
-    for (int i = 0; i < 17; i++) {
+    for (int i = 0; i < IDL_STATUS_COUNT; i++) {
         if (!counts[i]) continue;
         idl_wire_pack_cstr(pk, idl_status_name(i));
         msgpack_pack_uint64(pk, counts[i]);

@@ -1,9 +1,12 @@
-/* The lookup methods: Search (research), Validate, Verify and Batch.
+/* The single lookup methods: Search (research), Validate and Verify (Batch,
+ * which runs them, is batch.c).
  *
  * Every path goes through visible(): a person hidden by an opt-out is skipped
  * exactly as if absent, a person who is a child today is skipped and purged,
  * and identifiers hidden by an opt-out never match and are never rendered. */
-#include "server.h"
+#include "lookup.h"
+#include "call.h"
+#include "query.h"
 #include "status.h"
 
 #include <math.h>
@@ -11,20 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Search's "matched" bits: one per identifier field, in the table's order. */
 enum {
-    M_EMAIL = 1 << 0,
-    M_PHONE = 1 << 1,
-    M_FIRST = 1 << 2,
-    M_LAST = 1 << 3,
-    M_STREET = 1 << 4,
-    M_UNIT = 1 << 5,
-    M_CITY = 1 << 6,
-    M_STATE = 1 << 7,
-    M_ZIP = 1 << 8,
-    M_IP = 1 << 9,
+#define MATCH_BIT(id, name, member, check, raw_max, key) M_##id = 1 << IDLD_ID_##id,
+    IDLD_IDENT_LIST(MATCH_BIT)
+#undef MATCH_BIT
 };
-static const char *const match_names[] = {"email", "phone", "first_name", "last_name", "street",
-                                          "unit",  "city",  "state",      "zip",       "ip"};
 
 typedef struct {
     int y, m, d;
@@ -205,14 +200,11 @@ static void render_person(idld_call *c, const idl_record *r, uint64_t pid, doubl
     idl_wire_pack_cstr(pk, "matched");
     int nm = __builtin_popcount(matched);
     msgpack_pack_array(pk, (size_t)nm);
-    for (int b = 0; b < 10; b++)
-        if (matched & (1u << b)) idl_wire_pack_cstr(pk, match_names[b]);
+    for (int b = 0; b < IDLD_IDENT_COUNT; b++)
+        if (matched & (1u << b)) idl_wire_pack_cstr(pk, idld_ident_names[b]);
 }
 
 /* ---- Search ---- */
-
-static const char *const query_fields[10] = {"email", "phone", "first_name", "last_name", "street",
-                                             "unit",  "city",  "state",      "zip",       "ip"};
 
 static int cmp_hit(const void *a, const void *b)
 {
@@ -223,27 +215,27 @@ static int cmp_hit(const void *a, const void *b)
 
 int idld_search(idld_call *c)
 {
-    idl_field f[12];
-    for (int i = 0; i < 10; i++)
-        f[i] = (idl_field){query_fields[i], IDL_FT_STR, NULL};
-    f[10] = (idl_field){"limit", IDL_FT_UINT, NULL};
-    f[11] = (idl_field){"min_score", IDL_FT_NUMBER, NULL};
-    if (idl_wire_fields(c->body, f, 12, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
+    enum { F_LIMIT = IDLD_IDENT_COUNT, F_MIN_SCORE, F_COUNT };
+    idl_field f[F_COUNT];
+    idld_ident_fields(f);
+    f[F_LIMIT] = (idl_field){"limit", IDL_FT_UINT, NULL};
+    f[F_MIN_SCORE] = (idl_field){"min_score", IDL_FT_NUMBER, NULL};
+    if (idl_wire_fields(c->body, f, F_COUNT, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
     uint64_t limit = 10;
     double min_score = 0;
-    if (f[10].val) {
-        limit = idl_wire_uint(f[10].val);
+    if (f[F_LIMIT].val) {
+        limit = idl_wire_uint(f[F_LIMIT].val);
         if (limit < 1 || limit > 100)
             return idld_fail(c, IDL_INVALID_ARGUMENT, "limit", "field 'limit' must be 1..100");
     }
-    if (f[11].val) {
-        min_score = idl_wire_number(f[11].val);
+    if (f[F_MIN_SCORE].val) {
+        min_score = idl_wire_number(f[F_MIN_SCORE].val);
         if (!(min_score >= 0 && min_score <= 1))
             return idld_fail(c, IDL_INVALID_ARGUMENT, "min_score",
                              "field 'min_score' must be 0..1");
     }
     idld_query q;
-    int rc = idld_query_parse(c, f, 10, &q);
+    int rc = idld_query_parse(c, f, IDLD_IDENT_COUNT, &q);
     if (rc) return rc;
     bool g_addr = q.has_street && (q.has_zip || (q.has_city && q.has_state));
     int groups = q.has_email + q.has_phone + q.has_ip + g_addr + q.has_name;

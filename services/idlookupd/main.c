@@ -2,7 +2,7 @@
  * keys and the query log, serves on nng until SIGTERM/SIGINT, then drains. */
 #include "args.h"
 #include "assist.h"
-#include "pool.h"
+#include "call.h"
 #include "server.h"
 #include "status.h"
 #include "json.h"

@@ -1,6 +1,8 @@
 /* Privacy methods: OptOut (suppression) and Disclosures (California "Shine
  * the Light": which customers received a person in a year). */
-#include "server.h"
+#include "privacy.h"
+#include "call.h"
+#include "query.h"
 #include "status.h"
 
 #include <stdio.h>
@@ -8,8 +10,8 @@
 #include <string.h>
 #include <time.h>
 
-static const char *const id_fields[10] = {"email", "phone", "first_name", "last_name", "street",
-                                          "unit",  "city",  "state",      "zip",       "ip"};
+/* The fields of both methods: the identifier table's, then these. */
+enum { F_PERSON_ID = IDLD_IDENT_COUNT, F_YEAR, F_COUNT };
 
 /* Resolves person_id or an identifier set into person ids, every holder
  * however many (*pids malloc'd, the caller frees it, NULL on failure).  With
@@ -17,11 +19,11 @@ static const char *const id_fields[10] = {"email", "phone", "first_name", "last_
 static int resolve(idld_call *c, const idl_field *f, idld_query *q, bool *by_id, uint64_t **pids,
                    size_t *n)
 {
-    const msgpack_object *pidf = f[10].val;
+    const msgpack_object *pidf = f[F_PERSON_ID].val;
     *by_id = pidf != NULL;
     *pids = NULL;
     if (pidf) {
-        for (int i = 0; i < 10; i++)
+        for (int i = 0; i < IDLD_IDENT_COUNT; i++)
             if (f[i].val)
                 return idld_fail(c, IDL_INVALID_ARGUMENT, f[i].name,
                                  "give either 'person_id' or identifiers, not both ('%s')",
@@ -44,24 +46,23 @@ static int resolve(idld_call *c, const idl_field *f, idld_query *q, bool *by_id,
         memset(q, 0, sizeof(*q));
         return IDL_OK;
     }
-    int rc = idld_query_parse(c, f, 10, q);
+    int rc = idld_query_parse(c, f, IDLD_IDENT_COUNT, q);
     if (rc) return rc;
     return idld_query_all(c, q, pids, n);
 }
 
 static void init_fields(idl_field *f)
 {
-    for (int i = 0; i < 10; i++)
-        f[i] = (idl_field){id_fields[i], IDL_FT_STR, NULL};
-    f[10] = (idl_field){"person_id", IDL_FT_STR, NULL};
-    f[11] = (idl_field){"year", IDL_FT_UINT, NULL};
+    idld_ident_fields(f);
+    f[F_PERSON_ID] = (idl_field){"person_id", IDL_FT_STR, NULL};
+    f[F_YEAR] = (idl_field){"year", IDL_FT_UINT, NULL};
 }
 
 int idld_optout(idld_call *c)
 {
-    idl_field f[12];
+    idl_field f[F_COUNT];
     init_fields(f);
-    if (idl_wire_fields(c->body, f, 11, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
+    if (idl_wire_fields(c->body, f, F_YEAR, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
     idld_query q;
     bool by_id;
     uint64_t *pids = NULL;
@@ -109,12 +110,12 @@ static uint64_t year_start_us(unsigned year)
 
 int idld_disclosures(idld_call *c)
 {
-    idl_field f[12];
+    idl_field f[F_COUNT];
     init_fields(f);
-    if (idl_wire_fields(c->body, f, 12, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
-    if (!f[11].val)
+    if (idl_wire_fields(c->body, f, F_COUNT, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
+    if (!f[F_YEAR].val)
         return idld_fail(c, IDL_INVALID_ARGUMENT, "year", "missing required field 'year'");
-    uint64_t year = idl_wire_uint(f[11].val);
+    uint64_t year = idl_wire_uint(f[F_YEAR].val);
     if (year < 1970 || year > 9999)
         return idld_fail(c, IDL_INVALID_ARGUMENT, "year", "field 'year' must be 1970..9999");
     idld_query q;
