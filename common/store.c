@@ -1,7 +1,9 @@
 /* The RocksDB record store (see store.h for the layout and the locking). */
 #include "store.h"
+#include "hkey.h"
 #include "rocksx.h"
 #include "status.h"
+#include "u64set.h"
 #include "wire.h"
 
 #include <pthread.h>
@@ -13,8 +15,6 @@
 #include <sys/statvfs.h>
 #include <sys/time.h>
 #include <time.h>
-#define XXH_INLINE_ALL /* streaming state on the stack, and inlined hot hashes */
-#include <xxhash.h>
 
 static const char *const cf_names[IDL_CF_COUNT] = {"default", "persons", "idx",
                                                    "supp",    "log",     "logp"};
@@ -35,108 +35,11 @@ static const char *const cf_names[IDL_CF_COUNT] = {"default", "persons", "idx",
 /* ---- the suppression mirror ----
  * Every read path asks "is this person / identifier suppressed?" several
  * times per person returned.  The answers live in the supp column family (the
- * durable truth); this insert-only hash set mirrors it in memory so the
- * question costs a few nanoseconds and no RocksDB read.  Readers never lock:
- * a full table is replaced by a bigger copy published with one atomic store,
- * and old tables are kept until close (they sum to less than the live one).
- * Writers hold the store's writer mutex. */
+ * durable truth); an idl_u64set (u64set.h) per kind mirrors it in memory so
+ * the question costs a few nanoseconds and no RocksDB read.  Writers hold the
+ * store's writer mutex. */
 
-typedef struct {
-    size_t cap; /* power of two */
-    _Atomic uint64_t slots[];
-} u64table;
-
-typedef struct {
-    _Atomic(u64table *) table;
-    size_t count;
-    u64table **retired;
-    size_t nretired;
-} u64set;
-
-static uint64_t set_mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x ? x : 1; /* 0 marks an empty slot */
-}
-
-static u64table *table_new(size_t cap)
-{
-    u64table *t = calloc(1, sizeof(*t) + cap * sizeof(uint64_t));
-    if (t) t->cap = cap;
-    return t;
-}
-
-static bool table_has(const u64table *t, uint64_t v)
-{
-    size_t mask = t->cap - 1;
-    for (size_t i = v & mask;; i = (i + 1) & mask) {
-        uint64_t x = atomic_load_explicit(&((u64table *)t)->slots[i], memory_order_acquire);
-        if (x == v) return true;
-        if (x == 0) return false;
-    }
-}
-
-static void table_put(u64table *t, uint64_t v)
-{
-    size_t mask = t->cap - 1;
-    for (size_t i = v & mask;; i = (i + 1) & mask) {
-        uint64_t x = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
-        if (x == v) return;
-        if (x == 0) {
-            atomic_store_explicit(&t->slots[i], v, memory_order_release);
-            return;
-        }
-    }
-}
-
-static bool u64set_has(u64set *s, uint64_t key)
-{
-    u64table *t = atomic_load_explicit(&s->table, memory_order_acquire);
-    return t && table_has(t, set_mix(key));
-}
-
-/* Writer mutex held (or single-threaded open). */
-static int u64set_add(u64set *s, uint64_t key)
-{
-    uint64_t v = set_mix(key);
-    u64table *t = atomic_load_explicit(&s->table, memory_order_relaxed);
-    if (t && table_has(t, v)) return IDL_OK;
-    if (!t || (s->count + 1) * 2 > t->cap) {
-        u64table *n = table_new(t ? t->cap * 2 : 1024);
-        u64table **r = t ? realloc(s->retired, (s->nretired + 1) * sizeof(*r)) : s->retired;
-        if (!n || (t && !r)) {
-            free(n);
-            if (r) s->retired = r;
-            return IDL_INTERNAL;
-        }
-        if (t) {
-            for (size_t i = 0; i < t->cap; i++) {
-                uint64_t x = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
-                if (x) table_put(n, x);
-            }
-            s->retired = r;
-            s->retired[s->nretired++] = t;
-        }
-        atomic_store_explicit(&s->table, n, memory_order_release);
-        t = n;
-    }
-    table_put(t, v);
-    s->count++;
-    return IDL_OK;
-}
-
-static void u64set_free(u64set *s)
-{
-    free(atomic_load(&s->table));
-    for (size_t i = 0; i < s->nretired; i++)
-        free(s->retired[i]);
-    free(s->retired);
-}
-
+/* An identifier key folded to the 64 bits the mirror holds. */
 static uint64_t hkey_u64(const uint8_t *b)
 {
     return idl_be64_get(b) ^ idl_be64_get(b + 8);
@@ -156,9 +59,9 @@ struct idl_store {
     bool secondary;
     bool bulk;
     _Atomic uint64_t persons_total, persons_suppressed, children_purged;
-    u64set supp_persons, supp_keys; /* in-memory mirror of the supp column family */
-    atomic_bool erase_pending;      /* a purge's physical erasure failed (erase_purged) */
-    bool renormalize;               /* a layout 2 store: migrate_renormalize at open */
+    idl_u64set supp_persons, supp_keys; /* in-memory mirror of the supp column family */
+    atomic_bool erase_pending;          /* a purge's physical erasure failed (erase_purged) */
+    bool renormalize;                   /* a layout 2 store: migrate_renormalize at open */
     char *path;
     uint64_t min_free;           /* the free-space floor, bytes (0: none) */
     _Atomic bool write_failed;   /* a write failed: RocksDB must resume first */
@@ -204,157 +107,6 @@ static int iter_error(idl_store_iter *it, char *msg, size_t msgsz)
     rocksdb_iter_get_error(it->it, &rerr);
     if (rerr && msg) snprintf(msg, msgsz, "%s", rerr);
     return rocks_status(rerr);
-}
-
-void idl_be64_put(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-uint64_t idl_be64_get(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-/* ---- keys ---- */
-
-static void hkey_parts(idl_hkey *k, const char *const *parts, size_t n)
-{
-    /* Parts are joined with ':' after the kind and '|' between values, as
-     * one streamed hash so no buffer has to hold the whole key. */
-    XXH3_state_t st;
-    XXH3_128bits_reset(&st);
-    for (size_t i = 0; i < n; i++) {
-        if (i == 1)
-            XXH3_128bits_update(&st, ":", 1);
-        else if (i > 1)
-            XXH3_128bits_update(&st, "|", 1);
-        XXH3_128bits_update(&st, parts[i], strlen(parts[i]));
-    }
-    XXH128_hash_t h = XXH3_128bits_digest(&st);
-    XXH128_canonical_t c;
-    XXH128_canonicalFromHash(&c, h);
-    memcpy(k->b, c.digest, 16);
-}
-
-void idl_hkey_make(idl_hkey *k, const char *kind, const char *norm)
-{
-    const char *p[2] = {kind, norm};
-    hkey_parts(k, p, 2);
-}
-
-void idl_hkey_addr(idl_hkey *k, const char *street, const char *zip)
-{
-    const char *p[3] = {"addr", street, zip};
-    hkey_parts(k, p, 3);
-}
-
-void idl_hkey_addrcs(idl_hkey *k, const char *street, const char *city, const char *state)
-{
-    const char *p[4] = {"addrcs", street, city, state};
-    hkey_parts(k, p, 4);
-}
-
-void idl_hkey_name(idl_hkey *k, const char *norm_last, const char *first_group)
-{
-    const char *p[3] = {"name", norm_last, first_group};
-    hkey_parts(k, p, 3);
-}
-
-void idl_hkey_pair(idl_hkey *k, const char *kind, const char *a, const char *b)
-{
-    const char *p[3] = {kind, a, b};
-    hkey_parts(k, p, 3);
-}
-
-void idl_initial(const char *s, char out[8])
-{
-    size_t n = 1;
-    unsigned char c = (unsigned char)s[0];
-    if (c >= 0xf0)
-        n = 4;
-    else if (c >= 0xe0)
-        n = 3;
-    else if (c >= 0xc0)
-        n = 2;
-    size_t i = 0;
-    for (; i < n && s[i]; i++)
-        out[i] = s[i];
-    out[i] = 0;
-}
-
-uint64_t idl_person_id(const char *source_id)
-{
-    return XXH3_64bits(source_id, strlen(source_id));
-}
-
-void idl_person_id_format(uint64_t pid, char out[19])
-{
-    snprintf(out, 19, "p_%016llx", (unsigned long long)pid);
-}
-
-int idl_person_id_parse(const char *s, size_t len, uint64_t *pid)
-{
-    if (len != 18 || s[0] != 'p' || s[1] != '_') return IDL_INVALID_ARGUMENT;
-    uint64_t v = 0;
-    for (size_t i = 2; i < 18; i++) {
-        char c = s[i];
-        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-        if (d < 0) return IDL_INVALID_ARGUMENT;
-        v = (v << 4) | (uint64_t)d;
-    }
-    *pid = v;
-    return IDL_OK;
-}
-
-size_t idl_record_keys(const idl_record *r, idl_hkey *keys, size_t max, bool names)
-{
-    size_t n = 0;
-#define ADD(expr)                                                                                  \
-    do {                                                                                           \
-        if (n < max) {                                                                             \
-            expr;                                                                                  \
-            n++;                                                                                   \
-        }                                                                                          \
-    } while (0)
-    for (int i = 0; i < r->n_emails; i++)
-        ADD(idl_hkey_make(&keys[n], "email", r->emails[i]));
-    for (int i = 0; i < r->n_phones; i++)
-        ADD(idl_hkey_make(&keys[n], "phone", r->phones[i].number));
-    for (int i = 0; i < r->n_ips; i++)
-        ADD(idl_hkey_make(&keys[n], "ip", r->ips[i]));
-    for (int i = 0; i < r->n_addrs; i++) {
-        const idl_address *a = &r->addrs[i];
-        if (a->zip[0]) ADD(idl_hkey_addr(&keys[n], a->street, a->zip));
-        if (a->city[0] && a->state[0]) ADD(idl_hkey_addrcs(&keys[n], a->street, a->city, a->state));
-    }
-    if (names) {
-        const char *groups[16];
-        size_t ng = idl_nick_groups(r->norm_first, groups, 16);
-        char fi[8], li[8];
-        idl_initial(r->norm_first, fi);
-        idl_initial(r->norm_last, li);
-        for (size_t g = 0; g < ng; g++) {
-            ADD(idl_hkey_name(&keys[n], r->norm_last, groups[g]));
-            /* Verify tolerates one typo in the last name: the first name
-             * (or its nickname group) and the last initial find it. */
-            ADD(idl_hkey_pair(&keys[n], "fgl", groups[g], li));
-        }
-        /* ... and one typo in the first name: the last name and the first
-         * initial find it. */
-        ADD(idl_hkey_pair(&keys[n], "lnf", r->norm_last, fi));
-        if (r->dob_y) {
-            char dob[16];
-            snprintf(dob, sizeof dob, "%04d-%02d-%02d", r->dob_y, r->dob_m, r->dob_d);
-            ADD(idl_hkey_pair(&keys[n], "dob", dob, ""));
-        }
-    }
-#undef ADD
-    return n;
 }
 
 /* ---- the index's merge operator ----
@@ -696,9 +448,9 @@ static int load_suppression(idl_store *s, char *msg, size_t msgsz)
         size_t kl;
         const uint8_t *k = (const uint8_t *)idl_store_iter_key(it, &kl);
         if (kl == 9 && k[0] == 'p')
-            rc = u64set_add(&s->supp_persons, idl_be64_get(k + 1));
+            rc = idl_u64set_add(&s->supp_persons, idl_be64_get(k + 1));
         else if (kl == 17 && k[0] == 'k')
-            rc = u64set_add(&s->supp_keys, hkey_u64(k + 1));
+            rc = idl_u64set_add(&s->supp_keys, hkey_u64(k + 1));
     }
     if (rc)
         snprintf(msg, msgsz, "out of memory");
@@ -838,8 +590,8 @@ void idl_store_close(idl_store *s)
     if (s->wopts_sync) rocksdb_writeoptions_destroy(s->wopts_sync);
     if (s->cache) rocksdb_cache_destroy(s->cache);
     if (s->env) rocksdb_env_destroy(s->env);
-    u64set_free(&s->supp_persons);
-    u64set_free(&s->supp_keys);
+    idl_u64set_free(&s->supp_persons);
+    idl_u64set_free(&s->supp_keys);
     pthread_mutex_destroy(&s->wlock);
     pthread_mutex_destroy(&s->resume_lock);
     free(s->path);
@@ -1103,12 +855,12 @@ static void supp_kkey(uint8_t k[17], const idl_hkey *h)
 
 bool idl_store_key_suppressed(idl_store *s, const idl_hkey *h)
 {
-    return u64set_has(&s->supp_keys, hkey_u64(h->b));
+    return idl_u64set_has(&s->supp_keys, hkey_u64(h->b));
 }
 
 bool idl_store_person_suppressed(idl_store *s, uint64_t pid)
 {
-    return u64set_has(&s->supp_persons, pid);
+    return idl_u64set_has(&s->supp_persons, pid);
 }
 
 /* ---- write admission ----
@@ -1387,7 +1139,7 @@ static void mirror_new_suppressions(idl_store *s, int rc, uint64_t *pids, size_t
 {
     if (rc == IDL_OK)
         for (size_t i = 0; i < *n; i++)
-            u64set_add(&s->supp_persons, pids[i]);
+            idl_u64set_add(&s->supp_persons, pids[i]);
     *n = 0;
 }
 
@@ -1495,7 +1247,7 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
             mirror_new_suppressions(s, rc, newsupp, &nns);
             if (rc == IDL_OK)
                 for (size_t k = 0; k < nsk; k++)
-                    u64set_add(&s->supp_keys, hkey_u64(suppkeys[k].b));
+                    idl_u64set_add(&s->supp_keys, hkey_u64(suppkeys[k].b));
             nsk = 0;
             nb = 0;
         }
@@ -1724,11 +1476,11 @@ int idl_store_suppress(idl_store *s, const uint64_t *given, size_t npids, const 
         /* Mirror exactly what was committed, under the same lock, so the
          * next request on any thread sees it. */
         for (size_t i = 0; i < nkeys; i++)
-            u64set_add(&s->supp_keys, hkey_u64(keys[i].b));
+            idl_u64set_add(&s->supp_keys, hkey_u64(keys[i].b));
         for (size_t i = 0; i < nmirror; i++)
-            u64set_add(&s->supp_keys, hkey_u64(mirror[i].b));
+            idl_u64set_add(&s->supp_keys, hkey_u64(mirror[i].b));
         for (size_t i = 0; i < npids; i++)
-            u64set_add(&s->supp_persons, pids[i]);
+            idl_u64set_add(&s->supp_persons, pids[i]);
         atomic_store(&s->persons_suppressed, supp);
         *newly = count;
     }
