@@ -191,13 +191,13 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 typedef struct {
     char scratch[64]; /* the secondary's own directory ("" until made) */
     idl_store *s;
-    idl_store_iter *it;
+    idl_qlog_scan *log;
 } scan;
 
 static void scan_close(scan *sc)
 {
-    idl_store_iter_close(sc->it);
-    sc->it = NULL;
+    idl_qlog_scan_close(sc->log);
+    sc->log = NULL;
     idl_store_close(sc->s);
     sc->s = NULL;
     if (sc->scratch[0]) {
@@ -247,13 +247,8 @@ static int scan_open(scan *sc, const char *prog, const options *o)
                 o->data);
         goto fail;
     }
-    /* Keys are time_us(8 BE) + seq(8 BE): 8-byte bounds select whole days
-     * (a 16-byte key sorts after its own 8-byte prefix). */
-    uint8_t lo[8], hi[8];
-    idl_be64_put(lo, o->from_us);
-    idl_be64_put(hi, o->to_end_us);
-    if (idl_store_iter_open(sc->s, IDL_CF_LOG, o->have_from ? lo : NULL, 8, o->have_to ? hi : NULL,
-                            8, &sc->it)) {
+    if (idl_qlog_scan_open(sc->s, o->have_from ? o->from_us : 0,
+                           o->have_to ? o->to_end_us : UINT64_MAX, &sc->log)) {
         fprintf(stderr, "%s: %s: cannot read the query log\n", prog, o->data);
         goto fail;
     }
@@ -275,28 +270,22 @@ static int scan_run(scan *sc, const char *prog, entry_fn fn, void *ctx, uint64_t
         return 1;
     }
     int status = 0;
-    *bad = 0;
-    for (; idl_store_iter_valid(sc->it); idl_store_iter_next(sc->it)) {
+    int rc = IDL_OK;
+    for (;;) {
         if (interrupted) {
             fprintf(stderr, "%s: interrupted\n", prog);
             status = 1;
             break;
         }
-        size_t kl, vl;
-        const char *k = idl_store_iter_key(sc->it, &kl);
-        const char *v = idl_store_iter_value(sc->it, &vl);
-        if (idl_qlog_decode(k, kl, v, vl, e) != IDL_OK) {
-            (*bad)++;
-            continue;
-        }
+        bool got = false;
+        if ((rc = idl_qlog_scan_next(sc->log, e, &got)) || !got) break;
         if (fn(ctx, e)) {
             status = 1;
             break;
         }
     }
-    /* An iterator stopped by a damaged block looks like the end of the log:
-     * a report from part of the log must not pass for the whole. */
-    int rc = status ? IDL_OK : idl_store_iter_status(sc->it);
+    *bad = idl_qlog_scan_undecodable(sc->log);
+    /* A report from part of the log must not pass for the whole. */
     if (rc) {
         fprintf(stderr,
                 "%s: the query log cannot be read whole (%s); the output would be incomplete\n",
