@@ -51,7 +51,7 @@ static uint64_t realtime_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static int load_secret(const char *path, unsigned char *key, char err[256])
+static int load_secret(const char *path, unsigned char *key, char err[IDL_ERR_MAX])
 {
     int fd = open(path, O_RDONLY);
     if (fd >= 0) {
@@ -63,13 +63,13 @@ static int load_secret(const char *path, unsigned char *key, char err[256])
             sodium_hex2bin(key, crypto_shorthash_KEYBYTES, hex, 2 * crypto_shorthash_KEYBYTES, NULL,
                            &bin_len, NULL) != 0 ||
             bin_len != crypto_shorthash_KEYBYTES) {
-            snprintf(err, 256, "%s: not a fingerprint key (32 hex digits expected)", path);
+            snprintf(err, IDL_ERR_MAX, "%s: not a fingerprint key (32 hex digits expected)", path);
             return IDL_INVALID_ARGUMENT;
         }
         return IDL_OK;
     }
     if (errno != ENOENT) {
-        snprintf(err, 256, "%s: %s", path, strerror(errno));
+        snprintf(err, IDL_ERR_MAX, "%s: %s", path, strerror(errno));
         return IDL_INTERNAL;
     }
     crypto_shorthash_keygen(key);
@@ -78,7 +78,8 @@ static int load_secret(const char *path, unsigned char *key, char err[256])
     strcat(hex, "\n");
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0 || write(fd, hex, strlen(hex)) != (ssize_t)strlen(hex) || fsync(fd) != 0) {
-        snprintf(err, 256, "%s: cannot write the fingerprint key: %s", path, strerror(errno));
+        snprintf(err, IDL_ERR_MAX, "%s: cannot write the fingerprint key: %s", path,
+                 strerror(errno));
         if (fd >= 0) close(fd);
         return IDL_INTERNAL;
     }
@@ -121,7 +122,7 @@ int idl_qlog_decode(const char *k, size_t kl, const char *v, size_t vl, idl_qlog
     if (kl != 16) return IDL_DATA_LOSS;
     e->time_us = idl_be64_get((const uint8_t *)k);
     e->seq = idl_be64_get((const uint8_t *)k + 8);
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     if (idl_wire_check_limits(v, vl, (size_t)1 << 20, vl, msg) != IDL_OK)
         return IDL_DATA_LOSS; /* declared lengths are checked before msgpack-c allocates */
     msgpack_unpacked up;
@@ -399,15 +400,15 @@ static void *flusher(void *arg)
 }
 
 int idl_qlog_open(idl_qlog **out, idl_store *s, const char *secret_path, unsigned flush_ms,
-                  unsigned retention_days, char err[256])
+                  unsigned retention_days, char err[IDL_ERR_MAX])
 {
     if (sodium_init() < 0) {
-        snprintf(err, 256, "libsodium failed to initialize");
+        snprintf(err, IDL_ERR_MAX, "libsodium failed to initialize");
         return IDL_INTERNAL;
     }
     idl_qlog *q = calloc(1, sizeof(*q));
     if (!q) {
-        snprintf(err, 256, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         return IDL_INTERNAL;
     }
     q->s = s;
@@ -428,7 +429,7 @@ int idl_qlog_open(idl_qlog **out, idl_store *s, const char *secret_path, unsigne
     }
     apply_retention(q);
     if (pthread_create(&q->thread, NULL, flusher, q) != 0) {
-        snprintf(err, 256, "cannot start the query-log flusher thread");
+        snprintf(err, IDL_ERR_MAX, "cannot start the query-log flusher thread");
         rc = IDL_INTERNAL;
         goto fail;
     }

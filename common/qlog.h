@@ -41,7 +41,7 @@ typedef struct {
  * retention_days: entries older than this are deleted at open and hourly
  * (0 keeps everything). */
 int idl_qlog_open(idl_qlog **out, idl_store *s, const char *secret_path, unsigned flush_ms,
-                  unsigned retention_days, char err[256]);
+                  unsigned retention_days, char err[IDL_ERR_MAX]);
 /* Flushes everything appended, stops the flusher.  NULL is fine. */
 void idl_qlog_close(idl_qlog *q);
 

@@ -99,13 +99,13 @@ struct idl_store_iter {
     char *hi;
 };
 
-/* The iterator's error, as a status, with RocksDB's text in msg (when
+/* The iterator's error, as a status, with RocksDB's text in err (when
  * given) for the one line a caller prints. */
-static int iter_error(idl_store_iter *it, char *msg, size_t msgsz)
+static int iter_error(idl_store_iter *it, char err[IDL_ERR_MAX])
 {
     char *rerr = NULL;
     rocksdb_iter_get_error(it->it, &rerr);
-    if (rerr && msg) snprintf(msg, msgsz, "%s", rerr);
+    if (rerr && err) snprintf(err, IDL_ERR_MAX, "%s", rerr);
     return rocks_status(rerr);
 }
 
@@ -232,7 +232,7 @@ static const char *idx_merge_name(void *state)
 
 /* A store written with another layout would answer every lookup with
  * nobody: refuse it, and stamp a new empty store with this layout. */
-static int check_format(idl_store *s, const char *path, char err[256])
+static int check_format(idl_store *s, const char *path, char err[IDL_ERR_MAX])
 {
     char *v = NULL;
     size_t vl = 0;
@@ -242,7 +242,8 @@ static int check_format(idl_store *s, const char *path, char err[256])
         have = vl == 8 ? idl_be64_get((const uint8_t *)v) : UINT64_MAX;
         free(v);
     } else if (g != IDL_NOT_FOUND) {
-        snprintf(err, 256, "cannot read the layout version of %s: %s", path, idl_status_name(g));
+        snprintf(err, IDL_ERR_MAX, "cannot read the layout version of %s: %s", path,
+                 idl_status_name(g));
         return g;
     }
     if (have == STORE_FORMAT) return IDL_OK;
@@ -251,7 +252,7 @@ static int check_format(idl_store *s, const char *path, char err[256])
             s->renormalize = true; /* once the suppression mirror is loaded */
             return IDL_OK;
         }
-        snprintf(err, 256,
+        snprintf(err, IDL_ERR_MAX,
                  "store %s has layout %d: start the daemon (or an ingest) on it once to bring it "
                  "to layout %d",
                  path, STORE_FORMAT_RENORMALIZE, STORE_FORMAT);
@@ -261,11 +262,11 @@ static int check_format(idl_store *s, const char *path, char err[256])
         idl_store_iter *it;
         if (idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
         bool empty = !idl_store_iter_valid(it);
-        char why[160] = "";
-        int ir = iter_error(it, why, sizeof why);
+        char why[IDL_ERR_MAX] = "";
+        int ir = iter_error(it, why);
         idl_store_iter_close(it);
         if (ir) {
-            snprintf(err, 256, "cannot read the persons of %s: %s", path, why);
+            snprintf(err, IDL_ERR_MAX, "cannot read the persons of %s: %s", path, why);
             return ir;
         }
         if (empty && !s->secondary) {
@@ -275,13 +276,13 @@ static int check_format(idl_store *s, const char *path, char err[256])
             rocksdb_put_cf(s->db, s->wopts, s->cf[IDL_CF_META], META_FORMAT, strlen(META_FORMAT),
                            (const char *)b, 8, &rerr);
             if (!rerr) return IDL_OK;
-            snprintf(err, 256, "cannot write to store %s: %s", path, rerr);
+            snprintf(err, IDL_ERR_MAX, "cannot write to store %s: %s", path, rerr);
             free(rerr);
             return IDL_UNAVAILABLE;
         }
         if (empty) return IDL_OK;
     }
-    snprintf(err, 256,
+    snprintf(err, IDL_ERR_MAX,
              "store %s has layout %llu, this build reads layout %d: ingest the data again into "
              "a new directory",
              path, have == UINT64_MAX ? 0ull : (unsigned long long)(have ? have : 1), STORE_FORMAT);
@@ -378,7 +379,7 @@ static int load_counters(idl_store *s)
  * those keep hiding the old form and cannot be carried over (README).  A
  * crash midway leaves layout 2, and the next open runs it again; records
  * already moved do not change again (the normalizers are idempotent). */
-static int migrate_renormalize(idl_store *s, char err[256])
+static int migrate_renormalize(idl_store *s, char err[IDL_ERR_MAX])
 {
     enum { CHUNK = 256 };
     idl_record *recs = malloc(CHUNK * sizeof(*recs));
@@ -386,7 +387,7 @@ static int migrate_renormalize(idl_store *s, char err[256])
     int rc = IDL_INTERNAL;
     size_t n = 0;
     if (!recs || idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it)) {
-        snprintf(err, 256, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         goto fail;
     }
     rc = IDL_OK;
@@ -407,8 +408,8 @@ static int migrate_renormalize(idl_store *s, char err[256])
     char *rerr = NULL;
     if (rc == IDL_OK) rocksdb_iter_get_error(it->it, &rerr);
     if (rerr) {
-        snprintf(err, 256, "cannot read the persons to bring them to layout %d: %s", STORE_FORMAT,
-                 rerr);
+        snprintf(err, IDL_ERR_MAX, "cannot read the persons to bring them to layout %d: %s",
+                 STORE_FORMAT, rerr);
         free(rerr);
         rc = IDL_DATA_LOSS;
         goto fail;
@@ -425,7 +426,8 @@ static int migrate_renormalize(idl_store *s, char err[256])
         }
     }
     if (rc != IDL_OK && !err[0])
-        snprintf(err, 256, "cannot bring the store to layout %d: the write failed", STORE_FORMAT);
+        snprintf(err, IDL_ERR_MAX, "cannot bring the store to layout %d: the write failed",
+                 STORE_FORMAT);
 fail:
     idl_store_iter_close(it);
     free(recs);
@@ -435,12 +437,12 @@ fail:
 /* Fills the in-memory mirror from the supp column family.  The whole family
  * must be read: an iterator that stops at a damaged block looks exactly like
  * the end of the list, and serving with part of the list would find
- * opted-out persons again.  msg gets RocksDB's text on a read error. */
-static int load_suppression(idl_store *s, char *msg, size_t msgsz)
+ * opted-out persons again.  err gets RocksDB's text on a read error. */
+static int load_suppression(idl_store *s, char err[IDL_ERR_MAX])
 {
     idl_store_iter *it;
     if (idl_store_iter_open(s, IDL_CF_SUPP, NULL, 0, NULL, 0, &it)) {
-        snprintf(msg, msgsz, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         return IDL_INTERNAL;
     }
     int rc = IDL_OK;
@@ -453,20 +455,21 @@ static int load_suppression(idl_store *s, char *msg, size_t msgsz)
             rc = idl_u64set_add(&s->supp_keys, hkey_u64(k + 1));
     }
     if (rc)
-        snprintf(msg, msgsz, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
     else
-        rc = iter_error(it, msg, msgsz);
+        rc = iter_error(it, err);
     idl_store_iter_close(it);
     return rc;
 }
 
-int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts, char err[256])
+int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts,
+                   char err[IDL_ERR_MAX])
 {
     idl_store_opts def = {0};
     if (!opts) opts = &def;
     idl_store *s = calloc(1, sizeof(*s));
     if (!s) {
-        snprintf(err, 256, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         return IDL_INTERNAL;
     }
     pthread_mutex_init(&s->wlock, NULL);
@@ -475,7 +478,7 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     s->path = strdup(path);
     s->min_free = opts->secondary ? 0 : opts->min_free_bytes;
     if (!s->path) {
-        snprintf(err, 256, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         goto fail;
     }
     char *rerr = NULL;
@@ -522,7 +525,8 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     if (!s->db) {
         if (rerr && (strstr(rerr, "lock") || strstr(rerr, "Resource temporarily unavailable")))
             rc = IDL_UNAVAILABLE;
-        snprintf(err, 256, "cannot open store %s: %s%s", path, rerr ? rerr : "unknown error",
+        snprintf(err, IDL_ERR_MAX, "cannot open store %s: %s%s", path,
+                 rerr ? rerr : "unknown error",
                  rc == IDL_UNAVAILABLE ? " (is a daemon or another ingest using it?)" : "");
         free(rerr);
         goto fail;
@@ -536,12 +540,12 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     if ((rc = check_format(s, path, err))) goto fail;
     rc = IDL_INTERNAL;
     if ((rc = load_counters(s))) {
-        snprintf(err, 256, "cannot read the counters of %s: %s", path, idl_status_name(rc));
+        snprintf(err, IDL_ERR_MAX, "cannot read the counters of %s: %s", path, idl_status_name(rc));
         goto fail;
     }
-    char why[160] = "";
-    if ((rc = load_suppression(s, why, sizeof why))) {
-        snprintf(err, 256,
+    char why[IDL_ERR_MAX] = "";
+    if ((rc = load_suppression(s, why))) {
+        snprintf(err, IDL_ERR_MAX,
                  "cannot read the suppression list of %s whole, refusing to serve without it: %s",
                  path, why);
         goto fail;
@@ -608,8 +612,8 @@ int idl_store_catch_up(idl_store *s)
     }
     /* The mirror is insert-only, like the list: reading it again adds what
      * the primary suppressed since. */
-    char why[160];
-    return load_suppression(s, why, sizeof why);
+    char why[IDL_ERR_MAX];
+    return load_suppression(s, why);
 }
 
 int idl_store_compact(idl_store *s)
@@ -729,7 +733,7 @@ int idl_store_iter_open(idl_store *s, idl_cf cf, const void *lo, size_t lol, con
 
 int idl_store_iter_status(idl_store_iter *it)
 {
-    return iter_error(it, NULL, 0);
+    return iter_error(it, NULL);
 }
 
 bool idl_store_iter_valid(idl_store_iter *it)
@@ -899,8 +903,8 @@ static int try_resume(idl_store *s)
         rc = IDL_OK; /* another thread resumed it */
     } else if (mono_us() - s->last_resume_us >= 1000000u) {
         s->last_resume_us = mono_us();
-        char why[200] = "";
-        rc = idl_rocksx_resume(s->db, why, sizeof why);
+        char why[IDL_ERR_MAX] = "";
+        rc = idl_rocksx_resume(s->db, why);
         if (rc == IDL_OK) {
             atomic_store(&s->write_failed, false);
             s->resume_failures = 0;

@@ -20,6 +20,7 @@
 
 #include "hkey.h"
 #include "record.h"
+#include "status.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -64,10 +65,11 @@ typedef enum {
  * IDL_FAILED_PRECONDITION when it was written with another layout (or is
  * layout 2 and opened as a secondary), IDL_DATA_LOSS or IDL_UNAVAILABLE when
  * the suppression list (or the counters) cannot be read whole, IDL_INTERNAL
- * otherwise; err (256 bytes) is filled on failure with one line naming the
+ * otherwise; err is filled on failure with one line naming the
  * cause.  It fails closed: a store whose opt-outs cannot all be read is not
  * opened, since serving it would find opted-out persons again. */
-int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts, char err[256]);
+int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts,
+                   char err[IDL_ERR_MAX]);
 /* Closes the store; NULL is fine.  No call may be running on it. */
 void idl_store_close(idl_store *s);
 /* Secondary instances only: catch up with the primary's writes. */

@@ -46,7 +46,7 @@ typedef struct {
 
 static bool env_open_store(env *e)
 {
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     int rc = idl_store_open(&e->s, e->db, NULL, err);
     CHECK_INT(rc, IDL_OK);
     if (rc) fprintf(stderr, "  store: %s\n", err);
@@ -55,7 +55,7 @@ static bool env_open_store(env *e)
 
 static bool env_open_log(env *e, unsigned retention_days)
 {
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     int rc = idl_qlog_open(&e->q, e->s, e->secret, 50, retention_days, err);
     CHECK_INT(rc, IDL_OK);
     if (rc) fprintf(stderr, "  qlog: %s\n", err);
@@ -222,7 +222,7 @@ static void secret_file(void)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         write_text(e.secret, bad[i]);
         idl_qlog *q = (idl_qlog *)&e;
-        char err[256] = "";
+        char err[IDL_ERR_MAX] = "";
         int rc = idl_qlog_open(&q, e.s, e.secret, 50, 0, err);
         CHECK_INT(rc, IDL_INVALID_ARGUMENT);
         CHECK(q == (idl_qlog *)&e);
@@ -230,7 +230,7 @@ static void secret_file(void)
     }
     /* A directory that does not exist. */
     idl_qlog *q = NULL;
-    char err[256] = "", path[160];
+    char err[IDL_ERR_MAX] = "", path[160];
     snprintf(path, sizeof path, "%s/missing/dir/key", e.dir);
     CHECK(idl_qlog_open(&q, e.s, path, 50, 0, err) != IDL_OK);
     CHECK(q == NULL && err[0] != 0);
@@ -540,7 +540,7 @@ static void close_flushes_pending(void)
     }
     /* A long flush interval, so only close can have written them. */
     idl_qlog_close(e.q);
-    char err[256];
+    char err[IDL_ERR_MAX];
     CHECK_INT(idl_qlog_open(&e.q, e.s, e.secret, 1000, 0, err), IDL_OK);
     idl_qlog_entry en;
     for (int i = 0; i < 10; i++) {

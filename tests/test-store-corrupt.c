@@ -21,7 +21,7 @@ static bool setup(char dir[64], const char *cfname)
 static idl_store *open_ok(const char *dir)
 {
     idl_store *s = NULL;
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     int rc = idl_store_open(&s, dir, NULL, err);
     CHECKM(rc == IDL_OK, "open: %s", err);
     return rc ? NULL : s;
@@ -105,7 +105,7 @@ static void supp_corrupt_refuses_open(void)
     char dir[64];
     if (!setup(dir, "supp")) goto out;
     idl_store *s = NULL;
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     int rc = idl_store_open(&s, dir, NULL, err);
     CHECK_INT(rc, IDL_DATA_LOSS);
     CHECKM(strstr(err, "suppression") != NULL, "message: %s", err);

@@ -246,7 +246,7 @@ static void scan_close(scan *sc)
 /* Opens the scan.  Returns 0, or 1 after printing one line naming the cause. */
 static int scan_open(scan *sc, const char *prog, const options *o)
 {
-    char err[256];
+    char err[IDL_ERR_MAX];
     struct stat st;
     /* Checked here because RocksDB's own message for a missing directory
      * talks about a CURRENT file, and create_if_missing must not apply. */

@@ -113,7 +113,7 @@ static int body_from_json(const char *text, size_t len, idl_buf *body)
     while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\t' || text[i] == '\r'))
         i++;
     if (i == len) text = "{}", len = 2;
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     if (idl_json_to_msgpack(text, len, body, msg)) {
         fprintf(stderr, "idlookup call: the request body: %s\n", msg);
         return 2;

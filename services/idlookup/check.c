@@ -66,7 +66,7 @@ int idl_cli_check(int argc, char **argv)
         return 1;
     }
     idl_store *s = NULL;
-    char err[256];
+    char err[IDL_ERR_MAX];
     if (idl_store_open(&s, data, NULL, err)) {
         fprintf(stderr, "idlookup check: %s\n", err);
         return 1;

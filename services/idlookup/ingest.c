@@ -119,9 +119,9 @@ static void parse_slot(slot *s)
         msgpack_zone_clear(&zone);
         msgpack_object o;
         size_t off = 0;
-        char reason[256];
+        char reason[IDL_ERR_MAX];
         warn_ctx w = {s, line};
-        char why[IDL_WIRE_MSG_MAX] = "the record could not be decoded";
+        char why[IDL_ERR_MAX] = "the record could not be decoded";
         if (mp.failed) {
             note(s, s->file, line, "skipped: ", "out of memory");
             s->invalid++;
@@ -326,7 +326,7 @@ int idl_cli_ingest(int argc, char **argv)
     }
     mkdir(data, 0700);
     idl_store *st = NULL;
-    char err[256];
+    char err[IDL_ERR_MAX];
     /* No write below 64 MiB free, as in the daemon: a full disk mid-load
      * ends in an error (rerun the ingest), not in RocksDB's abort. */
     idl_store_opts so = {.cache_mb = cache_mb, .bulk = true, .min_free_bytes = (uint64_t)64 << 20};

@@ -100,12 +100,10 @@ static void complain(const char *cmd, const char *fmt, ...)
     fprintf(stderr, "idlookup keys%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "", msg);
 }
 
-/* A library error: its message, or the status name if there was no memory
- * for one. */
-static int complain_status(const char *cmd, int rc, char *err)
+/* A library error: its message, or the status name if it gave none. */
+static int complain_status(const char *cmd, int rc, const char err[IDL_ERR_MAX])
 {
-    complain(cmd, "%s", err ? err : idl_status_name(rc));
-    free(err);
+    complain(cmd, "%s", err[0] ? err : idl_status_name(rc));
     return EXIT_FAILURE;
 }
 
@@ -212,9 +210,9 @@ static int keys_add(int argc, char **argv)
     struct keys_args a;
     unsigned scopes = 0;
     uint32_t rate = DEFAULT_RATE;
-    const char *why = NULL;
+    char why[IDL_ERR_MAX] = "";
     char secret[IDL_AUTH_SECRET_MAX], id[IDL_AUTH_ID_MAX];
-    char *err = NULL;
+    char err[IDL_ERR_MAX] = "";
     int rc = parse_args("add", argc, argv, &add_spec, 0, &a);
     if (rc) return rc;
     const char *file = a.value[F_FILE], *customer = a.value[F_CUSTOMER];
@@ -222,14 +220,14 @@ static int keys_add(int argc, char **argv)
     if ((rc = require("add", file, "--file")) || (rc = require("add", customer, "--customer")) ||
         (rc = require("add", scopes_arg, "--scopes")))
         return rc;
-    if (idl_auth_validate_customer(customer, &why) != IDL_OK) {
+    if (idl_auth_validate_customer(customer, why) != IDL_OK) {
         complain("add", "--customer: %s", why);
         return EXIT_USAGE;
     }
     if ((rc = parse_scopes_arg(scopes_arg, &scopes))) return rc;
     if (rate_arg && (rc = parse_rate_arg(rate_arg, &rate))) return rc;
 
-    rc = idl_keyfile_add(file, customer, scopes, rate, secret, id, &err);
+    rc = idl_keyfile_add(file, customer, scopes, rate, secret, id, err);
     if (rc != IDL_OK) return complain_status("add", rc, err);
     fprintf(stderr, "created key %s for customer %s\n", id, customer);
     /* The secret exists nowhere else: if it cannot be shown, the key is
@@ -249,12 +247,12 @@ static int keys_list(int argc, char **argv)
 {
     struct keys_args a;
     idl_keyring *kr = NULL;
-    char *err = NULL;
+    char err[IDL_ERR_MAX] = "";
     int rc = parse_args("list", argc, argv, &list_spec, 0, &a);
     if (rc) return rc;
     const char *file = a.value[F_FILE];
     if ((rc = require("list", file, "--file"))) return rc;
-    rc = idl_keyring_load(file, &kr, &err);
+    rc = idl_keyring_load(file, &kr, err);
     if (rc != IDL_OK) return complain_status("list", rc, err);
     for (size_t i = 0; i < idl_keyring_count(kr); i++) {
         const idl_key_info *k = idl_keyring_info(kr, i);
@@ -274,14 +272,14 @@ static int keys_list(int argc, char **argv)
 static int keys_revoke(int argc, char **argv)
 {
     struct keys_args a;
-    char *err = NULL;
+    char err[IDL_ERR_MAX] = "";
     int rc = parse_args("revoke", argc, argv, &revoke_spec, 1, &a);
     if (rc) return rc;
     const char *file = a.value[F_FILE];
     if ((rc = require("revoke", file, "--file")) ||
         (rc = require("revoke", a.npositional ? a.positional[0] : NULL, "KEY_ID")))
         return rc;
-    rc = idl_keyfile_revoke(file, a.positional[0], &err);
+    rc = idl_keyfile_revoke(file, a.positional[0], err);
     if (rc != IDL_OK) return complain_status("revoke", rc, err);
     fprintf(stderr, "revoked key %s; a running idlookupd honours it after SIGHUP\n",
             a.positional[0]);

@@ -132,7 +132,7 @@ static int parse_uint(const char *flag, const char *s, unsigned long lo, unsigne
  * creates it).  what: "key file", "fingerprint key"; no_read: whether
  * world-readable is refused too (the key file holds only hashes, so only
  * writing it matters; the fingerprint key is the secret itself). */
-static int check_mode(const char *path, const char *what, bool no_read, char err[256])
+static int check_mode(const char *path, const char *what, bool no_read, char err[IDL_ERR_MAX])
 {
     struct stat sb;
     if (stat(path, &sb) != 0) return IDL_OK;
@@ -141,19 +141,19 @@ static int check_mode(const char *path, const char *what, bool no_read, char err
                       : no_read && (mode & S_IROTH) ? "world-readable"
                                                     : NULL;
     if (!bad) return IDL_OK;
-    snprintf(err, 256, "%s %s has mode %04o: it is %s; refusing it (chmod 600 %s)", what, path,
-             mode, bad, path);
+    snprintf(err, IDL_ERR_MAX, "%s %s has mode %04o: it is %s; refusing it (chmod 600 %s)", what,
+             path, mode, bad, path);
     return IDL_PERMISSION_DENIED;
 }
 
 /* Builds the Describe body from the embedded schema: the ten methods with
  * their scopes and request/response field descriptions. */
-static int build_describe(idld_state *st, char err[256])
+static int build_describe(idld_state *st, char err[IDL_ERR_MAX])
 {
     json_error_t je;
     json_t *root = json_loads(idld_schema_json, 0, &je);
     if (!root) {
-        snprintf(err, 256, "embedded schema: %s", je.text);
+        snprintf(err, IDL_ERR_MAX, "embedded schema: %s", je.text);
         return IDL_INTERNAL;
     }
     json_t *methods = json_object_get(root, "methods");
@@ -181,7 +181,7 @@ static int build_describe(idld_state *st, char err[256])
     json_decref(root);
     if (b.failed) {
         idl_buf_free(&b);
-        snprintf(err, 256, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         return IDL_INTERNAL;
     }
     st->describe_body = b.data;
@@ -346,19 +346,18 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     int rc = 1;
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     idld_state st = {.log_queries = log_queries, .start_mono_us = idld_mono_us()};
     idl_keyring *kr = NULL;
     retired old = {0};
     idld_pool *pool = NULL;
-    char *kerr = NULL;
+    char kerr[IDL_ERR_MAX] = "";
     if (check_mode(keys, "key file", false, err)) {
         fprintf(stderr, "idlookupd: %s\n", err);
         return 1;
     }
-    if (idl_keyring_load(keys, &kr, &kerr) != IDL_OK) {
-        fprintf(stderr, "idlookupd: %s\n", kerr ? kerr : "cannot load the key file");
-        free(kerr);
+    if (idl_keyring_load(keys, &kr, kerr) != IDL_OK) {
+        fprintf(stderr, "idlookupd: %s\n", kerr[0] ? kerr : "cannot load the key file");
         return 1;
     }
     atomic_store(&st.keys, kr);
@@ -375,14 +374,14 @@ int main(int argc, char **argv)
                          .info_log = store_log,
                          .min_free_bytes = (uint64_t)min_free_mb << 20};
     if (strcmp(store_log, "-") != 0 && mkdir(store_log, 0700) != 0 && errno != EEXIST) {
-        snprintf(err, 256, "--store-log %s: %s", store_log, strerror(errno));
+        snprintf(err, IDL_ERR_MAX, "--store-log %s: %s", store_log, strerror(errno));
         goto fail;
     }
     if (idl_store_open(&st.store, data, &so, err)) goto fail;
     if (idl_qlog_open(&st.qlog, st.store, fpkey, (unsigned)flush_ms, (unsigned)retention, err))
         goto fail;
     if (idld_assist_new(&st.assist, batch_threads)) {
-        snprintf(err, 256, "cannot start %lu batch helper threads", batch_threads);
+        snprintf(err, IDL_ERR_MAX, "cannot start %lu batch helper threads", batch_threads);
         goto fail;
     }
     idld_pool_opts po = {.workers = workers,
@@ -405,11 +404,10 @@ int main(int argc, char **argv)
                 err[0] = 0;
                 continue;
             }
-            if (idl_keyring_load(keys, &nk, &kerr) != IDL_OK) {
+            if (idl_keyring_load(keys, &nk, kerr) != IDL_OK) {
                 fprintf(stderr, "idlookupd: SIGHUP: keeping the old keys: %s\n",
-                        kerr ? kerr : "cannot load the key file");
-                free(kerr);
-                kerr = NULL;
+                        kerr[0] ? kerr : "cannot load the key file");
+                kerr[0] = 0;
                 continue;
             }
             /* Handlers may still hold keys of the old ring: it is retired,
