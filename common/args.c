@@ -1,15 +1,19 @@
 /* Command-line flags (see args.h). */
 #include "args.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 void idl_args_start(idl_args *a, const idl_args_spec *spec, int argc, char **argv)
 {
+    a->status = IDL_OK;
+    a->err[0] = 0;
     a->spec = spec;
     a->argc = argc;
     a->argv = argv;
     a->next = 1;
+    a->noperands = 0;
     a->flags_done = false;
 }
 
@@ -28,61 +32,63 @@ static const idl_args_flag *by_short(const idl_args_spec *sp, char c)
     return NULL;
 }
 
-int idl_args_next(idl_args *a, const idl_args_flag **flag, const char **value,
-                  char err[IDL_ERR_MAX])
+static bool usage_error(idl_args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static bool usage_error(idl_args *a, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->err, IDL_ERR_MAX, fmt, ap);
+    va_end(ap);
+    a->status = IDL_INVALID_ARGUMENT;
+    a->next = a->argc; /* the walk is over */
+    return false;
+}
+
+bool idl_args_next(idl_args *a, const idl_args_flag **flag, const char **value)
 {
     *flag = NULL;
     *value = NULL;
-    if (a->next >= a->argc) return IDL_OK;
+    if (a->next >= a->argc) return false;
     const char *s = a->argv[a->next++];
     if (!a->flags_done && strcmp(s, "--") == 0) {
         a->flags_done = true;
-        if (a->next >= a->argc) return IDL_OK;
+        if (a->next >= a->argc) return false;
         s = a->argv[a->next++];
     }
     /* "-" alone is an operand (standard input, by custom). */
     if (a->flags_done || s[0] != '-' || s[1] == '\0') {
+        if (a->noperands++ >= a->spec->max_operands)
+            return usage_error(a, "unexpected argument '%s' (see --help)", s);
         if (a->spec->operands_end_flags) a->flags_done = true;
         *value = s;
-        return IDL_OK;
+        return true;
     }
     const idl_args_flag *fl;
     const char *v = NULL;
     if (s[1] == '-') {
         const char *eq = strchr(s + 2, '=');
         size_t n = eq ? (size_t)(eq - s - 2) : strlen(s + 2);
-        if (!(fl = by_long(a->spec, s + 2, n))) {
-            snprintf(err, IDL_ERR_MAX, "unknown flag --%.*s (see --help)", (int)n, s + 2);
-            return IDL_INVALID_ARGUMENT;
-        }
-        if (eq && !fl->arg) {
-            snprintf(err, IDL_ERR_MAX, "--%s: takes no value", fl->name);
-            return IDL_INVALID_ARGUMENT;
-        }
+        if (!(fl = by_long(a->spec, s + 2, n)))
+            return usage_error(a, "unknown flag --%.*s (see --help)", (int)n, s + 2);
+        if (eq && !fl->arg) return usage_error(a, "--%s: takes no value", fl->name);
         if (eq) v = eq + 1;
     } else {
-        if (!(fl = by_short(a->spec, s[1]))) {
-            snprintf(err, IDL_ERR_MAX, "unknown flag -%c (see --help)", s[1]);
-            return IDL_INVALID_ARGUMENT;
-        }
-        if (s[2] && !fl->arg) {
-            snprintf(err, IDL_ERR_MAX, "-%c/--%s: takes no value", s[1], fl->name);
-            return IDL_INVALID_ARGUMENT;
-        }
+        if (!(fl = by_short(a->spec, s[1])))
+            return usage_error(a, "unknown flag -%c (see --help)", s[1]);
+        if (s[2] && !fl->arg) return usage_error(a, "-%c/--%s: takes no value", s[1], fl->name);
         if (s[2]) v = s + 2; /* -c8 as well as -c 8 */
     }
     if (fl->arg && !v) {
         /* "--file --customer x" is a forgotten value far more often than a
          * file named "--customer". */
-        if (a->next >= a->argc || strncmp(a->argv[a->next], "--", 2) == 0) {
-            snprintf(err, IDL_ERR_MAX, "--%s: missing value %s", fl->name, fl->arg);
-            return IDL_INVALID_ARGUMENT;
-        }
+        if (a->next >= a->argc || strncmp(a->argv[a->next], "--", 2) == 0)
+            return usage_error(a, "--%s: missing value %s", fl->name, fl->arg);
         v = a->argv[a->next++];
     }
     *flag = fl;
     *value = v;
-    return IDL_OK;
+    return true;
 }
 
 void idl_args_usage(const idl_args_spec *spec, FILE *f)

@@ -13,6 +13,7 @@
 
 #include "status.h"
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,17 +42,26 @@ typedef struct {
     size_t nflags;
     int indent; /* spaces before each flag in --help */
     int column; /* where each flag's help text starts; a longer flag gets its own line */
+    /* How many operands (arguments that are no flag) it takes: 0 for none,
+     * IDL_ARGS_ANY for no limit.  One more is a usage error. */
+    int max_operands;
     /* The first operand ends the flags (idlookup call METHOD [JSON|-]), as
      * "--" always does. */
     bool operands_end_flags;
 } idl_args_spec;
 
-/* The walk over one argv; fields private to args.c. */
+#define IDL_ARGS_ANY INT_MAX
+
+/* The walk over one argv.  status and err are set when idl_args_next stops
+ * on a usage error; the other fields are private to args.c. */
 typedef struct {
+    int status;            /* 0, or IDL_INVALID_ARGUMENT */
+    char err[IDL_ERR_MAX]; /* with status: one line naming the flag */
     const idl_args_spec *spec;
     int argc;
     char **argv;
     int next;
+    int noperands;
     bool flags_done;
 } idl_args;
 
@@ -59,16 +69,20 @@ typedef struct {
  * name).  argv must outlive the walk: values point into it. */
 void idl_args_start(idl_args *a, const idl_args_spec *spec, int argc, char **argv);
 
-/* The next argument: a flag (*flag its row, *value its value or NULL for a
- * switch), an operand (*flag NULL, *value the argument), or the end (both
- * NULL).  Returns 0, or IDL_INVALID_ARGUMENT with err naming the flag (an
- * unknown flag, a switch given a value, a flag without its value).  A value
- * that starts with "--" is taken for a forgotten value ("--file --customer
- * x"); such a value is given as --file=--customer.  Flags given twice are
- * handed on twice: whether that is an error is the program's call.  Long
- * names match whole, never by prefix. */
-int idl_args_next(idl_args *a, const idl_args_flag **flag, const char **value,
-                  char err[IDL_ERR_MAX]);
+/* Takes the next argument: true with a flag (*flag its row, *value its
+ * value, or NULL for a switch) or an operand (*flag NULL, *value the
+ * argument); false at the end, or on a usage error, which sets a->status and
+ * a->err naming the flag (an unknown flag, a switch given a value, a flag
+ * without its value, an operand too many).  So a program reads:
+ *
+ *     while (idl_args_next(&a, &fl, &v)) switch (fl->id) ...
+ *     if (a.status) return idl_args_fail(&spec, stderr, a.err);
+ *
+ * A value that starts with "--" is taken for a forgotten value ("--file
+ * --customer x"); such a value is given as --file=--customer.  Flags given
+ * twice are handed on twice: whether that is an error is the program's
+ * call.  Long names match whole, never by prefix. */
+bool idl_args_next(idl_args *a, const idl_args_flag **flag, const char **value);
 
 /* Writes the --help text: head, one row per flag, tail. */
 void idl_args_usage(const idl_args_spec *spec, FILE *f);

@@ -67,6 +67,7 @@ static const idl_args_spec spec = {
     .nflags = sizeof flags / sizeof *flags,
     .indent = 2,
     .column = 24,
+    .max_operands = IDL_ARGS_ANY,
 };
 
 /* Parses argv (NULL-terminated, argv[0] the program) to the end; writes
@@ -78,24 +79,23 @@ static int parse(const idl_args_spec *sp, const char **args, char *out, size_t o
     for (; args[argc - 1]; argc++)
         argv[argc] = (char *)args[argc - 1];
     idl_args a;
+    const idl_args_flag *fl;
+    const char *v;
     idl_args_start(&a, sp, argc, argv);
     out[0] = 0;
-    for (;;) {
-        const idl_args_flag *fl = NULL;
-        const char *v = NULL;
-        char err[IDL_ERR_MAX];
-        int rc = idl_args_next(&a, &fl, &v, err);
-        if (rc) {
-            snprintf(out, outsz, "%s", err);
-            return rc;
-        }
-        if (!fl && !v) return IDL_OK;
+    while (idl_args_next(&a, &fl, &v)) {
         size_t n = strlen(out);
         if (fl)
             snprintf(out + n, outsz - n, "%s%d=%s", n ? " " : "", fl->id, v ? v : "-");
         else
             snprintf(out + n, outsz - n, "%s@%s", n ? " " : "", v);
     }
+    if (a.status) {
+        snprintf(out, outsz, "%s", a.err);
+        /* The walk is over after an error. */
+        CHECK(!idl_args_next(&a, &fl, &v) && !fl && !v);
+    }
+    return a.status;
 }
 
 #define PARSES(want, ...)                                                                          \
@@ -145,6 +145,17 @@ static void table_hands_on_operands(void)
     char got[256];
     CHECK_INT(parse(&first, args, got, sizeof got), IDL_OK);
     CHECK_STR(got, "2=- @METHOD @--url @x");
+    /* One operand more than the program takes is a usage error. */
+    idl_args_spec two = spec;
+    two.max_operands = 2;
+    const char *three[] = {"a", "b", "c", NULL};
+    CHECK_INT(parse(&two, three, got, sizeof got), IDL_INVALID_ARGUMENT);
+    CHECK_STR(got, "unexpected argument 'c' (see --help)");
+    idl_args_spec none = spec;
+    none.max_operands = 0;
+    const char *stray[] = {"--progress", "stray", NULL};
+    CHECK_INT(parse(&none, stray, got, sizeof got), IDL_INVALID_ARGUMENT);
+    CHECK_STR(got, "unexpected argument 'stray' (see --help)");
 }
 
 static void table_errors_name_the_flag(void)

@@ -469,20 +469,10 @@ int idl_bench_parse_args(int argc, char **argv, idl_bench_opts *o, char *err, si
     bool have[F_HELP + 1] = {false};
     defaults(o);
     idl_args args;
+    const idl_args_flag *fl;
+    const char *value;
     idl_args_start(&args, &spec, argc, argv);
-    for (;;) {
-        const idl_args_flag *fl;
-        const char *value;
-        char why[IDL_ERR_MAX];
-        if (idl_args_next(&args, &fl, &value, why)) {
-            set_err(err, errlen, "%s", why);
-            return IDL_INVALID_ARGUMENT;
-        }
-        if (!fl && !value) break;
-        if (!fl) {
-            set_err(err, errlen, "unexpected argument \"%s\" (see --help)", value);
-            return IDL_INVALID_ARGUMENT;
-        }
+    while (idl_args_next(&args, &fl, &value)) {
         if (fl->id == F_HELP) {
             o->help = 1;
             return 0;
@@ -492,6 +482,10 @@ int idl_bench_parse_args(int argc, char **argv, idl_bench_opts *o, char *err, si
             return IDL_INVALID_ARGUMENT;
         }
         if (apply_flag(o, fl, value, have, err, errlen)) return IDL_INVALID_ARGUMENT;
+    }
+    if (args.status) {
+        set_err(err, errlen, "%s", args.err);
+        return IDL_INVALID_ARGUMENT;
     }
 
     if (have[F_METHOD] && have[F_MIX]) {

@@ -48,6 +48,7 @@ static const idl_args_spec spec = {
     .nflags = sizeof flags / sizeof flags[0],
     .indent = 2,
     .column = 22,
+    .max_operands = MAX_CLASSES,
 };
 
 static int load(klass *k, const char *spec)
@@ -110,15 +111,11 @@ int main(int argc, char **argv)
     size_t nk = 0;
     memset(ks, 0, sizeof ks);
     idl_args args;
+    const idl_args_flag *fl;
+    const char *v;
     idl_args_start(&args, &spec, argc, argv);
-    for (;;) {
-        const idl_args_flag *fl;
-        const char *v;
-        char err[IDL_ERR_MAX];
-        if (idl_args_next(&args, &fl, &v, err)) return idl_args_fail(&spec, stderr, err);
-        if (!fl && !v) break;
+    while (idl_args_next(&args, &fl, &v)) {
         if (!fl) {
-            if (nk == MAX_CLASSES) return idl_args_fail(&spec, stderr, "too many classes");
             int rc = load(&ks[nk], v);
             if (rc) {
                 fprintf(stderr, "idlookup-timing: %s: %s\n", v,
@@ -155,6 +152,7 @@ int main(int argc, char **argv)
             return 0;
         }
     }
+    if (args.status) return idl_args_fail(&spec, stderr, args.err);
     if (!url || !key || nk < 2)
         return idl_args_fail(&spec, stderr, "--url, --key and at least two classes are needed");
 

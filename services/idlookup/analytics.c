@@ -119,17 +119,10 @@ static int parse_flags(int argc, char **argv, bool export, options *o)
     const char *prog = spec->prog;
     const char *from = NULL, *to = NULL;
     idl_args args;
+    const idl_args_flag *fl;
+    const char *v;
     idl_args_start(&args, spec, argc, argv);
-    for (;;) {
-        const idl_args_flag *fl;
-        const char *v;
-        char err[IDL_ERR_MAX];
-        if (idl_args_next(&args, &fl, &v, err)) return idl_args_fail(spec, stderr, err);
-        if (!fl && !v) break;
-        if (!fl) {
-            fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", prog, v);
-            return 2;
-        }
+    while (idl_args_next(&args, &fl, &v)) {
         switch (fl->id) {
         case F_DATA:
             o->data = v;
@@ -161,6 +154,7 @@ static int parse_flags(int argc, char **argv, bool export, options *o)
             return 0;
         }
     }
+    if (args.status) return idl_args_fail(spec, stderr, args.err);
     if (!o->data) {
         fprintf(stderr, "%s: --data DIR is required (see --help)\n", prog);
         return 2;

@@ -38,6 +38,7 @@ static const idl_args_spec call_spec = {
     .indent = 2,
     .column = 23,
     /* METHOD ends the flags: the body that follows is the request's. */
+    .max_operands = 2,
     .operands_end_flags = true,
 };
 
@@ -182,21 +183,14 @@ int idl_cli_call(int argc, char **argv)
 {
     const char *url = "tcp://127.0.0.1:7411", *key = getenv("IDLOOKUP_KEY");
     long timeout_ms = -1, wait_ms = 10000;
-    const char *operand[3];
+    const char *operand[2];
     int noperands = 0;
     idl_args args;
+    const idl_args_flag *fl;
+    const char *v;
     idl_args_start(&args, &call_spec, argc, argv);
-    for (;;) {
-        const idl_args_flag *fl;
-        const char *v;
-        char err[IDL_ERR_MAX];
-        if (idl_args_next(&args, &fl, &v, err)) return idl_args_fail(&call_spec, stderr, err);
-        if (!fl && !v) break;
+    while (idl_args_next(&args, &fl, &v)) {
         if (!fl) {
-            if (noperands == 2) {
-                fprintf(stderr, "idlookup call: unexpected argument '%s'\n", v);
-                return 2;
-            }
             operand[noperands++] = v;
             continue;
         }
@@ -218,6 +212,7 @@ int idl_cli_call(int argc, char **argv)
             return 0;
         }
     }
+    if (args.status) return idl_args_fail(&call_spec, stderr, args.err);
     if (noperands == 0) {
         fprintf(stderr, "idlookup call: METHOD is required (see --help)\n");
         return 2;
@@ -254,23 +249,17 @@ int idl_cli_describe(int argc, char **argv)
 {
     const char *url = "tcp://127.0.0.1:7411";
     idl_args args;
+    const idl_args_flag *fl;
+    const char *v;
     idl_args_start(&args, &describe_spec, argc, argv);
-    for (;;) {
-        const idl_args_flag *fl;
-        const char *v;
-        char err[IDL_ERR_MAX];
-        if (idl_args_next(&args, &fl, &v, err)) return idl_args_fail(&describe_spec, stderr, err);
-        if (!fl && !v) break;
-        if (!fl) {
-            fprintf(stderr, "idlookup describe: unexpected argument '%s'\n", v);
-            return 2;
-        }
+    while (idl_args_next(&args, &fl, &v)) {
         if (fl->id == F_HELP) {
             idl_args_usage(&describe_spec, stdout);
             return 0;
         }
         url = v; /* F_URL */
     }
+    if (args.status) return idl_args_fail(&describe_spec, stderr, args.err);
     idl_reply *r = NULL;
     int rc = do_call(url, NULL, "idlookup.v1.Meta/Describe", NULL, -1, 10000, false, &r);
     if (rc) return rc;

@@ -35,26 +35,20 @@ static const idl_args_spec check_spec = {
 int idl_cli_check(int argc, char **argv)
 {
     const char *data = NULL;
-    bool stray = false;
     idl_args args;
+    const idl_args_flag *fl;
+    const char *v;
     idl_args_start(&args, &check_spec, argc, argv);
-    for (;;) {
-        const idl_args_flag *fl;
-        const char *v;
-        char err[IDL_ERR_MAX];
-        if (idl_args_next(&args, &fl, &v, err)) return idl_args_fail(&check_spec, stderr, err);
-        if (!fl && !v) break;
-        if (!fl)
-            stray = true;
-        else if (fl->id == F_HELP) {
+    while (idl_args_next(&args, &fl, &v)) {
+        if (fl->id == F_HELP) {
             idl_args_usage(&check_spec, stdout);
             return 0;
-        } else
-            data = v; /* F_DATA */
+        }
+        data = v; /* F_DATA */
     }
-    if (!data || stray) {
-        fprintf(stderr, "idlookup check: %s (see --help)\n",
-                !data ? "--data DIR is required" : "unexpected argument");
+    if (args.status) return idl_args_fail(&check_spec, stderr, args.err);
+    if (!data) {
+        fprintf(stderr, "idlookup check: --data DIR is required (see --help)\n");
         return 2;
     }
     /* Opening creates a missing store: a check of nothing must fail. */

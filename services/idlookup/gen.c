@@ -1098,18 +1098,10 @@ int idl_cli_gen(int argc, char **argv)
     bool have_count = false;
 
     idl_args args;
+    const idl_args_flag *fl;
+    const char *value;
     idl_args_start(&args, &gen_spec, argc, argv);
-    for (;;) {
-        const idl_args_flag *fl;
-        const char *value;
-        char err[IDL_ERR_MAX];
-        if (idl_args_next(&args, &fl, &value, err)) return idl_args_fail(&gen_spec, stderr, err);
-        if (!fl && !value) break;
-        if (!fl) {
-            fprintf(stderr, "idlookup gen: unknown argument '%s' (see idlookup gen --help)\n",
-                    value);
-            return 2;
-        }
+    while (idl_args_next(&args, &fl, &value)) {
         switch (fl->id) {
         case F_HELP:
             idl_args_usage(&gen_spec, stdout);
@@ -1133,6 +1125,7 @@ int idl_cli_gen(int argc, char **argv)
             break;
         }
     }
+    if (args.status) return idl_args_fail(&gen_spec, stderr, args.err);
     if (!have_count) {
         fprintf(stderr, "idlookup gen: --count N is required (see idlookup gen --help)\n");
         return 2;

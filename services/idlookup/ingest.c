@@ -247,6 +247,7 @@ static const idl_args_spec ingest_spec = {
     .nflags = sizeof ingest_flags / sizeof ingest_flags[0],
     .indent = 2,
     .column = 20,
+    .max_operands = IDL_ARGS_ANY,
 };
 
 int idl_cli_ingest(int argc, char **argv)
@@ -261,13 +262,10 @@ int idl_cli_ingest(int argc, char **argv)
      * did: each one is written to a slot the walk has already read. */
     int nfiles = 0;
     idl_args args;
+    const idl_args_flag *fl;
+    const char *v;
     idl_args_start(&args, &ingest_spec, argc, argv);
-    for (;;) {
-        const idl_args_flag *fl;
-        const char *v;
-        char err[IDL_ERR_MAX];
-        if (idl_args_next(&args, &fl, &v, err)) return idl_args_fail(&ingest_spec, stderr, err);
-        if (!fl && !v) break;
+    while (idl_args_next(&args, &fl, &v)) {
         if (!fl) {
             argv[1 + nfiles++] = (char *)v;
             continue;
@@ -303,6 +301,7 @@ int idl_cli_ingest(int argc, char **argv)
             return 0;
         }
     }
+    if (args.status) return idl_args_fail(&ingest_spec, stderr, args.err);
     char **paths = argv + 1;
     if (!data) {
         fprintf(stderr, "idlookup ingest: --data DIR is required (see --help)\n");

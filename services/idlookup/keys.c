@@ -76,6 +76,7 @@ static const idl_args_spec revoke_spec = {
     .prog = "idlookup keys revoke",
     .flags = file_flags,
     .nflags = sizeof file_flags / sizeof file_flags[0],
+    .max_operands = 1, /* KEY_ID */
 };
 
 struct keys_args {
@@ -114,26 +115,16 @@ static bool is_help(const char *a)
 
 /* argv[0] is the subcommand.  Returns 0, or EXIT_USAGE after complaining. */
 static int parse_args(const char *cmd, int argc, char **argv, const idl_args_spec *spec,
-                      int max_positional, struct keys_args *out)
+                      struct keys_args *out)
 {
     struct keys_args a = {0};
     idl_args args;
+    const idl_args_flag *fl;
+    const char *value;
     idl_args_start(&args, spec, argc, argv);
-    for (;;) {
-        const idl_args_flag *fl;
-        const char *value;
-        char err[IDL_ERR_MAX];
-        if (idl_args_next(&args, &fl, &value, err)) {
-            complain(cmd, "%s", err);
-            return EXIT_USAGE;
-        }
-        if (!fl && !value) break;
+    while (idl_args_next(&args, &fl, &value)) {
         if (!fl) {
-            if (a.npositional >= max_positional) {
-                complain(cmd, "unexpected argument '%s'", value);
-                return EXIT_USAGE;
-            }
-            a.positional[a.npositional++] = value;
+            a.positional[a.npositional++] = value; /* spec->max_operands <= 1 */
             continue;
         }
         if (a.value[fl->id]) {
@@ -145,6 +136,10 @@ static int parse_args(const char *cmd, int argc, char **argv, const idl_args_spe
             return EXIT_USAGE;
         }
         a.value[fl->id] = value;
+    }
+    if (args.status) {
+        complain(cmd, "%s", args.err);
+        return EXIT_USAGE;
     }
     *out = a;
     return 0;
@@ -213,7 +208,7 @@ static int keys_add(int argc, char **argv)
     char why[IDL_ERR_MAX] = "";
     char secret[IDL_AUTH_SECRET_MAX], id[IDL_AUTH_ID_MAX];
     char err[IDL_ERR_MAX] = "";
-    int rc = parse_args("add", argc, argv, &add_spec, 0, &a);
+    int rc = parse_args("add", argc, argv, &add_spec, &a);
     if (rc) return rc;
     const char *file = a.value[F_FILE], *customer = a.value[F_CUSTOMER];
     const char *scopes_arg = a.value[F_SCOPES], *rate_arg = a.value[F_RATE];
@@ -248,7 +243,7 @@ static int keys_list(int argc, char **argv)
     struct keys_args a;
     idl_keyring *kr = NULL;
     char err[IDL_ERR_MAX] = "";
-    int rc = parse_args("list", argc, argv, &list_spec, 0, &a);
+    int rc = parse_args("list", argc, argv, &list_spec, &a);
     if (rc) return rc;
     const char *file = a.value[F_FILE];
     if ((rc = require("list", file, "--file"))) return rc;
@@ -273,7 +268,7 @@ static int keys_revoke(int argc, char **argv)
 {
     struct keys_args a;
     char err[IDL_ERR_MAX] = "";
-    int rc = parse_args("revoke", argc, argv, &revoke_spec, 1, &a);
+    int rc = parse_args("revoke", argc, argv, &revoke_spec, &a);
     if (rc) return rc;
     const char *file = a.value[F_FILE];
     if ((rc = require("revoke", file, "--file")) ||

@@ -264,17 +264,10 @@ int main(int argc, char **argv)
     bool log_queries = true;
     unsigned long send_timeout = 1000, idle_ms = 60000, max_pending = ULONG_MAX;
     idl_args args;
+    const idl_args_flag *fl;
+    const char *v;
     idl_args_start(&args, &spec, argc, argv);
-    for (;;) {
-        const idl_args_flag *fl;
-        const char *v;
-        char err[IDL_ERR_MAX];
-        if (idl_args_next(&args, &fl, &v, err)) return idl_args_fail(&spec, stderr, err);
-        if (!fl && !v) break;
-        if (!fl) {
-            fprintf(stderr, "idlookupd: unexpected argument '%s' (see --help)\n", v);
-            return 2;
-        }
+    while (idl_args_next(&args, &fl, &v)) {
         switch (fl->id) {
         case F_DATA:
             data = v;
@@ -329,6 +322,7 @@ int main(int argc, char **argv)
             return 0;
         }
     }
+    if (args.status) return idl_args_fail(&spec, stderr, args.err);
     if (max_pending == ULONG_MAX) max_pending = workers >= 8 ? workers / 8 : 1;
     if (!data || !keys) {
         fprintf(stderr, "idlookupd: %s is required (see --help)\n", !data ? "--data" : "--keys");
