@@ -266,7 +266,7 @@ static int check_format(idl_store *s, const char *path, char err[IDL_ERR_MAX])
         int ir = iter_error(it, why);
         idl_store_iter_close(it);
         if (ir) {
-            snprintf(err, IDL_ERR_MAX, "cannot read the persons of %s: %s", path, why);
+            snprintf(err, IDL_ERR_MAX, "cannot read the persons of %s: %.159s", path, why);
             return ir;
         }
         if (empty && !s->secondary) {
@@ -543,11 +543,13 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
         snprintf(err, IDL_ERR_MAX, "cannot read the counters of %s: %s", path, idl_status_name(rc));
         goto fail;
     }
+    /* RocksDB's text is cut at 159 bytes so the path still fits the line. */
     char why[IDL_ERR_MAX] = "";
     if ((rc = load_suppression(s, why))) {
-        snprintf(err, IDL_ERR_MAX,
-                 "cannot read the suppression list of %s whole, refusing to serve without it: %s",
-                 path, why);
+        snprintf(
+            err, IDL_ERR_MAX,
+            "cannot read the suppression list of %s whole, refusing to serve without it: %.159s",
+            path, why);
         goto fail;
     }
     if (s->renormalize) {
