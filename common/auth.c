@@ -74,17 +74,16 @@ static const unsigned scope_bits[] = {IDL_SCOPE_LIST(SCOPE_BIT)};
 #define SCOPE_COUNT (sizeof scope_bits / sizeof scope_bits[0])
 #define SCOPE_ALL (0u IDL_SCOPE_LIST(SCOPE_OR))
 
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(char err[IDL_ERR_MAX], const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
-static void set_err(char **err, const char *fmt, ...)
+static void set_err(char err[IDL_ERR_MAX], const char *fmt, ...)
 {
     if (!err) return;
     va_list ap;
     va_start(ap, fmt);
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0) s = NULL;
+    vsnprintf(err, IDL_ERR_MAX, fmt, ap);
     va_end(ap);
-    *err = s;
 }
 
 /* errno as our status, right after the failing call. */
@@ -186,7 +185,8 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
     return len;
 }
 
-int idl_auth_validate_customer(const char *customer, const char **why)
+/* Why a customer name cannot be stored, as a static phrase, or NULL. */
+static const char *customer_problem(const char *customer)
 {
     const char *reason = NULL;
     size_t n = customer ? strlen(customer) : 0;
@@ -208,11 +208,15 @@ int idl_auth_validate_customer(const char *customer, const char **why)
             i += len;
         }
     }
-    if (reason) {
-        if (why) *why = reason;
-        return IDL_INVALID_ARGUMENT;
-    }
-    return IDL_OK;
+    return reason;
+}
+
+int idl_auth_validate_customer(const char *customer, char err[IDL_ERR_MAX])
+{
+    const char *why = customer_problem(customer);
+    if (!why) return IDL_OK;
+    set_err(err, "%s", why);
+    return IDL_INVALID_ARGUMENT;
 }
 
 static bool parse_rate(const char *s, uint32_t *out)
@@ -307,7 +311,7 @@ static const char *parse_line(char *line, idl_key *k, size_t *state_col, const c
     if (!is_valid_id(field[0], strlen(field[0])))
         return "expected 'k' and 12 lower-case hex digits";
     *field_name = "customer";
-    if (idl_auth_validate_customer(field[1], &why) != IDL_OK) return why;
+    if ((why = customer_problem(field[1]))) return why;
     *field_name = "scopes";
     if (idl_auth_parse_scopes(field[2], &k->info.scopes) != IDL_OK)
         return "expected a comma-separated subset of lookup,privacy,admin";
@@ -336,7 +340,8 @@ static bool is_blank(const char *s, size_t n)
 }
 
 /* The one parser of key files.  path only names the file in messages. */
-static int parse_keys(const char *path, const char *buf, size_t len, idl_keyring **out, char **err)
+static int parse_keys(const char *path, const char *buf, size_t len, idl_keyring **out,
+                      char err[IDL_ERR_MAX])
 {
     int rc = IDL_INTERNAL;
     idl_keyring *kr = calloc(1, sizeof *kr);
@@ -437,7 +442,8 @@ fail:
 }
 
 /* Reads what remains of fd into a malloc'd buffer. */
-static int read_all(int fd, const char *path, char **buf_out, size_t *len_out, char **err)
+static int read_all(int fd, const char *path, char **buf_out, size_t *len_out,
+                    char err[IDL_ERR_MAX])
 {
     int rc = IDL_INTERNAL;
     size_t cap = 4096, len = 0;
@@ -488,7 +494,7 @@ static int flock_retry(int fd, int op)
     return r;
 }
 
-int idl_keyring_load(const char *path, idl_keyring **out, char **err)
+int idl_keyring_load(const char *path, idl_keyring **out, char err[IDL_ERR_MAX])
 {
     int rc = IDL_INTERNAL;
     int fd = -1;
@@ -652,7 +658,7 @@ static int write_all(int fd, const char *buf, size_t len)
 }
 
 /* Makes a rename or a creation in path's directory durable. */
-static int fsync_parent(const char *path, char **err)
+static int fsync_parent(const char *path, char err[IDL_ERR_MAX])
 {
     int rc = IDL_INTERNAL;
     int fd = -1;
@@ -680,7 +686,7 @@ out:
  * the old inode would guard nothing: after locking, the path must still name
  * the locked inode, else try again. */
 static int open_locked(const char *path, bool create, int *fd_out, bool *created_out,
-                       struct stat *st_out, char **err)
+                       struct stat *st_out, char err[IDL_ERR_MAX])
 {
     int rc = IDL_INTERNAL;
     int fd = -1;
@@ -729,7 +735,8 @@ static void hex_encode(const unsigned char *in, size_t n, char *out)
 }
 
 int idl_keyfile_add(const char *path, const char *customer, unsigned scopes, uint32_t rate,
-                    char secret[IDL_AUTH_SECRET_MAX], char id_out[IDL_AUTH_ID_MAX], char **err)
+                    char secret[IDL_AUTH_SECRET_MAX], char id_out[IDL_AUTH_ID_MAX],
+                    char err[IDL_ERR_MAX])
 {
     int rc = IDL_INVALID_ARGUMENT;
     int fd = -1;
@@ -747,7 +754,7 @@ int idl_keyfile_add(const char *path, const char *customer, unsigned scopes, uin
     char line[LINE_MAX_BYTES];
     const char *why = NULL;
 
-    if (idl_auth_validate_customer(customer, &why) != IDL_OK) {
+    if ((why = customer_problem(customer))) {
         set_err(err, "customer: %s", why);
         goto out;
     }
@@ -833,7 +840,7 @@ out:
     return rc;
 }
 
-int idl_keyfile_revoke(const char *path, const char *id, char **err)
+int idl_keyfile_revoke(const char *path, const char *id, char err[IDL_ERR_MAX])
 {
     int rc = IDL_INTERNAL;
     int fd = -1, tfd = -1;

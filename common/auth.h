@@ -21,6 +21,8 @@
 #ifndef IDL_AUTH_H
 #define IDL_AUTH_H
 
+#include "status.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -66,15 +68,15 @@ void idl_auth_format_scopes(unsigned scopes, char *buf, size_t bufsz);
 
 /* Checks a customer name as the key file can hold it: 1..IDL_AUTH_CUSTOMER_MAX-1
  * bytes of UTF-8 without control characters (so no TAB or newline).  Returns 0,
- * or IDL_INVALID_ARGUMENT and a short static phrase naming the cause in
- * *why ("empty", "contains a TAB", ...). */
-int idl_auth_validate_customer(const char *customer, const char **why);
+ * or IDL_INVALID_ARGUMENT with a short phrase naming the cause in err
+ * ("empty", "contains a TAB", ...). */
+int idl_auth_validate_customer(const char *customer, char err[IDL_ERR_MAX]);
 
 /* Loads a key file.  On error returns IDL_INVALID_ARGUMENT (malformed line;
  * *err names the line number and cause), IDL_NOT_FOUND (no such file) or
  * IDL_INTERNAL (any other I/O error), and *out is untouched.  err may be NULL;
- * when set (only on error) it is a malloc'd string the caller frees. */
-int idl_keyring_load(const char *path, idl_keyring **out, char **err);
+ * it is written only on error. */
+int idl_keyring_load(const char *path, idl_keyring **out, char err[IDL_ERR_MAX]);
 /* Frees the keyring; NULL is fine.  No lookup may be running on it. */
 void idl_keyring_free(idl_keyring *kr);
 
@@ -116,7 +118,8 @@ int idl_key_has_token(idl_key *key, uint64_t now_us, uint32_t *retry_after_ms);
  * errors, and hold an exclusive flock(2) on the file while editing it, so
  * concurrent edits are serialized.  err as for idl_keyring_load. */
 int idl_keyfile_add(const char *path, const char *customer, unsigned scopes, uint32_t rate,
-                    char secret[IDL_AUTH_SECRET_MAX], char id_out[IDL_AUTH_ID_MAX], char **err);
-int idl_keyfile_revoke(const char *path, const char *id, char **err);
+                    char secret[IDL_AUTH_SECRET_MAX], char id_out[IDL_AUTH_ID_MAX],
+                    char err[IDL_ERR_MAX]);
+int idl_keyfile_revoke(const char *path, const char *id, char err[IDL_ERR_MAX]);
 
 #endif

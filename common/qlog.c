@@ -52,7 +52,7 @@ static uint64_t realtime_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static int load_secret(const char *path, unsigned char *key, char err[256])
+static int load_secret(const char *path, unsigned char *key, char err[IDL_ERR_MAX])
 {
     int fd = open(path, O_RDONLY);
     if (fd >= 0) {
@@ -64,13 +64,13 @@ static int load_secret(const char *path, unsigned char *key, char err[256])
             sodium_hex2bin(key, crypto_shorthash_KEYBYTES, hex, 2 * crypto_shorthash_KEYBYTES, NULL,
                            &bin_len, NULL) != 0 ||
             bin_len != crypto_shorthash_KEYBYTES) {
-            snprintf(err, 256, "%s: not a fingerprint key (32 hex digits expected)", path);
+            snprintf(err, IDL_ERR_MAX, "%s: not a fingerprint key (32 hex digits expected)", path);
             return IDL_INVALID_ARGUMENT;
         }
         return IDL_OK;
     }
     if (errno != ENOENT) {
-        snprintf(err, 256, "%s: %s", path, strerror(errno));
+        snprintf(err, IDL_ERR_MAX, "%s: %s", path, strerror(errno));
         return IDL_INTERNAL;
     }
     crypto_shorthash_keygen(key);
@@ -79,7 +79,8 @@ static int load_secret(const char *path, unsigned char *key, char err[256])
     strcat(hex, "\n");
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0 || write(fd, hex, strlen(hex)) != (ssize_t)strlen(hex) || fsync(fd) != 0) {
-        snprintf(err, 256, "%s: cannot write the fingerprint key: %s", path, strerror(errno));
+        snprintf(err, IDL_ERR_MAX, "%s: cannot write the fingerprint key: %s", path,
+                 strerror(errno));
         if (fd >= 0) close(fd);
         return IDL_INTERNAL;
     }
@@ -122,7 +123,7 @@ int idl_qlog_decode(const char *k, size_t kl, const char *v, size_t vl, idl_qlog
     if (kl != 16) return IDL_DATA_LOSS;
     e->time_us = idl_be64_get((const uint8_t *)k);
     e->seq = idl_be64_get((const uint8_t *)k + 8);
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     if (idl_wire_check_limits(v, vl, (size_t)1 << 20, vl, msg) != IDL_OK)
         return IDL_DATA_LOSS; /* declared lengths are checked before msgpack-c allocates */
     msgpack_unpacked up;
@@ -400,15 +401,15 @@ static void *flusher(void *arg)
 }
 
 int idl_qlog_open(idl_qlog **out, idl_store *s, const char *secret_path, unsigned flush_ms,
-                  unsigned retention_days, char err[256])
+                  unsigned retention_days, char err[IDL_ERR_MAX])
 {
     if (sodium_init() < 0) {
-        snprintf(err, 256, "libsodium failed to initialize");
+        snprintf(err, IDL_ERR_MAX, "libsodium failed to initialize");
         return IDL_INTERNAL;
     }
     idl_qlog *q = calloc(1, sizeof(*q));
     if (!q) {
-        snprintf(err, 256, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         return IDL_INTERNAL;
     }
     q->s = s;
@@ -429,7 +430,7 @@ int idl_qlog_open(idl_qlog **out, idl_store *s, const char *secret_path, unsigne
     }
     apply_retention(q);
     if (pthread_create(&q->thread, NULL, flusher, q) != 0) {
-        snprintf(err, 256, "cannot start the query-log flusher thread");
+        snprintf(err, IDL_ERR_MAX, "cannot start the query-log flusher thread");
         rc = IDL_INTERNAL;
         goto fail;
     }
@@ -478,4 +479,148 @@ void idl_qlog_close(idl_qlog *q)
     pthread_cond_destroy(&q->done);
     sodium_memzero(q->secret, sizeof q->secret);
     free(q);
+}
+
+/* ---- reading the log ---- */
+
+struct idl_qlog_scan {
+    idl_store_iter *it;
+    uint64_t undecodable;
+};
+
+int idl_qlog_scan_open(idl_store *s, uint64_t from_us, uint64_t to_us, idl_qlog_scan **out)
+{
+    idl_qlog_scan *sc = calloc(1, sizeof(*sc));
+    if (!sc) return IDL_INTERNAL;
+    /* 8-byte bounds select whole microseconds: a 16-byte key sorts after its
+     * own 8-byte prefix. */
+    uint8_t lo[8], hi[8];
+    idl_be64_put(lo, from_us);
+    idl_be64_put(hi, to_us);
+    int rc = idl_store_iter_open(s, IDL_CF_LOG, from_us ? lo : NULL, 8,
+                                 to_us != UINT64_MAX ? hi : NULL, 8, &sc->it);
+    if (rc) {
+        free(sc);
+        return rc;
+    }
+    *out = sc;
+    return IDL_OK;
+}
+
+int idl_qlog_scan_next(idl_qlog_scan *sc, idl_qlog_entry *e, bool *got)
+{
+    for (; idl_store_iter_valid(sc->it); idl_store_iter_next(sc->it)) {
+        size_t kl, vl;
+        const char *k = idl_store_iter_key(sc->it, &kl);
+        const char *v = idl_store_iter_value(sc->it, &vl);
+        if (idl_qlog_decode(k, kl, v, vl, e) != IDL_OK) {
+            sc->undecodable++;
+            continue;
+        }
+        idl_store_iter_next(sc->it);
+        *got = true;
+        return IDL_OK;
+    }
+    /* An iterator stopped by a damaged block looks like the end of the log:
+     * part of the log must not pass for the whole. */
+    int rc = idl_store_iter_status(sc->it);
+    if (rc) return rc;
+    *got = false;
+    return IDL_OK;
+}
+
+uint64_t idl_qlog_scan_undecodable(const idl_qlog_scan *sc)
+{
+    return sc->undecodable;
+}
+
+void idl_qlog_scan_close(idl_qlog_scan *sc)
+{
+    if (!sc) return;
+    idl_store_iter_close(sc->it);
+    free(sc);
+}
+
+static int cmp_recipient(const void *a, const void *b)
+{
+    return strcmp(((const idl_qlog_recipient *)a)->customer,
+                  ((const idl_qlog_recipient *)b)->customer);
+}
+
+/* Adds one logp record (customer, t) to the list; IDL_INTERNAL when out of
+ * memory. */
+static int recipient_add(idl_qlog_recipient **rs, size_t *nr, size_t *cap, const char *v, size_t vl,
+                         uint64_t t)
+{
+    char cust[IDL_QLOG_FIELD_MAX];
+    size_t cl = vl < sizeof cust - 1 ? vl : sizeof cust - 1;
+    memcpy(cust, v, cl);
+    cust[cl] = 0;
+    size_t j;
+    for (j = 0; j < *nr; j++)
+        if (strcmp((*rs)[j].customer, cust) == 0) break;
+    if (j == *nr) {
+        if (*nr == *cap) {
+            size_t ncap = *cap ? *cap * 2 : 8;
+            idl_qlog_recipient *nrs = realloc(*rs, ncap * sizeof(*nrs));
+            if (!nrs) return IDL_INTERNAL;
+            *rs = nrs;
+            *cap = ncap;
+        }
+        memcpy((*rs)[j].customer, cust, cl + 1);
+        (*rs)[j].count = 0;
+        (*rs)[j].first = t;
+        (*rs)[j].last = t;
+        (*nr)++;
+    }
+    idl_qlog_recipient *r = &(*rs)[j];
+    r->count++;
+    if (t < r->first) r->first = t;
+    if (t > r->last) r->last = t;
+    return IDL_OK;
+}
+
+int idl_qlog_recipients(idl_store *s, const uint64_t *pids, size_t n, uint64_t from_us,
+                        uint64_t to_us, idl_qlog_recipient **out, size_t *nout)
+{
+    idl_qlog_recipient *rs = NULL;
+    size_t nr = 0, cap = 0;
+    int rc = IDL_OK;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t lo[16], hi[16];
+        idl_be64_put(lo, pids[i]);
+        idl_be64_put(lo + 8, from_us);
+        idl_be64_put(hi, pids[i]);
+        idl_be64_put(hi + 8, to_us);
+        idl_store_iter *it;
+        if ((rc = idl_store_iter_open(s, IDL_CF_LOGP, lo, 16, hi, 16, &it))) goto fail;
+        for (; idl_store_iter_valid(it); idl_store_iter_next(it)) {
+            size_t kl, vl;
+            const char *k = idl_store_iter_key(it, &kl), *v = idl_store_iter_value(it, &vl);
+            if (kl != 24) continue;
+            uint64_t t = idl_be64_get((const uint8_t *)k + 8);
+            if ((rc = recipient_add(&rs, &nr, &cap, v, vl, t))) break;
+        }
+        /* A scan stopped by a damaged block would under-report who
+         * received the person: no answer rather than a short one. */
+        if (!rc) rc = idl_store_iter_status(it);
+        idl_store_iter_close(it);
+        if (rc) goto fail;
+    }
+    if (nr > 1) qsort(rs, nr, sizeof(*rs), cmp_recipient);
+    *out = rs;
+    *nout = nr;
+    return IDL_OK;
+fail:
+    free(rs);
+    return rc;
+}
+
+void idl_qlog_disclosure_mark(uint64_t pid, unsigned year, uint8_t out[IDL_QLOG_MARK_LEN])
+{
+    out[0] = 'd';
+    out[1] = ':';
+    idl_be64_put(out + 2, pid);
+    out[10] = (uint8_t)(year >> 8);
+    out[11] = (uint8_t)year;
 }

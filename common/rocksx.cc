@@ -44,11 +44,11 @@ class StderrLogger : public rocksdb::Logger
 
 } // namespace
 
-extern "C" int idl_rocksx_resume(rocksdb_t *db, char *msg, size_t msgsz)
+extern "C" int idl_rocksx_resume(rocksdb_t *db, char err[IDL_ERR_MAX])
 {
     rocksdb::Status st = db->rep->Resume();
     if (st.ok()) return IDL_OK;
-    snprintf(msg, msgsz, "%s", st.ToString().c_str());
+    snprintf(err, IDL_ERR_MAX, "%s", st.ToString().c_str());
     return IDL_UNAVAILABLE;
 }
 

@@ -4,6 +4,8 @@
 #ifndef IDL_ROCKSX_H
 #define IDL_ROCKSX_H
 
+#include "status.h"
+
 #include <rocksdb/c.h>
 
 #ifdef __cplusplus
@@ -11,9 +13,9 @@ extern "C" {
 #endif
 
 /* Asks RocksDB to leave the read-only state a failed write (a full disk)
- * put it in.  Returns 0, or IDL_UNAVAILABLE with RocksDB's reason in msg
- * (msgsz bytes) when it cannot yet. */
-int idl_rocksx_resume(rocksdb_t *db, char *msg, size_t msgsz);
+ * put it in.  Returns 0, or IDL_UNAVAILABLE with RocksDB's reason in err
+ * when it cannot yet. */
+int idl_rocksx_resume(rocksdb_t *db, char err[IDL_ERR_MAX]);
 
 /* Sends RocksDB's info log (at the options' level) to stderr, one line per
  * message prefixed "rocksdb: ", so no log file is written in the data

@@ -45,4 +45,10 @@ const char *idl_status_name(int code);
  * IDL_INVALID_ARGUMENT for a name not in the table. */
 int idl_status_parse(const char *name, int *code);
 
+/* Error text: every function in common/ that explains a failure takes
+ * `char err[IDL_ERR_MAX]` and writes one NUL-terminated line there (no
+ * newline) when it returns an error; on success err is left as it was.
+ * Callers own the buffer, so no error text is ever freed. */
+#define IDL_ERR_MAX 256
+
 #endif

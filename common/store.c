@@ -1,7 +1,9 @@
 /* The RocksDB record store (see store.h for the layout and the locking). */
 #include "store.h"
+#include "hkey.h"
 #include "rocksx.h"
 #include "status.h"
+#include "u64set.h"
 #include "wire.h"
 
 #include <pthread.h>
@@ -13,8 +15,6 @@
 #include <sys/statvfs.h>
 #include <sys/time.h>
 #include <time.h>
-#define XXH_INLINE_ALL /* streaming state on the stack, and inlined hot hashes */
-#include <xxhash.h>
 
 static const char *const cf_names[IDL_CF_COUNT] = {"default", "persons", "idx",
                                                    "supp",    "log",     "logp"};
@@ -35,108 +35,11 @@ static const char *const cf_names[IDL_CF_COUNT] = {"default", "persons", "idx",
 /* ---- the suppression mirror ----
  * Every read path asks "is this person / identifier suppressed?" several
  * times per person returned.  The answers live in the supp column family (the
- * durable truth); this insert-only hash set mirrors it in memory so the
- * question costs a few nanoseconds and no RocksDB read.  Readers never lock:
- * a full table is replaced by a bigger copy published with one atomic store,
- * and old tables are kept until close (they sum to less than the live one).
- * Writers hold the store's writer mutex. */
+ * durable truth); an idl_u64set (u64set.h) per kind mirrors it in memory so
+ * the question costs a few nanoseconds and no RocksDB read.  Writers hold the
+ * store's writer mutex. */
 
-typedef struct {
-    size_t cap; /* power of two */
-    _Atomic uint64_t slots[];
-} u64table;
-
-typedef struct {
-    _Atomic(u64table *) table;
-    size_t count;
-    u64table **retired;
-    size_t nretired;
-} u64set;
-
-static uint64_t set_mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x ? x : 1; /* 0 marks an empty slot */
-}
-
-static u64table *table_new(size_t cap)
-{
-    u64table *t = calloc(1, sizeof(*t) + cap * sizeof(uint64_t));
-    if (t) t->cap = cap;
-    return t;
-}
-
-static bool table_has(const u64table *t, uint64_t v)
-{
-    size_t mask = t->cap - 1;
-    for (size_t i = v & mask;; i = (i + 1) & mask) {
-        uint64_t x = atomic_load_explicit(&((u64table *)t)->slots[i], memory_order_acquire);
-        if (x == v) return true;
-        if (x == 0) return false;
-    }
-}
-
-static void table_put(u64table *t, uint64_t v)
-{
-    size_t mask = t->cap - 1;
-    for (size_t i = v & mask;; i = (i + 1) & mask) {
-        uint64_t x = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
-        if (x == v) return;
-        if (x == 0) {
-            atomic_store_explicit(&t->slots[i], v, memory_order_release);
-            return;
-        }
-    }
-}
-
-static bool u64set_has(u64set *s, uint64_t key)
-{
-    u64table *t = atomic_load_explicit(&s->table, memory_order_acquire);
-    return t && table_has(t, set_mix(key));
-}
-
-/* Writer mutex held (or single-threaded open). */
-static int u64set_add(u64set *s, uint64_t key)
-{
-    uint64_t v = set_mix(key);
-    u64table *t = atomic_load_explicit(&s->table, memory_order_relaxed);
-    if (t && table_has(t, v)) return IDL_OK;
-    if (!t || (s->count + 1) * 2 > t->cap) {
-        u64table *n = table_new(t ? t->cap * 2 : 1024);
-        u64table **r = t ? realloc(s->retired, (s->nretired + 1) * sizeof(*r)) : s->retired;
-        if (!n || (t && !r)) {
-            free(n);
-            if (r) s->retired = r;
-            return IDL_INTERNAL;
-        }
-        if (t) {
-            for (size_t i = 0; i < t->cap; i++) {
-                uint64_t x = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
-                if (x) table_put(n, x);
-            }
-            s->retired = r;
-            s->retired[s->nretired++] = t;
-        }
-        atomic_store_explicit(&s->table, n, memory_order_release);
-        t = n;
-    }
-    table_put(t, v);
-    s->count++;
-    return IDL_OK;
-}
-
-static void u64set_free(u64set *s)
-{
-    free(atomic_load(&s->table));
-    for (size_t i = 0; i < s->nretired; i++)
-        free(s->retired[i]);
-    free(s->retired);
-}
-
+/* An identifier key folded to the 64 bits the mirror holds. */
 static uint64_t hkey_u64(const uint8_t *b)
 {
     return idl_be64_get(b) ^ idl_be64_get(b + 8);
@@ -156,9 +59,9 @@ struct idl_store {
     bool secondary;
     bool bulk;
     _Atomic uint64_t persons_total, persons_suppressed, children_purged;
-    u64set supp_persons, supp_keys; /* in-memory mirror of the supp column family */
-    atomic_bool erase_pending;      /* a purge's physical erasure failed (erase_purged) */
-    bool renormalize;               /* a layout 2 store: migrate_renormalize at open */
+    idl_u64set supp_persons, supp_keys; /* in-memory mirror of the supp column family */
+    atomic_bool erase_pending;          /* a purge's physical erasure failed (erase_purged) */
+    bool renormalize;                   /* a layout 2 store: migrate_renormalize at open */
     char *path;
     uint64_t min_free;           /* the free-space floor, bytes (0: none) */
     _Atomic bool write_failed;   /* a write failed: RocksDB must resume first */
@@ -196,165 +99,14 @@ struct idl_store_iter {
     char *hi;
 };
 
-/* The iterator's error, as a status, with RocksDB's text in msg (when
+/* The iterator's error, as a status, with RocksDB's text in err (when
  * given) for the one line a caller prints. */
-static int iter_error(idl_store_iter *it, char *msg, size_t msgsz)
+static int iter_error(idl_store_iter *it, char err[IDL_ERR_MAX])
 {
     char *rerr = NULL;
     rocksdb_iter_get_error(it->it, &rerr);
-    if (rerr && msg) snprintf(msg, msgsz, "%s", rerr);
+    if (rerr && err) snprintf(err, IDL_ERR_MAX, "%s", rerr);
     return rocks_status(rerr);
-}
-
-void idl_be64_put(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-uint64_t idl_be64_get(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-/* ---- keys ---- */
-
-static void hkey_parts(idl_hkey *k, const char *const *parts, size_t n)
-{
-    /* Parts are joined with ':' after the kind and '|' between values, as
-     * one streamed hash so no buffer has to hold the whole key. */
-    XXH3_state_t st;
-    XXH3_128bits_reset(&st);
-    for (size_t i = 0; i < n; i++) {
-        if (i == 1)
-            XXH3_128bits_update(&st, ":", 1);
-        else if (i > 1)
-            XXH3_128bits_update(&st, "|", 1);
-        XXH3_128bits_update(&st, parts[i], strlen(parts[i]));
-    }
-    XXH128_hash_t h = XXH3_128bits_digest(&st);
-    XXH128_canonical_t c;
-    XXH128_canonicalFromHash(&c, h);
-    memcpy(k->b, c.digest, 16);
-}
-
-void idl_hkey_make(idl_hkey *k, const char *kind, const char *norm)
-{
-    const char *p[2] = {kind, norm};
-    hkey_parts(k, p, 2);
-}
-
-void idl_hkey_addr(idl_hkey *k, const char *street, const char *zip)
-{
-    const char *p[3] = {"addr", street, zip};
-    hkey_parts(k, p, 3);
-}
-
-void idl_hkey_addrcs(idl_hkey *k, const char *street, const char *city, const char *state)
-{
-    const char *p[4] = {"addrcs", street, city, state};
-    hkey_parts(k, p, 4);
-}
-
-void idl_hkey_name(idl_hkey *k, const char *norm_last, const char *first_group)
-{
-    const char *p[3] = {"name", norm_last, first_group};
-    hkey_parts(k, p, 3);
-}
-
-void idl_hkey_pair(idl_hkey *k, const char *kind, const char *a, const char *b)
-{
-    const char *p[3] = {kind, a, b};
-    hkey_parts(k, p, 3);
-}
-
-void idl_initial(const char *s, char out[8])
-{
-    size_t n = 1;
-    unsigned char c = (unsigned char)s[0];
-    if (c >= 0xf0)
-        n = 4;
-    else if (c >= 0xe0)
-        n = 3;
-    else if (c >= 0xc0)
-        n = 2;
-    size_t i = 0;
-    for (; i < n && s[i]; i++)
-        out[i] = s[i];
-    out[i] = 0;
-}
-
-uint64_t idl_person_id(const char *source_id)
-{
-    return XXH3_64bits(source_id, strlen(source_id));
-}
-
-void idl_person_id_format(uint64_t pid, char out[19])
-{
-    snprintf(out, 19, "p_%016llx", (unsigned long long)pid);
-}
-
-int idl_person_id_parse(const char *s, size_t len, uint64_t *pid)
-{
-    if (len != 18 || s[0] != 'p' || s[1] != '_') return IDL_INVALID_ARGUMENT;
-    uint64_t v = 0;
-    for (size_t i = 2; i < 18; i++) {
-        char c = s[i];
-        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-        if (d < 0) return IDL_INVALID_ARGUMENT;
-        v = (v << 4) | (uint64_t)d;
-    }
-    *pid = v;
-    return IDL_OK;
-}
-
-size_t idl_record_keys(const idl_record *r, idl_hkey *keys, size_t max, bool names)
-{
-    size_t n = 0;
-#define ADD(expr)                                                                                  \
-    do {                                                                                           \
-        if (n < max) {                                                                             \
-            expr;                                                                                  \
-            n++;                                                                                   \
-        }                                                                                          \
-    } while (0)
-    for (int i = 0; i < r->n_emails; i++)
-        ADD(idl_hkey_make(&keys[n], "email", r->emails[i]));
-    for (int i = 0; i < r->n_phones; i++)
-        ADD(idl_hkey_make(&keys[n], "phone", r->phones[i].number));
-    for (int i = 0; i < r->n_ips; i++)
-        ADD(idl_hkey_make(&keys[n], "ip", r->ips[i]));
-    for (int i = 0; i < r->n_addrs; i++) {
-        const idl_address *a = &r->addrs[i];
-        if (a->zip[0]) ADD(idl_hkey_addr(&keys[n], a->street, a->zip));
-        if (a->city[0] && a->state[0]) ADD(idl_hkey_addrcs(&keys[n], a->street, a->city, a->state));
-    }
-    if (names) {
-        const char *groups[16];
-        size_t ng = idl_nick_groups(r->norm_first, groups, 16);
-        char fi[8], li[8];
-        idl_initial(r->norm_first, fi);
-        idl_initial(r->norm_last, li);
-        for (size_t g = 0; g < ng; g++) {
-            ADD(idl_hkey_name(&keys[n], r->norm_last, groups[g]));
-            /* Verify tolerates one typo in the last name: the first name
-             * (or its nickname group) and the last initial find it. */
-            ADD(idl_hkey_pair(&keys[n], "fgl", groups[g], li));
-        }
-        /* ... and one typo in the first name: the last name and the first
-         * initial find it. */
-        ADD(idl_hkey_pair(&keys[n], "lnf", r->norm_last, fi));
-        if (r->dob_y) {
-            char dob[16];
-            snprintf(dob, sizeof dob, "%04d-%02d-%02d", r->dob_y, r->dob_m, r->dob_d);
-            ADD(idl_hkey_pair(&keys[n], "dob", dob, ""));
-        }
-    }
-#undef ADD
-    return n;
 }
 
 /* ---- the index's merge operator ----
@@ -480,7 +232,7 @@ static const char *idx_merge_name(void *state)
 
 /* A store written with another layout would answer every lookup with
  * nobody: refuse it, and stamp a new empty store with this layout. */
-static int check_format(idl_store *s, const char *path, char err[256])
+static int check_format(idl_store *s, const char *path, char err[IDL_ERR_MAX])
 {
     char *v = NULL;
     size_t vl = 0;
@@ -490,7 +242,8 @@ static int check_format(idl_store *s, const char *path, char err[256])
         have = vl == 8 ? idl_be64_get((const uint8_t *)v) : UINT64_MAX;
         free(v);
     } else if (g != IDL_NOT_FOUND) {
-        snprintf(err, 256, "cannot read the layout version of %s: %s", path, idl_status_name(g));
+        snprintf(err, IDL_ERR_MAX, "cannot read the layout version of %s: %s", path,
+                 idl_status_name(g));
         return g;
     }
     if (have == STORE_FORMAT) return IDL_OK;
@@ -499,7 +252,7 @@ static int check_format(idl_store *s, const char *path, char err[256])
             s->renormalize = true; /* once the suppression mirror is loaded */
             return IDL_OK;
         }
-        snprintf(err, 256,
+        snprintf(err, IDL_ERR_MAX,
                  "store %s has layout %d: start the daemon (or an ingest) on it once to bring it "
                  "to layout %d",
                  path, STORE_FORMAT_RENORMALIZE, STORE_FORMAT);
@@ -509,11 +262,11 @@ static int check_format(idl_store *s, const char *path, char err[256])
         idl_store_iter *it;
         if (idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
         bool empty = !idl_store_iter_valid(it);
-        char why[160] = "";
-        int ir = iter_error(it, why, sizeof why);
+        char why[IDL_ERR_MAX] = "";
+        int ir = iter_error(it, why);
         idl_store_iter_close(it);
         if (ir) {
-            snprintf(err, 256, "cannot read the persons of %s: %s", path, why);
+            snprintf(err, IDL_ERR_MAX, "cannot read the persons of %s: %.159s", path, why);
             return ir;
         }
         if (empty && !s->secondary) {
@@ -523,13 +276,13 @@ static int check_format(idl_store *s, const char *path, char err[256])
             rocksdb_put_cf(s->db, s->wopts, s->cf[IDL_CF_META], META_FORMAT, strlen(META_FORMAT),
                            (const char *)b, 8, &rerr);
             if (!rerr) return IDL_OK;
-            snprintf(err, 256, "cannot write to store %s: %s", path, rerr);
+            snprintf(err, IDL_ERR_MAX, "cannot write to store %s: %s", path, rerr);
             free(rerr);
             return IDL_UNAVAILABLE;
         }
         if (empty) return IDL_OK;
     }
-    snprintf(err, 256,
+    snprintf(err, IDL_ERR_MAX,
              "store %s has layout %llu, this build reads layout %d: ingest the data again into "
              "a new directory",
              path, have == UINT64_MAX ? 0ull : (unsigned long long)(have ? have : 1), STORE_FORMAT);
@@ -626,7 +379,7 @@ static int load_counters(idl_store *s)
  * those keep hiding the old form and cannot be carried over (README).  A
  * crash midway leaves layout 2, and the next open runs it again; records
  * already moved do not change again (the normalizers are idempotent). */
-static int migrate_renormalize(idl_store *s, char err[256])
+static int migrate_renormalize(idl_store *s, char err[IDL_ERR_MAX])
 {
     enum { CHUNK = 256 };
     idl_record *recs = malloc(CHUNK * sizeof(*recs));
@@ -634,7 +387,7 @@ static int migrate_renormalize(idl_store *s, char err[256])
     int rc = IDL_INTERNAL;
     size_t n = 0;
     if (!recs || idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it)) {
-        snprintf(err, 256, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         goto fail;
     }
     rc = IDL_OK;
@@ -655,8 +408,8 @@ static int migrate_renormalize(idl_store *s, char err[256])
     char *rerr = NULL;
     if (rc == IDL_OK) rocksdb_iter_get_error(it->it, &rerr);
     if (rerr) {
-        snprintf(err, 256, "cannot read the persons to bring them to layout %d: %s", STORE_FORMAT,
-                 rerr);
+        snprintf(err, IDL_ERR_MAX, "cannot read the persons to bring them to layout %d: %s",
+                 STORE_FORMAT, rerr);
         free(rerr);
         rc = IDL_DATA_LOSS;
         goto fail;
@@ -673,7 +426,8 @@ static int migrate_renormalize(idl_store *s, char err[256])
         }
     }
     if (rc != IDL_OK && !err[0])
-        snprintf(err, 256, "cannot bring the store to layout %d: the write failed", STORE_FORMAT);
+        snprintf(err, IDL_ERR_MAX, "cannot bring the store to layout %d: the write failed",
+                 STORE_FORMAT);
 fail:
     idl_store_iter_close(it);
     free(recs);
@@ -683,12 +437,12 @@ fail:
 /* Fills the in-memory mirror from the supp column family.  The whole family
  * must be read: an iterator that stops at a damaged block looks exactly like
  * the end of the list, and serving with part of the list would find
- * opted-out persons again.  msg gets RocksDB's text on a read error. */
-static int load_suppression(idl_store *s, char *msg, size_t msgsz)
+ * opted-out persons again.  err gets RocksDB's text on a read error. */
+static int load_suppression(idl_store *s, char err[IDL_ERR_MAX])
 {
     idl_store_iter *it;
     if (idl_store_iter_open(s, IDL_CF_SUPP, NULL, 0, NULL, 0, &it)) {
-        snprintf(msg, msgsz, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         return IDL_INTERNAL;
     }
     int rc = IDL_OK;
@@ -696,25 +450,26 @@ static int load_suppression(idl_store *s, char *msg, size_t msgsz)
         size_t kl;
         const uint8_t *k = (const uint8_t *)idl_store_iter_key(it, &kl);
         if (kl == 9 && k[0] == 'p')
-            rc = u64set_add(&s->supp_persons, idl_be64_get(k + 1));
+            rc = idl_u64set_add(&s->supp_persons, idl_be64_get(k + 1));
         else if (kl == 17 && k[0] == 'k')
-            rc = u64set_add(&s->supp_keys, hkey_u64(k + 1));
+            rc = idl_u64set_add(&s->supp_keys, hkey_u64(k + 1));
     }
     if (rc)
-        snprintf(msg, msgsz, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
     else
-        rc = iter_error(it, msg, msgsz);
+        rc = iter_error(it, err);
     idl_store_iter_close(it);
     return rc;
 }
 
-int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts, char err[256])
+int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts,
+                   char err[IDL_ERR_MAX])
 {
     idl_store_opts def = {0};
     if (!opts) opts = &def;
     idl_store *s = calloc(1, sizeof(*s));
     if (!s) {
-        snprintf(err, 256, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         return IDL_INTERNAL;
     }
     pthread_mutex_init(&s->wlock, NULL);
@@ -723,7 +478,7 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     s->path = strdup(path);
     s->min_free = opts->secondary ? 0 : opts->min_free_bytes;
     if (!s->path) {
-        snprintf(err, 256, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         goto fail;
     }
     char *rerr = NULL;
@@ -770,7 +525,8 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     if (!s->db) {
         if (rerr && (strstr(rerr, "lock") || strstr(rerr, "Resource temporarily unavailable")))
             rc = IDL_UNAVAILABLE;
-        snprintf(err, 256, "cannot open store %s: %s%s", path, rerr ? rerr : "unknown error",
+        snprintf(err, IDL_ERR_MAX, "cannot open store %s: %s%s", path,
+                 rerr ? rerr : "unknown error",
                  rc == IDL_UNAVAILABLE ? " (is a daemon or another ingest using it?)" : "");
         free(rerr);
         goto fail;
@@ -784,14 +540,16 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     if ((rc = check_format(s, path, err))) goto fail;
     rc = IDL_INTERNAL;
     if ((rc = load_counters(s))) {
-        snprintf(err, 256, "cannot read the counters of %s: %s", path, idl_status_name(rc));
+        snprintf(err, IDL_ERR_MAX, "cannot read the counters of %s: %s", path, idl_status_name(rc));
         goto fail;
     }
-    char why[160] = "";
-    if ((rc = load_suppression(s, why, sizeof why))) {
-        snprintf(err, 256,
-                 "cannot read the suppression list of %s whole, refusing to serve without it: %s",
-                 path, why);
+    /* RocksDB's text is cut at 159 bytes so the path still fits the line. */
+    char why[IDL_ERR_MAX] = "";
+    if ((rc = load_suppression(s, why))) {
+        snprintf(
+            err, IDL_ERR_MAX,
+            "cannot read the suppression list of %s whole, refusing to serve without it: %.159s",
+            path, why);
         goto fail;
     }
     if (s->renormalize) {
@@ -838,8 +596,8 @@ void idl_store_close(idl_store *s)
     if (s->wopts_sync) rocksdb_writeoptions_destroy(s->wopts_sync);
     if (s->cache) rocksdb_cache_destroy(s->cache);
     if (s->env) rocksdb_env_destroy(s->env);
-    u64set_free(&s->supp_persons);
-    u64set_free(&s->supp_keys);
+    idl_u64set_free(&s->supp_persons);
+    idl_u64set_free(&s->supp_keys);
     pthread_mutex_destroy(&s->wlock);
     pthread_mutex_destroy(&s->resume_lock);
     free(s->path);
@@ -856,8 +614,8 @@ int idl_store_catch_up(idl_store *s)
     }
     /* The mirror is insert-only, like the list: reading it again adds what
      * the primary suppressed since. */
-    char why[160];
-    return load_suppression(s, why, sizeof why);
+    char why[IDL_ERR_MAX];
+    return load_suppression(s, why);
 }
 
 int idl_store_compact(idl_store *s)
@@ -977,7 +735,7 @@ int idl_store_iter_open(idl_store *s, idl_cf cf, const void *lo, size_t lol, con
 
 int idl_store_iter_status(idl_store_iter *it)
 {
-    return iter_error(it, NULL, 0);
+    return iter_error(it, NULL);
 }
 
 bool idl_store_iter_valid(idl_store_iter *it)
@@ -1109,12 +867,12 @@ static void supp_kkey(uint8_t k[17], const idl_hkey *h)
 
 bool idl_store_key_suppressed(idl_store *s, const idl_hkey *h)
 {
-    return u64set_has(&s->supp_keys, hkey_u64(h->b));
+    return idl_u64set_has(&s->supp_keys, hkey_u64(h->b));
 }
 
 bool idl_store_person_suppressed(idl_store *s, uint64_t pid)
 {
-    return u64set_has(&s->supp_persons, pid);
+    return idl_u64set_has(&s->supp_persons, pid);
 }
 
 /* ---- write admission ----
@@ -1153,8 +911,8 @@ static int try_resume(idl_store *s)
         rc = IDL_OK; /* another thread resumed it */
     } else if (mono_us() - s->last_resume_us >= 1000000u) {
         s->last_resume_us = mono_us();
-        char why[200] = "";
-        rc = idl_rocksx_resume(s->db, why, sizeof why);
+        char why[IDL_ERR_MAX] = "";
+        rc = idl_rocksx_resume(s->db, why);
         if (rc == IDL_OK) {
             atomic_store(&s->write_failed, false);
             s->resume_failures = 0;
@@ -1393,7 +1151,7 @@ static void mirror_new_suppressions(idl_store *s, int rc, uint64_t *pids, size_t
 {
     if (rc == IDL_OK)
         for (size_t i = 0; i < *n; i++)
-            u64set_add(&s->supp_persons, pids[i]);
+            idl_u64set_add(&s->supp_persons, pids[i]);
     *n = 0;
 }
 
@@ -1501,7 +1259,7 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
             mirror_new_suppressions(s, rc, newsupp, &nns);
             if (rc == IDL_OK)
                 for (size_t k = 0; k < nsk; k++)
-                    u64set_add(&s->supp_keys, hkey_u64(suppkeys[k].b));
+                    idl_u64set_add(&s->supp_keys, hkey_u64(suppkeys[k].b));
             nsk = 0;
             nb = 0;
         }
@@ -1730,11 +1488,11 @@ int idl_store_suppress(idl_store *s, const uint64_t *given, size_t npids, const 
         /* Mirror exactly what was committed, under the same lock, so the
          * next request on any thread sees it. */
         for (size_t i = 0; i < nkeys; i++)
-            u64set_add(&s->supp_keys, hkey_u64(keys[i].b));
+            idl_u64set_add(&s->supp_keys, hkey_u64(keys[i].b));
         for (size_t i = 0; i < nmirror; i++)
-            u64set_add(&s->supp_keys, hkey_u64(mirror[i].b));
+            idl_u64set_add(&s->supp_keys, hkey_u64(mirror[i].b));
         for (size_t i = 0; i < npids; i++)
-            u64set_add(&s->supp_persons, pids[i]);
+            idl_u64set_add(&s->supp_persons, pids[i]);
         atomic_store(&s->persons_suppressed, supp);
         *newly = count;
     }

@@ -18,7 +18,9 @@
 #ifndef IDL_STORE_H
 #define IDL_STORE_H
 
+#include "hkey.h"
 #include "record.h"
+#include "status.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -63,10 +65,11 @@ typedef enum {
  * IDL_FAILED_PRECONDITION when it was written with another layout (or is
  * layout 2 and opened as a secondary), IDL_DATA_LOSS or IDL_UNAVAILABLE when
  * the suppression list (or the counters) cannot be read whole, IDL_INTERNAL
- * otherwise; err (256 bytes) is filled on failure with one line naming the
+ * otherwise; err is filled on failure with one line naming the
  * cause.  It fails closed: a store whose opt-outs cannot all be read is not
  * opened, since serving it would find opted-out persons again. */
-int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts, char err[256]);
+int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts,
+                   char err[IDL_ERR_MAX]);
 /* Closes the store; NULL is fine.  No call may be running on it. */
 void idl_store_close(idl_store *s);
 /* Secondary instances only: catch up with the primary's writes. */
@@ -75,35 +78,6 @@ int idl_store_catch_up(idl_store *s);
  * merge operands into plain lists.  For tests and maintenance: it rewrites
  * the whole store. */
 int idl_store_compact(idl_store *s);
-
-/* ---- keys ---- */
-
-typedef struct {
-    uint8_t b[16];
-} idl_hkey;
-
-/* XXH3-128 of kind ":" norm; kinds: email, phone, ip, addr (STREET|ZIP),
- * addrcs (STREET|CITY|ST), name (last|first-group). */
-void idl_hkey_make(idl_hkey *k, const char *kind, const char *norm);
-void idl_hkey_addr(idl_hkey *k, const char *street, const char *zip);
-void idl_hkey_addrcs(idl_hkey *k, const char *street, const char *city, const char *state);
-void idl_hkey_name(idl_hkey *k, const char *norm_last, const char *first_group);
-/* kind ":" a "|" b, for the keys Verify uses to find a name with one typo:
- * "lnf" (last name | first initial), "fgl" (first-name group | last initial)
- * and "dob" (date, b = ""). */
-void idl_hkey_pair(idl_hkey *k, const char *kind, const char *a, const char *b);
-/* The first UTF-8 character of s, NUL-terminated, into out. */
-void idl_initial(const char *s, char out[8]);
-
-/* "p_" + hex(XXH3-64(source_id)) */
-uint64_t idl_person_id(const char *source_id);
-void idl_person_id_format(uint64_t pid, char out[19]);
-int idl_person_id_parse(const char *s, size_t len, uint64_t *pid);
-
-/* Every index key of a record: identifiers (email, phone, ip, addr, addrcs)
- * and, when names is true, the name keys.  Returns the count (<= max). */
-size_t idl_record_keys(const idl_record *r, idl_hkey *keys, size_t max, bool names);
-#define IDL_RECORD_KEYS_MAX 64
 
 /* ---- reads (thread-safe, lock-free) ---- */
 
@@ -238,9 +212,5 @@ typedef struct {
  * equal to what the scan found. */
 int idl_store_check(idl_store *s, idl_store_check_report *out);
 bool idl_store_check_ok(const idl_store_check_report *r);
-
-/* Big-endian helpers shared by the key layouts above. */
-void idl_be64_put(uint8_t *p, uint64_t v);
-uint64_t idl_be64_get(const uint8_t *p);
 
 #endif

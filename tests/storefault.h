@@ -47,7 +47,7 @@ static inline bool person(idl_record *r, int i)
              " \"ips\": [\"10.%d.%d.1\"]}",
              i, i % 97, i, 1 + i % 28, i, i % 10000, i + 1, 10000 + i, i / 250, i % 250);
     idl_buf buf = {0};
-    char msg[IDL_WIRE_MSG_MAX], reason[256];
+    char msg[IDL_ERR_MAX], reason[IDL_ERR_MAX];
     bool ok = false;
     if (idl_json_to_msgpack(json, strlen(json), &buf, msg) == IDL_OK) {
         msgpack_zone z;
@@ -75,7 +75,7 @@ static inline uint64_t pid_of(int i)
 static inline bool build(const char *dir)
 {
     idl_store *s = NULL;
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     int rc = idl_store_open(&s, dir, NULL, err);
     CHECK_INT(rc, IDL_OK);
     if (rc) return false;

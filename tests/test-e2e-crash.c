@@ -51,7 +51,7 @@ static void sleep_ms(long ms)
 static int call(idl_client *c, const char *method, const char *json, idl_reply **out)
 {
     idl_buf body = {0};
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     if (idl_json_to_msgpack(json, strlen(json), &body, msg)) {
         fprintf(stderr, "bad test JSON: %s\n", msg);
         idl_buf_free(&body);

@@ -275,7 +275,7 @@ static void *busy_main(void *arg)
     idl_client *c = NULL;
     if (idl_client_open(&c, b->e->url, b->key)) return NULL;
     idl_buf body = {0};
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     const char *json = "{\"email\": \"nobody.busy@example.org\"}";
     idl_json_to_msgpack(json, strlen(json), &body, msg);
     while (!atomic_load(&b->stop) && b->n < MAX_ACKED / 4) {
@@ -405,7 +405,7 @@ static void batch_on_empty_bucket_logs_once(void)
                                 i ? "," : "", i);
     snprintf(json + off, sizeof json - off, "]}");
     idl_buf body = {0};
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     idl_json_to_msgpack(json, strlen(json), &body, msg);
     idl_client *c = NULL;
     CHECK(idl_client_open(&c, e.url, key) == 0);

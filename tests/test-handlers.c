@@ -67,7 +67,7 @@ static void env_close(env *e)
  * parser); buf holds the bytes the object points into. */
 static bool from_json(const char *json, idl_buf *buf, msgpack_zone *z, msgpack_object *o)
 {
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     size_t off = 0;
     bool ok = idl_json_to_msgpack(json, strlen(json), buf, msg) == IDL_OK &&
               msgpack_unpack(buf->data, buf->len, &off, z, o) == MSGPACK_UNPACK_SUCCESS;
@@ -97,7 +97,7 @@ static void put(env *e, const char *json)
 /* The reply of one handler call: its status and its decoded body. */
 typedef struct {
     int code;
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     idl_buf in, out;
     msgpack_zone z;
     msgpack_object body;

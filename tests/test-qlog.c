@@ -49,7 +49,7 @@ typedef struct {
 
 static bool env_open_store(env *e)
 {
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     int rc = idl_store_open(&e->s, e->db, NULL, err);
     CHECK_INT(rc, IDL_OK);
     if (rc) fprintf(stderr, "  store: %s\n", err);
@@ -58,7 +58,7 @@ static bool env_open_store(env *e)
 
 static bool env_open_log(env *e, unsigned retention_days)
 {
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     int rc = idl_qlog_open(&e->q, e->s, e->secret, 50, retention_days, err);
     CHECK_INT(rc, IDL_OK);
     if (rc) fprintf(stderr, "  qlog: %s\n", err);
@@ -225,7 +225,7 @@ static void secret_file(void)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         write_text(e.secret, bad[i]);
         idl_qlog *q = (idl_qlog *)&e;
-        char err[256] = "";
+        char err[IDL_ERR_MAX] = "";
         int rc = idl_qlog_open(&q, e.s, e.secret, 50, 0, err);
         CHECK_INT(rc, IDL_INVALID_ARGUMENT);
         CHECK(q == (idl_qlog *)&e);
@@ -233,7 +233,7 @@ static void secret_file(void)
     }
     /* A directory that does not exist. */
     idl_qlog *q = NULL;
-    char err[256] = "", path[160];
+    char err[IDL_ERR_MAX] = "", path[160];
     snprintf(path, sizeof path, "%s/missing/dir/key", e.dir);
     CHECK(idl_qlog_open(&q, e.s, path, 50, 0, err) != IDL_OK);
     CHECK(q == NULL && err[0] != 0);
@@ -543,7 +543,7 @@ static void close_flushes_pending(void)
     }
     /* A long flush interval, so only close can have written them. */
     idl_qlog_close(e.q);
-    char err[256];
+    char err[IDL_ERR_MAX];
     CHECK_INT(idl_qlog_open(&e.q, e.s, e.secret, 1000, 0, err), IDL_OK);
     idl_qlog_entry en;
     for (int i = 0; i < 10; i++) {
@@ -645,6 +645,153 @@ static void delete_before_and_retention(void)
     CHECK(env_open_log(&e, 0));
     CHECK_INT(count_cf(e.s, IDL_CF_LOG), 5);
     env_free(&e);
+}
+
+/* Reads entries [from, to) back through the log's own scan. */
+static size_t scan_range(idl_store *s, uint64_t from, uint64_t to, uint64_t *times, size_t max,
+                         uint64_t *undecodable)
+{
+    idl_qlog_scan *sc = NULL;
+    CHECK_INT(idl_qlog_scan_open(s, from, to, &sc), IDL_OK);
+    if (!sc) return 0;
+    idl_qlog_entry *en = malloc(sizeof *en);
+    size_t n = 0;
+    bool got = true;
+    while (en && got) {
+        CHECK_INT(idl_qlog_scan_next(sc, en, &got), IDL_OK);
+        if (got && n < max) times[n] = en->time_us;
+        n += got;
+    }
+    *undecodable = idl_qlog_scan_undecodable(sc);
+    free(en);
+    idl_qlog_scan_close(sc);
+    return n;
+}
+
+static void scan_by_time_range(void)
+{
+    env e;
+    if (!env_init(&e)) {
+        env_free(&e);
+        return;
+    }
+    for (uint64_t i = 0; i < 10; i++)
+        append_at(e.q, 1000 + i * 100, i); /* 1000, 1100, ..., 1900 */
+    CHECK_INT(idl_qlog_flush(e.q), IDL_OK);
+    /* Two keys that are no entry: skipped and counted, not an error. */
+    idl_store_batch *b = idl_store_batch_new(e.s);
+    uint8_t k[16];
+    idl_be64_put(k, 1250);
+    idl_be64_put(k + 8, 0);
+    idl_store_batch_put(b, IDL_CF_LOG, k, 16, "junk", 4);
+    idl_store_batch_put(b, IDL_CF_LOG, "\x00\x01", 2, "x", 1);
+    CHECK_INT(idl_store_batch_commit(e.s, b, false), IDL_OK);
+    idl_store_batch_free(b);
+    uint64_t t[16], bad = 0;
+    CHECK_INT(scan_range(e.s, 0, UINT64_MAX, t, 16, &bad), 10);
+    CHECK_INT(bad, 2);
+    CHECK_INT(t[0], 1000);
+    CHECK_INT(t[9], 1900);
+    /* The lower bound is inclusive, the upper exclusive. */
+    CHECK_INT(scan_range(e.s, 1100, 1500, t, 16, &bad), 4);
+    CHECK_INT(t[0], 1100);
+    CHECK_INT(t[3], 1400);
+    CHECK_INT(bad, 1);
+    CHECK_INT(scan_range(e.s, 1101, 1501, t, 16, &bad), 4);
+    CHECK_INT(t[0], 1200);
+    CHECK_INT(t[3], 1500);
+    CHECK_INT(scan_range(e.s, 1950, UINT64_MAX, t, 16, &bad), 0);
+    /* The two-byte key sorts after every entry of the 1970s (0x00 0x01 >
+     * 0x00 0x00 ...): outside this range. */
+    CHECK_INT(scan_range(e.s, 0, 1000, t, 16, &bad), 0);
+    CHECK_INT(bad, 0);
+    idl_qlog_scan_close(NULL);
+    env_free(&e);
+}
+
+static void recipients_of_persons(void)
+{
+    env e;
+    if (!env_init(&e)) {
+        env_free(&e);
+        return;
+    }
+    /* Person 77 is in every entry; person 1000+seq in one each.  Customers
+     * alternate: "zeta" for even seq, "acme" (append_at's) for odd. */
+    for (uint64_t i = 0; i < 6; i++) {
+        idl_qlog_entry en;
+        memset(&en, 0, sizeof en);
+        en.time_us = 5000 + i * 10;
+        en.seq = i;
+        snprintf(en.customer, sizeof en.customer, "%s", i % 2 ? "acme" : "zeta");
+        snprintf(en.method, sizeof en.method, "idlookup.v1.Lookup/Search");
+        en.n_persons = en.n_pids = 2;
+        en.pids[0] = 77;
+        en.pids[1] = 1000 + i;
+        idl_qlog_append(e.q, &en);
+    }
+    CHECK_INT(idl_qlog_flush(e.q), IDL_OK);
+    idl_qlog_recipient *rs = NULL;
+    size_t nr = 99;
+    uint64_t p77 = 77;
+    CHECK_INT(idl_qlog_recipients(e.s, &p77, 1, 0, UINT64_MAX, &rs, &nr), IDL_OK);
+    CHECK_INT(nr, 2);
+    if (rs && nr == 2) {
+        CHECK_STR(rs[0].customer, "acme"); /* ascending by customer */
+        CHECK_INT(rs[0].count, 3);
+        CHECK_INT(rs[0].first, 5010);
+        CHECK_INT(rs[0].last, 5050);
+        CHECK_STR(rs[1].customer, "zeta");
+        CHECK_INT(rs[1].count, 3);
+        CHECK_INT(rs[1].first, 5000);
+        CHECK_INT(rs[1].last, 5040);
+    }
+    free(rs);
+    /* Bounds: [5010, 5040) holds seq 1, 2, 3. */
+    rs = NULL;
+    CHECK_INT(idl_qlog_recipients(e.s, &p77, 1, 5010, 5040, &rs, &nr), IDL_OK);
+    CHECK_INT(nr, 2);
+    if (rs && nr == 2) {
+        CHECK_INT(rs[0].count, 2);
+        CHECK_INT(rs[1].count, 1);
+        CHECK_INT(rs[1].first, 5020);
+        CHECK_INT(rs[1].last, 5020);
+    }
+    free(rs);
+    /* Several persons: their entries add up per customer. */
+    uint64_t two[2] = {1002, 1003};
+    rs = NULL;
+    CHECK_INT(idl_qlog_recipients(e.s, two, 2, 0, UINT64_MAX, &rs, &nr), IDL_OK);
+    CHECK_INT(nr, 2);
+    if (rs && nr == 2) {
+        CHECK_STR(rs[0].customer, "acme");
+        CHECK_INT(rs[0].first, 5030);
+        CHECK_STR(rs[1].customer, "zeta");
+        CHECK_INT(rs[1].first, 5020);
+    }
+    free(rs);
+    /* Nobody received an unknown person, or anyone outside the range. */
+    uint64_t other = 78;
+    rs = NULL;
+    CHECK_INT(idl_qlog_recipients(e.s, &other, 1, 0, UINT64_MAX, &rs, &nr), IDL_OK);
+    CHECK_INT(nr, 0);
+    free(rs);
+    rs = NULL;
+    CHECK_INT(idl_qlog_recipients(e.s, &p77, 1, 6000, 7000, &rs, &nr), IDL_OK);
+    CHECK_INT(nr, 0);
+    free(rs);
+    env_free(&e);
+}
+
+static void disclosure_mark_layout(void)
+{
+    uint8_t m[IDL_QLOG_MARK_LEN];
+    idl_qlog_disclosure_mark(0x0102030405060708ull, 2026, m);
+    static const uint8_t want[IDL_QLOG_MARK_LEN] = {'d', ':', 1, 2, 3, 4, 5, 6, 7, 8, 0x07, 0xea};
+    CHECK(memcmp(m, want, sizeof want) == 0);
+    uint8_t m2[IDL_QLOG_MARK_LEN];
+    idl_qlog_disclosure_mark(0x0102030405060708ull, 2027, m2);
+    CHECK(memcmp(m, m2, sizeof m) != 0);
 }
 
 static void decode_garbage(void)
@@ -828,6 +975,9 @@ int main(void)
     RUN(logp_only_for_successful_search);
     RUN(close_flushes_pending);
     RUN(delete_before_and_retention);
+    RUN(scan_by_time_range);
+    RUN(recipients_of_persons);
+    RUN(disclosure_mark_layout);
     RUN(decode_garbage);
     RUN(no_identifier_in_clear);
     return test_summary();

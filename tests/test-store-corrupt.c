@@ -21,7 +21,7 @@ static bool setup(char dir[64], const char *cfname)
 static idl_store *open_ok(const char *dir)
 {
     idl_store *s = NULL;
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     int rc = idl_store_open(&s, dir, NULL, err);
     CHECKM(rc == IDL_OK, "open: %s", err);
     return rc ? NULL : s;
@@ -41,6 +41,39 @@ static int scan_status(idl_store *s, idl_cf cf, size_t *n)
     return rc;
 }
 
+/* Scans the query log through qlog's own scan; returns its status, with
+ * the entries skipped as undecodable in *n. */
+static int qlog_scan_status(idl_store *s, size_t *n)
+{
+    idl_qlog_scan *sc = NULL;
+    int rc = idl_qlog_scan_open(s, 0, UINT64_MAX, &sc);
+    if (rc) return rc;
+    idl_qlog_entry *e = malloc(sizeof *e);
+    bool got = true;
+    while (e && got && (rc = idl_qlog_scan_next(sc, e, &got)) == IDL_OK)
+        ;
+    *n = (size_t)idl_qlog_scan_undecodable(sc);
+    free(e);
+    idl_qlog_scan_close(sc);
+    return rc;
+}
+
+/* The recipients of every person of the fixture (Disclosures' scan). */
+static int recipients_status(idl_store *s)
+{
+    uint64_t *pids = malloc(NPERSONS * sizeof *pids);
+    if (!pids) return IDL_INTERNAL;
+    for (int i = 0; i < NPERSONS; i++)
+        pids[i] = pid_of(i);
+    idl_qlog_recipient *rs = NULL;
+    size_t nr = 0;
+    int rc = idl_qlog_recipients(s, pids, NPERSONS, 0, UINT64_MAX, &rs, &nr);
+    if (rc == IDL_OK) CHECK(nr > 0); /* the fixture's customers are random bytes */
+    free(rs);
+    free(pids);
+    return rc;
+}
+
 static void intact_store_reads_clean(void)
 {
     char dir[64];
@@ -54,6 +87,9 @@ static void intact_store_reads_clean(void)
     CHECK_INT(n, NPERSONS);
     CHECK_INT(scan_status(s, IDL_CF_LOG, &n), IDL_OK);
     CHECK_INT(n, NLOG);
+    CHECK_INT(qlog_scan_status(s, &n), IDL_OK);
+    CHECK_INT(n, NLOG); /* the fixture's log values are not entries */
+    CHECK_INT(recipients_status(s), IDL_OK);
     idl_store_check_report rep;
     CHECK_INT(idl_store_check(s, &rep), IDL_OK);
     CHECK(idl_store_check_ok(&rep));
@@ -69,7 +105,7 @@ static void supp_corrupt_refuses_open(void)
     char dir[64];
     if (!setup(dir, "supp")) goto out;
     idl_store *s = NULL;
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     int rc = idl_store_open(&s, dir, NULL, err);
     CHECK_INT(rc, IDL_DATA_LOSS);
     CHECKM(strstr(err, "suppression") != NULL, "message: %s", err);
@@ -153,6 +189,8 @@ static void log_corrupt_scans_fail(void)
     size_t n = 0;
     CHECK_INT(scan_status(s, IDL_CF_LOG, &n), IDL_DATA_LOSS);
     CHECK(n < NLOG);
+    CHECK_INT(qlog_scan_status(s, &n), IDL_DATA_LOSS);
+    CHECK(n < NLOG);
     uint64_t deleted = 0;
     CHECK_INT(idl_qlog_delete_before(s, UINT64_MAX, &deleted), IDL_DATA_LOSS);
     /* Nothing was deleted on the strength of a partial scan. */
@@ -176,6 +214,7 @@ static void logp_corrupt_scans_fail(void)
     size_t n = 0;
     CHECK_INT(scan_status(s, IDL_CF_LOGP, &n), IDL_DATA_LOSS);
     CHECK(n < NLOG);
+    CHECK_INT(recipients_status(s), IDL_DATA_LOSS);
     idl_store_close(s);
 out:
     rm_rf(dir);

@@ -51,7 +51,7 @@ static void make_tmpdir(char out[64])
 static idl_store *open_store(const char *dir)
 {
     idl_store *s = NULL;
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     int rc = idl_store_open(&s, dir, NULL, err);
     CHECK_INT(rc, IDL_OK);
     if (rc) fprintf(stderr, "  open %s: %s\n", dir, err);
@@ -62,7 +62,7 @@ static idl_store *open_store(const char *dir)
 static bool rec_json(idl_record *r, const char *json)
 {
     idl_buf buf = {0};
-    char msg[IDL_WIRE_MSG_MAX], reason[256];
+    char msg[IDL_ERR_MAX], reason[IDL_ERR_MAX];
     bool ok = false;
     if (idl_json_to_msgpack(json, strlen(json), &buf, msg) == IDL_OK) {
         msgpack_zone z;
@@ -228,7 +228,7 @@ static void second_open_is_unavailable(void)
     char dir[64];
     make_tmpdir(dir);
     idl_store *s = open_store(dir), *t = (idl_store *)&s;
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     CHECK_INT(idl_store_open(&t, dir, NULL, err), IDL_UNAVAILABLE);
     CHECK(t == (idl_store *)&s); /* not written on failure */
     CHECK(strlen(err) > 10);
@@ -439,7 +439,7 @@ static void other_layout_is_refused(void)
     CHECK_INT(idl_store_batch_commit(s, b, false), IDL_OK);
     idl_store_batch_free(b);
     idl_store_close(s);
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     s = NULL;
     CHECK_INT(idl_store_open(&s, dir, NULL, err), IDL_FAILED_PRECONDITION);
     CHECK(s == NULL);
@@ -509,7 +509,7 @@ static void layout_2_is_renormalized(void)
     idl_store_close(s);
 
     /* A secondary (the analytics job) refuses it until a primary has run. */
-    char err[256] = "", sec[80];
+    char err[IDL_ERR_MAX] = "", sec[80];
     snprintf(sec, sizeof sec, "%s-secondary", dir);
     idl_store_opts so = {.secondary = sec};
     s = NULL;
@@ -1396,7 +1396,7 @@ static void secondary_catches_up_with_suppression(void)
     CHECK_INT(upsert1(s, &r).outcome, IDL_UP_STORED);
     CHECK_INT(idl_store_mark_once(s, "flush-me", 8, &(bool){false}), IDL_OK);
     idl_store *sec = NULL;
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     idl_store_opts o = {.secondary = scratch};
     CHECK_INT(idl_store_open(&sec, db, &o, err), IDL_OK);
     if (!sec) {
@@ -1465,7 +1465,7 @@ enum { CRASH_IDS = 250 };
 static int crash_writer(const char *dir, int progress_fd)
 {
     idl_store *s = NULL;
-    char err[256];
+    char err[IDL_ERR_MAX];
     if (idl_store_open(&s, dir, NULL, err) != IDL_OK) {
         fprintf(stderr, "writer: %s\n", err);
         return 2;
@@ -1551,7 +1551,7 @@ static void compactions_yield(void)
     char dir[64];
     make_tmpdir(dir);
     idl_store *s = NULL;
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     idl_store_opts o = {.yield_compactions = true};
     CHECK_INT(idl_store_open(&s, dir, &o, err), IDL_OK);
     if (!s) return;

@@ -1,51 +1,54 @@
 /* idlookup check: the store's consistency scan (idl_store_check) from the
  * command line, for operators after a crash and for the fault tests. */
+#include "args.h"
 #include "cli.h"
 #include "status.h"
 #include "store.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-static const char check_usage[] =
-    "usage: idlookup check --data DIR\n"
-    "\n"
-    "Reads every person and every index entry of the store in DIR (the daemon must be\n"
-    "stopped: the store is opened for writing) and checks that each index entry names\n"
-    "a stored person holding that identifier, that each person's identifiers are\n"
-    "indexed, and that the counters (Stats persons/suppressed) agree with the scan.\n"
-    "Prints one JSON line of counts.  Exit status: 0 consistent, 1 inconsistent or\n"
-    "unreadable (a line on stderr says which), 2 bad usage.\n";
+enum { F_DATA, F_HELP };
+
+static const idl_args_flag check_flags[] = {
+    {"data", 0, "DIR", "the store to check (the daemon must be stopped)", F_DATA},
+    {"help", 'h', NULL, "this text", F_HELP},
+};
+
+static const idl_args_spec check_spec = {
+    .prog = "idlookup check",
+    .head = "usage: idlookup check --data DIR\n"
+            "\n"
+            "Reads every person and every index entry of the store in DIR (the daemon must be\n"
+            "stopped: the store is opened for writing) and checks that each index entry names\n"
+            "a stored person holding that identifier, that each person's identifiers are\n"
+            "indexed, and that the counters (Stats persons/suppressed) agree with the scan.\n"
+            "Prints one JSON line of counts.  Exit status: 0 consistent, 1 inconsistent or\n"
+            "unreadable (a line on stderr says which), 2 bad usage.\n\n",
+    .flags = check_flags,
+    .nflags = sizeof check_flags / sizeof check_flags[0],
+    .indent = 2,
+    .column = 18,
+};
 
 int idl_cli_check(int argc, char **argv)
 {
     const char *data = NULL;
-    static const struct option opts[] = {
-        {"data", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    optind = 1;
-    opterr = 0;
-    int o;
-    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        switch (o) {
-        case 'd':
-            data = optarg;
-            break;
-        case 'h':
-            fputs(check_usage, stdout);
+    idl_args args;
+    const idl_args_flag *fl;
+    const char *v;
+    idl_args_start(&args, &check_spec, argc, argv);
+    while (idl_args_next(&args, &fl, &v)) {
+        if (fl->id == F_HELP) {
+            idl_args_usage(&check_spec, stdout);
             return 0;
-        case ':':
-            fprintf(stderr, "idlookup check: %s: missing value\n", argv[optind - 1]);
-            return 2;
-        default:
-            fprintf(stderr, "idlookup check: unknown option '%s' (see --help)\n", argv[optind - 1]);
-            return 2;
         }
+        data = v; /* F_DATA */
     }
-    if (!data || optind < argc) {
-        fprintf(stderr, "idlookup check: %s (see --help)\n",
-                !data ? "--data DIR is required" : "unexpected argument");
+    if (args.status) return idl_args_fail(&check_spec, stderr, args.err);
+    if (!data) {
+        fprintf(stderr, "idlookup check: --data DIR is required (see --help)\n");
         return 2;
     }
     /* Opening creates a missing store: a check of nothing must fail. */
@@ -57,7 +60,7 @@ int idl_cli_check(int argc, char **argv)
         return 1;
     }
     idl_store *s = NULL;
-    char err[256];
+    char err[IDL_ERR_MAX];
     if (idl_store_open(&s, data, NULL, err)) {
         fprintf(stderr, "idlookup check: %s\n", err);
         return 1;

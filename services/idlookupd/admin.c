@@ -52,7 +52,7 @@ int idld_upsert(idld_call *c)
     warn_ctx w = {.pk = &wpk};
     uint32_t nvalid = 0, ninvalid = 0, dropped = 0;
     for (uint32_t i = 0; i < n; i++) {
-        char reason[256];
+        char reason[IDL_ERR_MAX];
         w.index = i;
         if (idl_record_parse(&f[0].val->via.array.ptr[i], &recs[nvalid], on_warning, &w, reason)) {
             msgpack_pack_map(&ipk, 2);

@@ -74,7 +74,7 @@ typedef struct idld_call {
     idld_scratch *scratch;
     idl_qlog_entry *log;
     uint64_t deadline_mono_us; /* 0: none */
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     char field[64];
     uint32_t retry_after_ms;
 } idld_call;

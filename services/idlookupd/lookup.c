@@ -417,7 +417,7 @@ int idld_validate(idld_call *c)
                            {"city", IDL_FT_STR, NULL},
                            {"state", IDL_FT_STR, NULL},
                            {"zip", IDL_FT_STR, NULL}};
-        char m2[IDL_WIRE_MSG_MAX], fld[64] = "";
+        char m2[IDL_ERR_MAX], fld[64] = "";
         if (idl_wire_fields(f[2].val, af, 5, m2, fld))
             return idld_fail(c, IDL_INVALID_ARGUMENT, "address", "field 'address': %s", m2);
         for (int i = 0; i < 5; i++) {

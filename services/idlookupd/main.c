@@ -8,7 +8,6 @@
 #include "json.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
@@ -22,45 +21,98 @@
 
 extern const char idld_schema_json[]; /* schemas/api.json, embedded at build time */
 
-static const char usage[] =
-    "usage: idlookupd --data DIR --keys FILE [--listen URL] [options]\n"
-    "\n"
-    "  --data DIR              the RocksDB store (created if missing)\n"
-    "  --keys FILE             the API key file (see `idlookup keys`); reloaded on SIGHUP;\n"
-    "                          refused when world-writable\n"
-    "  --listen URL            tcp://HOST:PORT or ipc:///PATH (default tcp://127.0.0.1:7411)\n"
-    "  --workers N             nng contexts serving requests concurrently (default 64)\n"
-    "  --cache-mb N            RocksDB block cache in MiB (default 256)\n"
-    "  --batch-threads N       helper threads that run parts of a Batch in parallel with the\n"
-    "                          thread that received it (default: the number of CPUs; 0: none)\n"
-    "  --log-flush-ms N        query-log flush interval, 1..1000 ms (default 200): a crash\n"
-    "                          loses at most this much of the log; a clean stop loses nothing\n"
-    "  --log-retention-days N  delete query-log entries older than N days (default 400;\n"
-    "                          0 keeps them forever); applied at start and hourly\n"
-    "  --fingerprint-key FILE  secret for query fingerprints (default DIR/fingerprint.key,\n"
-    "                          created 0600 on first start; refused when others may read\n"
-    "                          or write it)\n"
-    "  --drain-ms N            on SIGTERM/SIGINT, answer NOT_SERVING/UNAVAILABLE for N ms\n"
-    "                          before closing (default 500)\n"
-    "  --send-timeout-ms N     a reply its connection has not taken within N ms is dropped and\n"
-    "                          the worker serves others (default 1000; 0: wait forever)\n"
-    "  --max-pending-replies N a connection with N replies waiting that has taken none for\n"
-    "                          100 ms (or with half the pool's waiting) gets its new requests\n"
-    "                          dropped (logged, not answered), so a client that does not read\n"
-    "                          parks about N workers (default: --workers / 8, at least 1;\n"
-    "                          0: no cap)\n"
-    "  --idle-timeout-ms N     close a connection with nothing outstanding that has sent no\n"
-    "                          whole request for N ms, also one stuck mid-frame (default\n"
-    "                          60000; 0: never)\n"
-    "  --store-log DIR         write RocksDB's info log (warnings) as a LOG file in DIR, which\n"
-    "                          should be on another filesystem than --data (default: to\n"
-    "                          stderr, prefixed 'rocksdb: '; never into the data directory)\n"
-    "  --min-free-mb N         refuse writes (Upsert, OptOut, Disclosures, the query log)\n"
-    "                          with UNAVAILABLE while the filesystem of --data has less than\n"
-    "                          N MiB free; reads go on (default 64; 0: no floor)\n"
-    "  --no-query-log          do not log queries (benchmark comparison only: it breaks the\n"
-    "                          logging promise and must not be used in production)\n"
-    "  --help                  this text\n";
+/* The flags.  A flag is a row here and a case in main(). */
+enum {
+    F_DATA,
+    F_KEYS,
+    F_LISTEN,
+    F_WORKERS,
+    F_CACHE,
+    F_BATCH,
+    F_FLUSH,
+    F_RETENTION,
+    F_FPKEY,
+    F_DRAIN,
+    F_SENDTO,
+    F_PENDING,
+    F_IDLE,
+    F_STORELOG,
+    F_MINFREE,
+    F_NOLOG,
+    F_HELP,
+};
+
+static const idl_args_flag flags[] = {
+    {"data", 0, "DIR", "the RocksDB store (created if missing)", F_DATA},
+    {"keys", 0, "FILE",
+     "the API key file (see `idlookup keys`); reloaded on SIGHUP;\n"
+     "refused when world-writable",
+     F_KEYS},
+    {"listen", 0, "URL", "tcp://HOST:PORT or ipc:///PATH (default tcp://127.0.0.1:7411)", F_LISTEN},
+    {"workers", 0, "N", "nng contexts serving requests concurrently (default 64)", F_WORKERS},
+    {"cache-mb", 0, "N", "RocksDB block cache in MiB (default 256)", F_CACHE},
+    {"batch-threads", 0, "N",
+     "helper threads that run parts of a Batch in parallel with the\n"
+     "thread that received it (default: the number of CPUs; 0: none)",
+     F_BATCH},
+    {"log-flush-ms", 0, "N",
+     "query-log flush interval, 1..1000 ms (default 200): a crash\n"
+     "loses at most this much of the log; a clean stop loses nothing",
+     F_FLUSH},
+    {"log-retention-days", 0, "N",
+     "delete query-log entries older than N days (default 400;\n"
+     "0 keeps them forever); applied at start and hourly",
+     F_RETENTION},
+    {"fingerprint-key", 0, "FILE",
+     "secret for query fingerprints (default DIR/fingerprint.key,\n"
+     "created 0600 on first start; refused when others may read\n"
+     "or write it)",
+     F_FPKEY},
+    {"drain-ms", 0, "N",
+     "on SIGTERM/SIGINT, answer NOT_SERVING/UNAVAILABLE for N ms\n"
+     "before closing (default 500)",
+     F_DRAIN},
+    {"send-timeout-ms", 0, "N",
+     "a reply its connection has not taken within N ms is dropped and\n"
+     "the worker serves others (default 1000; 0: wait forever)",
+     F_SENDTO},
+    {"max-pending-replies", 0, "N",
+     "a connection with N replies waiting that has taken none for\n"
+     "100 ms (or with half the pool's waiting) gets its new requests\n"
+     "dropped (logged, not answered), so a client that does not read\n"
+     "parks about N workers (default: --workers / 8, at least 1;\n"
+     "0: no cap)",
+     F_PENDING},
+    {"idle-timeout-ms", 0, "N",
+     "close a connection with nothing outstanding that has sent no\n"
+     "whole request for N ms, also one stuck mid-frame (default\n"
+     "60000; 0: never)",
+     F_IDLE},
+    {"store-log", 0, "DIR",
+     "write RocksDB's info log (warnings) as a LOG file in DIR, which\n"
+     "should be on another filesystem than --data (default: to\n"
+     "stderr, prefixed 'rocksdb: '; never into the data directory)",
+     F_STORELOG},
+    {"min-free-mb", 0, "N",
+     "refuse writes (Upsert, OptOut, Disclosures, the query log)\n"
+     "with UNAVAILABLE while the filesystem of --data has less than\n"
+     "N MiB free; reads go on (default 64; 0: no floor)",
+     F_MINFREE},
+    {"no-query-log", 0, NULL,
+     "do not log queries (benchmark comparison only: it breaks the\n"
+     "logging promise and must not be used in production)",
+     F_NOLOG},
+    {"help", 'h', NULL, "this text", F_HELP},
+};
+
+static const idl_args_spec spec = {
+    .prog = "idlookupd",
+    .head = "usage: idlookupd --data DIR --keys FILE [--listen URL] [options]\n\n",
+    .flags = flags,
+    .nflags = sizeof flags / sizeof flags[0],
+    .indent = 2,
+    .column = 30,
+};
 
 static int parse_uint(const char *flag, const char *s, unsigned long lo, unsigned long hi,
                       unsigned long *out)
@@ -80,7 +132,7 @@ static int parse_uint(const char *flag, const char *s, unsigned long lo, unsigne
  * creates it).  what: "key file", "fingerprint key"; no_read: whether
  * world-readable is refused too (the key file holds only hashes, so only
  * writing it matters; the fingerprint key is the secret itself). */
-static int check_mode(const char *path, const char *what, bool no_read, char err[256])
+static int check_mode(const char *path, const char *what, bool no_read, char err[IDL_ERR_MAX])
 {
     struct stat sb;
     if (stat(path, &sb) != 0) return IDL_OK;
@@ -89,19 +141,19 @@ static int check_mode(const char *path, const char *what, bool no_read, char err
                       : no_read && (mode & S_IROTH) ? "world-readable"
                                                     : NULL;
     if (!bad) return IDL_OK;
-    snprintf(err, 256, "%s %s has mode %04o: it is %s; refusing it (chmod 600 %s)", what, path,
-             mode, bad, path);
+    snprintf(err, IDL_ERR_MAX, "%s %s has mode %04o: it is %s; refusing it (chmod 600 %s)", what,
+             path, mode, bad, path);
     return IDL_PERMISSION_DENIED;
 }
 
 /* Builds the Describe body from the embedded schema: the ten methods with
  * their scopes and request/response field descriptions. */
-static int build_describe(idld_state *st, char err[256])
+static int build_describe(idld_state *st, char err[IDL_ERR_MAX])
 {
     json_error_t je;
     json_t *root = json_loads(idld_schema_json, 0, &je);
     if (!root) {
-        snprintf(err, 256, "embedded schema: %s", je.text);
+        snprintf(err, IDL_ERR_MAX, "embedded schema: %s", je.text);
         return IDL_INTERNAL;
     }
     json_t *methods = json_object_get(root, "methods");
@@ -129,7 +181,7 @@ static int build_describe(idld_state *st, char err[256])
     json_decref(root);
     if (b.failed) {
         idl_buf_free(&b);
-        snprintf(err, 256, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         return IDL_INTERNAL;
     }
     st->describe_body = b.data;
@@ -211,108 +263,66 @@ int main(int argc, char **argv)
     unsigned long batch_threads = ncpu > 0 ? (unsigned long)ncpu : 1;
     bool log_queries = true;
     unsigned long send_timeout = 1000, idle_ms = 60000, max_pending = ULONG_MAX;
-    enum {
-        O_WORKERS = 256,
-        O_CACHE,
-        O_FLUSH,
-        O_RETENTION,
-        O_FPKEY,
-        O_DRAIN,
-        O_NOLOG,
-        O_BATCH,
-        O_SENDTO,
-        O_PENDING,
-        O_IDLE,
-        O_STORELOG,
-        O_MINFREE
-    };
-    static const struct option opts[] = {
-        {"data", required_argument, 0, 'd'},
-        {"keys", required_argument, 0, 'k'},
-        {"listen", required_argument, 0, 'l'},
-        {"workers", required_argument, 0, O_WORKERS},
-        {"cache-mb", required_argument, 0, O_CACHE},
-        {"log-flush-ms", required_argument, 0, O_FLUSH},
-        {"log-retention-days", required_argument, 0, O_RETENTION},
-        {"fingerprint-key", required_argument, 0, O_FPKEY},
-        {"drain-ms", required_argument, 0, O_DRAIN},
-        {"no-query-log", no_argument, 0, O_NOLOG},
-        {"batch-threads", required_argument, 0, O_BATCH},
-        {"send-timeout-ms", required_argument, 0, O_SENDTO},
-        {"max-pending-replies", required_argument, 0, O_PENDING},
-        {"idle-timeout-ms", required_argument, 0, O_IDLE},
-        {"store-log", required_argument, 0, O_STORELOG},
-        {"min-free-mb", required_argument, 0, O_MINFREE},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    opterr = 0;
-    int o;
-    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        switch (o) {
-        case 'd':
-            data = optarg;
+    idl_args args;
+    const idl_args_flag *fl;
+    const char *v;
+    idl_args_start(&args, &spec, argc, argv);
+    while (idl_args_next(&args, &fl, &v)) {
+        switch (fl->id) {
+        case F_DATA:
+            data = v;
             break;
-        case 'k':
-            keys = optarg;
+        case F_KEYS:
+            keys = v;
             break;
-        case 'l':
-            listen = optarg;
+        case F_LISTEN:
+            listen = v;
             break;
-        case O_WORKERS:
-            if (parse_uint("--workers", optarg, 1, 4096, &workers)) return 2;
+        case F_WORKERS:
+            if (parse_uint("--workers", v, 1, 4096, &workers)) return 2;
             break;
-        case O_CACHE:
-            if (parse_uint("--cache-mb", optarg, 8, 1 << 20, &cache_mb)) return 2;
+        case F_CACHE:
+            if (parse_uint("--cache-mb", v, 8, 1 << 20, &cache_mb)) return 2;
             break;
-        case O_FLUSH:
-            if (parse_uint("--log-flush-ms", optarg, 1, 1000, &flush_ms)) return 2;
+        case F_FLUSH:
+            if (parse_uint("--log-flush-ms", v, 1, 1000, &flush_ms)) return 2;
             break;
-        case O_RETENTION:
-            if (parse_uint("--log-retention-days", optarg, 0, 100000, &retention)) return 2;
+        case F_RETENTION:
+            if (parse_uint("--log-retention-days", v, 0, 100000, &retention)) return 2;
             break;
-        case O_FPKEY:
-            fpkey = optarg;
+        case F_FPKEY:
+            fpkey = v;
             break;
-        case O_DRAIN:
-            if (parse_uint("--drain-ms", optarg, 0, 60000, &drain_ms)) return 2;
+        case F_DRAIN:
+            if (parse_uint("--drain-ms", v, 0, 60000, &drain_ms)) return 2;
             break;
-        case O_NOLOG:
+        case F_NOLOG:
             log_queries = false;
             break;
-        case O_BATCH:
-            if (parse_uint("--batch-threads", optarg, 0, 256, &batch_threads)) return 2;
+        case F_BATCH:
+            if (parse_uint("--batch-threads", v, 0, 256, &batch_threads)) return 2;
             break;
-        case O_SENDTO:
-            if (parse_uint("--send-timeout-ms", optarg, 0, 600000, &send_timeout)) return 2;
+        case F_SENDTO:
+            if (parse_uint("--send-timeout-ms", v, 0, 600000, &send_timeout)) return 2;
             break;
-        case O_PENDING:
-            if (parse_uint("--max-pending-replies", optarg, 0, 1000000, &max_pending)) return 2;
+        case F_PENDING:
+            if (parse_uint("--max-pending-replies", v, 0, 1000000, &max_pending)) return 2;
             break;
-        case O_IDLE:
-            if (parse_uint("--idle-timeout-ms", optarg, 0, 86400000, &idle_ms)) return 2;
+        case F_IDLE:
+            if (parse_uint("--idle-timeout-ms", v, 0, 86400000, &idle_ms)) return 2;
             break;
-        case O_STORELOG:
-            store_log = optarg;
+        case F_STORELOG:
+            store_log = v;
             break;
-        case O_MINFREE:
-            if (parse_uint("--min-free-mb", optarg, 0, 1 << 24, &min_free_mb)) return 2;
+        case F_MINFREE:
+            if (parse_uint("--min-free-mb", v, 0, 1 << 24, &min_free_mb)) return 2;
             break;
-        case 'h':
-            fputs(usage, stdout);
+        case F_HELP:
+            idl_args_usage(&spec, stdout);
             return 0;
-        case ':':
-            fprintf(stderr, "idlookupd: %s: missing value\n", argv[optind - 1]);
-            return 2;
-        default:
-            fprintf(stderr, "idlookupd: unknown option '%s' (see --help)\n", argv[optind - 1]);
-            return 2;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "idlookupd: unexpected argument '%s' (see --help)\n", argv[optind]);
-        return 2;
-    }
+    if (args.status) return idl_args_fail(&spec, stderr, args.err);
     if (max_pending == ULONG_MAX) max_pending = workers >= 8 ? workers / 8 : 1;
     if (!data || !keys) {
         fprintf(stderr, "idlookupd: %s is required (see --help)\n", !data ? "--data" : "--keys");
@@ -330,19 +340,18 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     int rc = 1;
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     idld_state st = {.log_queries = log_queries, .start_mono_us = idld_mono_us()};
     idl_keyring *kr = NULL;
     retired old = {0};
     idld_pool *pool = NULL;
-    char *kerr = NULL;
+    char kerr[IDL_ERR_MAX] = "";
     if (check_mode(keys, "key file", false, err)) {
         fprintf(stderr, "idlookupd: %s\n", err);
         return 1;
     }
-    if (idl_keyring_load(keys, &kr, &kerr) != IDL_OK) {
-        fprintf(stderr, "idlookupd: %s\n", kerr ? kerr : "cannot load the key file");
-        free(kerr);
+    if (idl_keyring_load(keys, &kr, kerr) != IDL_OK) {
+        fprintf(stderr, "idlookupd: %s\n", kerr[0] ? kerr : "cannot load the key file");
         return 1;
     }
     atomic_store(&st.keys, kr);
@@ -359,14 +368,14 @@ int main(int argc, char **argv)
                          .info_log = store_log,
                          .min_free_bytes = (uint64_t)min_free_mb << 20};
     if (strcmp(store_log, "-") != 0 && mkdir(store_log, 0700) != 0 && errno != EEXIST) {
-        snprintf(err, 256, "--store-log %s: %s", store_log, strerror(errno));
+        snprintf(err, IDL_ERR_MAX, "--store-log %s: %s", store_log, strerror(errno));
         goto fail;
     }
     if (idl_store_open(&st.store, data, &so, err)) goto fail;
     if (idl_qlog_open(&st.qlog, st.store, fpkey, (unsigned)flush_ms, (unsigned)retention, err))
         goto fail;
     if (idld_assist_new(&st.assist, batch_threads)) {
-        snprintf(err, 256, "cannot start %lu batch helper threads", batch_threads);
+        snprintf(err, IDL_ERR_MAX, "cannot start %lu batch helper threads", batch_threads);
         goto fail;
     }
     idld_pool_opts po = {.workers = workers,
@@ -389,11 +398,10 @@ int main(int argc, char **argv)
                 err[0] = 0;
                 continue;
             }
-            if (idl_keyring_load(keys, &nk, &kerr) != IDL_OK) {
+            if (idl_keyring_load(keys, &nk, kerr) != IDL_OK) {
                 fprintf(stderr, "idlookupd: SIGHUP: keeping the old keys: %s\n",
-                        kerr ? kerr : "cannot load the key file");
-                free(kerr);
-                kerr = NULL;
+                        kerr[0] ? kerr : "cannot load the key file");
+                kerr[0] = 0;
                 continue;
             }
             /* Handlers may still hold keys of the old ring: it is retired,

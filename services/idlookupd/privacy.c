@@ -81,19 +81,6 @@ int idld_optout(idld_call *c)
     return IDL_OK;
 }
 
-/* 'd' ':' pid(8) year(2): a person's disclosure request in a year. */
-#define DISCLOSURE_MARK_LEN 12
-
-typedef struct {
-    char customer[IDL_QLOG_FIELD_MAX];
-    uint64_t count, first, last;
-} recipient;
-
-static int cmp_recipient(const void *a, const void *b)
-{
-    return strcmp(((const recipient *)a)->customer, ((const recipient *)b)->customer);
-}
-
 static void rfc3339(uint64_t us, char out[32])
 {
     time_t t = (time_t)(us / 1000000u);
@@ -133,83 +120,35 @@ int idld_disclosures(idld_call *c)
     /* Searches answered up to now count, even those still in the log's
      * buffers. */
     if (c->st->qlog) idl_qlog_flush(c->st->qlog);
-    uint64_t lo_t = year_start_us((unsigned)year), hi_t = year_start_us((unsigned)year + 1);
-    recipient *rs = NULL;
-    size_t nr = 0, cap = 0;
+    idl_qlog_recipient *rs = NULL;
+    size_t nr = 0;
     uint8_t *marks = NULL;
-    for (size_t i = 0; i < n; i++) {
-        uint8_t lo[16], hi[16];
-        idl_be64_put(lo, pids[i]);
-        idl_be64_put(lo + 8, lo_t);
-        idl_be64_put(hi, pids[i]);
-        idl_be64_put(hi + 8, hi_t);
-        idl_store_iter *it;
-        if (idl_store_iter_open(c->st->store, IDL_CF_LOGP, lo, 16, hi, 16, &it)) {
-            rc = idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
-            goto fail;
-        }
-        for (; idl_store_iter_valid(it); idl_store_iter_next(it)) {
-            size_t kl, vl;
-            const char *k = idl_store_iter_key(it, &kl), *v = idl_store_iter_value(it, &vl);
-            if (kl != 24) continue;
-            uint64_t t = idl_be64_get((const uint8_t *)k + 8);
-            char cust[IDL_QLOG_FIELD_MAX];
-            size_t cl = vl < sizeof cust - 1 ? vl : sizeof cust - 1;
-            memcpy(cust, v, cl);
-            cust[cl] = 0;
-            size_t j;
-            for (j = 0; j < nr; j++)
-                if (strcmp(rs[j].customer, cust) == 0) break;
-            if (j == nr) {
-                if (nr == cap) {
-                    cap = cap ? cap * 2 : 8;
-                    recipient *nrs = realloc(rs, cap * sizeof(*rs));
-                    if (!nrs) {
-                        idl_store_iter_close(it);
-                        rc = idld_fail(c, IDL_INTERNAL, NULL, "out of memory");
-                        goto fail;
-                    }
-                    rs = nrs;
-                }
-                memcpy(rs[nr].customer, cust, cl + 1);
-                rs[nr].count = 0;
-                rs[nr].first = t;
-                rs[nr].last = t;
-                nr++;
-            }
-            rs[j].count++;
-            if (t < rs[j].first) rs[j].first = t;
-            if (t > rs[j].last) rs[j].last = t;
-        }
-        /* A scan stopped by a damaged block would under-report who
-         * received the person: no answer rather than a short one. */
-        int ir = idl_store_iter_status(it);
-        idl_store_iter_close(it);
-        if (ir) {
-            rc = idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
-            goto fail;
-        }
+    rc = idl_qlog_recipients(c->st->store, pids, n, year_start_us((unsigned)year),
+                             year_start_us((unsigned)year + 1), &rs, &nr);
+    if (rc == IDL_INTERNAL) {
+        rc = idld_fail(c, IDL_INTERNAL, NULL, "out of memory");
+        goto fail;
+    }
+    /* A scan stopped by a damaged block would under-report who received
+     * the person: no answer rather than a short one. */
+    if (rc) {
+        rc = idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
+        goto fail;
     }
     /* One request per person per calendar year of asking, whoever asks.
      * Every matched person's mark is checked, and all are set in one write
      * only now that the answer is ready: a request that matches someone who
      * already asked is refused and uses up nobody else's request, and a
      * store that cannot be read uses up none. */
-    marks = malloc((n ? n : 1) * DISCLOSURE_MARK_LEN);
+    marks = malloc((n ? n : 1) * IDL_QLOG_MARK_LEN);
     if (!marks) {
         rc = idld_fail(c, IDL_INTERNAL, NULL, "out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < n; i++) {
-        uint8_t *k = marks + i * DISCLOSURE_MARK_LEN;
-        k[0] = 'd';
-        k[1] = ':';
-        idl_be64_put(k + 2, pids[i]);
-        k[10] = (uint8_t)(this_year >> 8);
-        k[11] = (uint8_t)this_year;
-    }
+    for (size_t i = 0; i < n; i++)
+        idl_qlog_disclosure_mark(pids[i], this_year, marks + i * IDL_QLOG_MARK_LEN);
     bool was = false;
-    if (n && idl_store_mark_all_once(c->st->store, marks, DISCLOSURE_MARK_LEN, n, &was)) {
+    if (n && idl_store_mark_all_once(c->st->store, marks, IDL_QLOG_MARK_LEN, n, &was)) {
         rc = idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be written");
         goto fail;
     }
@@ -220,7 +159,6 @@ int idld_disclosures(idld_call *c)
     }
     free(marks);
     free(pids);
-    if (nr > 1) qsort(rs, nr, sizeof(*rs), cmp_recipient);
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 2);
     idl_wire_pack_cstr(pk, "year");

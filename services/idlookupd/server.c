@@ -480,7 +480,7 @@ static void *sweeper_main(void *arg)
 }
 
 int idld_pool_start(idld_pool **out, idld_state *st, const char *url, const idld_pool_opts *o,
-                    char err[256])
+                    char err[IDL_ERR_MAX])
 {
     idld_pool *p = calloc(1, sizeof(*p));
     if (!p) {

@@ -26,7 +26,7 @@ typedef struct {
 
 /* Opens a rep0 socket on url and starts serving with o's workers. */
 int idld_pool_start(idld_pool **out, idld_state *st, const char *url, const idld_pool_opts *o,
-                    char err[256]);
+                    char err[IDL_ERR_MAX]);
 /* Stops handling requests: waits for the handlers running and makes the
  * workers drop what they receive from then on, so the query log and the
  * store can be closed while the socket is still open.  NULL is fine. */
