@@ -41,6 +41,7 @@ struct idl_qlog {
     uint64_t requested, completed; /* flush generations */
     bool stopping;
     int last_rc;
+    atomic_bool outbox; /* cluster mode: entries also go to the outbox */
 };
 
 static uint64_t realtime_us(void)
@@ -200,7 +201,7 @@ void idl_qlog_append(idl_qlog *q, const idl_qlog_entry *e)
 }
 
 /* Writes one packed shard buffer to the batch. */
-static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len)
+static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len, bool outbox)
 {
     uint64_t n = 0;
     size_t off = 0;
@@ -220,6 +221,14 @@ static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len)
         msgpack_pack_object(&pk, *val);
         if (vb.failed) continue;
         idl_store_batch_put(b, IDL_CF_LOG, key, 16, vb.data, vb.len);
+        if (outbox) {
+            /* The same entry, for qlogstream.h to publish, committed with
+             * the log itself: it cannot be logged and never published. */
+            uint8_t ok[sizeof IDL_QLOG_OUTBOX_PREFIX - 1 + 16];
+            memcpy(ok, IDL_QLOG_OUTBOX_PREFIX, sizeof IDL_QLOG_OUTBOX_PREFIX - 1);
+            memcpy(ok + sizeof IDL_QLOG_OUTBOX_PREFIX - 1, key, 16);
+            idl_store_batch_put(b, IDL_CF_META, ok, sizeof ok, vb.data, vb.len);
+        }
         n++;
         /* Disclosures need "who received this person": only Search returns
          * persons, and each returned id gets a (pid, time, seq) -> customer
@@ -255,7 +264,7 @@ static int flush_once(idl_qlog *q)
             sh->count = 0;
         }
         pthread_mutex_unlock(&sh->lock);
-        if (taken.len) n += batch_entries(b, taken.data, taken.len);
+        if (taken.len) n += batch_entries(b, taken.data, taken.len, atomic_load(&q->outbox));
         idl_buf_free(&taken);
     }
     int rc = IDL_OK;
@@ -407,6 +416,11 @@ int idl_qlog_flush(idl_qlog *q)
     int rc = q->last_rc;
     pthread_mutex_unlock(&q->lock);
     return rc;
+}
+
+void idl_qlog_set_outbox(idl_qlog *q, bool on)
+{
+    atomic_store(&q->outbox, on);
 }
 
 uint64_t idl_qlog_count(idl_qlog *q)

@@ -60,6 +60,13 @@ int idl_qlog_flush(idl_qlog *q);
 /* Entries ever written to the store (persisted counter) plus pending ones. */
 uint64_t idl_qlog_count(idl_qlog *q);
 
+/* Cluster mode: from now on every entry the flusher writes also goes, in the
+ * same WriteBatch, to the outbox (META keys IDL_QLOG_OUTBOX_PREFIX + the
+ * entry's 16-byte key, same value), which qlogstream.h publishes to NATS and
+ * empties.  Set before the first request. */
+#define IDL_QLOG_OUTBOX_PREFIX "qo:"
+void idl_qlog_set_outbox(idl_qlog *q, bool on);
+
 /* Deletes entries older than cutoff_us (and their per-person records). */
 int idl_qlog_delete_before(idl_store *s, uint64_t cutoff_us, uint64_t *deleted);
 
