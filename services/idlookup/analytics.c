@@ -8,6 +8,7 @@
 #include "args.h"
 #include "cli.h"
 #include "qlog.h"
+#include "qlogstream.h"
 #include "status.h"
 #include "store.h"
 
@@ -25,8 +26,10 @@ static const char analytics_usage[] =
     "usage: idlookup analytics --data DIR [--from D] [--to D] [--format json|csv]\n"
     "                          [--deidentified [--k N]]\n"
     "       idlookup analytics export --data DIR --format ndjson|csv [--from D] [--to D]\n"
+    "       (either form with --nats URL[,URL...] instead of --data DIR)\n"
     "\n"
-    "Reads the query log of the store at DIR (a daemon may be serving it) and prints,\n"
+    "Reads the query log of the store at DIR (a daemon may be serving it), or with\n"
+    "--nats every cluster node's log from the IDL_QLOG stream, and prints,\n"
     "per customer x method x UTC day: requests, errors by code, hit rate (share with at\n"
     "least one person returned), latency p50/p95/p99 (nearest rank) and the number of\n"
     "distinct query fingerprints.  Customer \"\" is calls without a valid key.\n"
@@ -46,6 +49,7 @@ static const char analytics_usage[] =
 
 typedef struct {
     const char *data;
+    const char *nats; /* the cluster's IDL_QLOG stream instead of a store */
     const char *format;
     bool have_from, have_to;
     uint64_t from_us, to_end_us; /* [from 00:00, to + 1 day 00:00) */
@@ -69,15 +73,22 @@ static void on_signal(int sig)
 static int parse_flags(int argc, char **argv, bool export, options *o)
 {
     const char *prog = export ? "idlookup analytics export" : "idlookup analytics";
-    static const struct option report_opts[] = {
-        {"data", required_argument, 0, 'd'},   {"from", required_argument, 0, 'f'},
-        {"to", required_argument, 0, 't'},     {"format", required_argument, 0, 'F'},
-        {"deidentified", no_argument, 0, 'D'}, {"k", required_argument, 0, 'k'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-    static const struct option export_opts[] = {
-        {"data", required_argument, 0, 'd'}, {"from", required_argument, 0, 'f'},
-        {"to", required_argument, 0, 't'},   {"format", required_argument, 0, 'F'},
-        {"help", no_argument, 0, 'h'},       {0, 0, 0, 0}};
+    static const struct option report_opts[] = {{"data", required_argument, 0, 'd'},
+                                                {"from", required_argument, 0, 'f'},
+                                                {"to", required_argument, 0, 't'},
+                                                {"format", required_argument, 0, 'F'},
+                                                {"deidentified", no_argument, 0, 'D'},
+                                                {"k", required_argument, 0, 'k'},
+                                                {"nats", required_argument, 0, 'n'},
+                                                {"help", no_argument, 0, 'h'},
+                                                {0, 0, 0, 0}};
+    static const struct option export_opts[] = {{"data", required_argument, 0, 'd'},
+                                                {"from", required_argument, 0, 'f'},
+                                                {"to", required_argument, 0, 't'},
+                                                {"format", required_argument, 0, 'F'},
+                                                {"nats", required_argument, 0, 'n'},
+                                                {"help", no_argument, 0, 'h'},
+                                                {0, 0, 0, 0}};
     const char *from = NULL, *to = NULL;
     optind = 1;
     opterr = 0;
@@ -86,6 +97,9 @@ static int parse_flags(int argc, char **argv, bool export, options *o)
         switch (c) {
         case 'd':
             o->data = optarg;
+            break;
+        case 'n':
+            o->nats = optarg;
             break;
         case 'f':
             from = optarg;
@@ -124,8 +138,12 @@ static int parse_flags(int argc, char **argv, bool export, options *o)
         fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", prog, argv[optind]);
         return 2;
     }
-    if (!o->data) {
+    if (!o->data && !o->nats) {
         fprintf(stderr, "%s: --data DIR is required (see --help)\n", prog);
+        return 2;
+    }
+    if (o->data && o->nats) {
+        fprintf(stderr, "%s: give --data DIR or --nats URL, not both\n", prog);
         return 2;
     }
     if (export) {
@@ -298,6 +316,40 @@ static int scan_run(scan *sc, const char *prog, entry_fn fn, void *ctx, uint64_t
     return status;
 }
 
+/* --nats: every entry of the IDL_QLOG stream in the requested days, in
+ * stream order (each node's entries in the order it logged them). */
+typedef struct {
+    const options *o;
+    entry_fn fn;
+    void *ctx;
+} stream_ctx;
+
+static int stream_entry(void *ctx, const char *node, const idl_qlog_entry *e)
+{
+    stream_ctx *x = ctx;
+    (void)node;
+    if (interrupted) {
+        fputs("idlookup analytics: interrupted\n", stderr);
+        return 1;
+    }
+    if (x->o->have_from && e->time_us < x->o->from_us) return 0;
+    if (x->o->have_to && e->time_us >= x->o->to_end_us) return 0;
+    return x->fn(x->ctx, e) ? 1 : 0;
+}
+
+static int stream_run(const char *prog, const options *o, entry_fn fn, void *ctx)
+{
+    stream_ctx x = {o, fn, ctx};
+    char err[256] = "";
+    int rc = idl_qlogstream_read(o->nats, stream_entry, &x, err);
+    if (rc == 1) return 1; /* fn failed, already reported */
+    if (rc) {
+        fprintf(stderr, "%s: %s\n", prog, err[0] ? err : "cannot read the IDL_QLOG stream");
+        return 1;
+    }
+    return 0;
+}
+
 static int add_entry(void *ctx, const idl_qlog_entry *e)
 {
     if (idl_an_add(ctx, e)) {
@@ -374,7 +426,7 @@ static int run_export(int argc, char **argv)
     scan sc = {.s = NULL};
     saved_signals sv;
     signals_catch(&sv);
-    if (scan_open(&sc, prog, &o)) {
+    if (!o.nats && scan_open(&sc, prog, &o)) {
         signals_restore(&sv);
         return 1;
     }
@@ -387,7 +439,9 @@ static int run_export(int argc, char **argv)
         fprintf(stderr, "%s: write error: %s\n", prog, strerror(errno));
         status = 1;
     }
-    if (!status) status = scan_run(&sc, prog, export_entry, &x, &bad);
+    if (!status)
+        status = o.nats ? stream_run(prog, &o, export_entry, &x)
+                        : scan_run(&sc, prog, export_entry, &x, &bad);
     scan_close(&sc);
     signals_restore(&sv);
     warn_bad(prog, bad);
@@ -415,8 +469,12 @@ static int run_report(int argc, char **argv)
     signals_catch(&sv);
     int status = 1;
     uint64_t bad = 0;
-    if (scan_open(&sc, prog, &o)) goto out;
-    status = scan_run(&sc, prog, add_entry, a, &bad);
+    if (o.nats) {
+        status = stream_run(prog, &o, add_entry, a);
+    } else {
+        if (scan_open(&sc, prog, &o)) goto out;
+        status = scan_run(&sc, prog, add_entry, a, &bad);
+    }
     /* The store is not needed for the report: close it (and remove the
      * scratch directory) before the sort and the printing. */
     scan_close(&sc);

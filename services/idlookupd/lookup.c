@@ -4,6 +4,7 @@
  * exactly as if absent, a person who is a child today is skipped and purged,
  * and identifiers hidden by an opt-out never match and are never rendered. */
 #include "server.h"
+#include "changes.h"
 #include "status.h"
 
 #include <math.h>
@@ -39,7 +40,10 @@ static bool visible(idld_call *c, uint64_t pid, idl_record *r, const day *t)
     if (idl_store_get(c->st->store, pid, r) != IDL_OK) return false;
     if (idl_record_is_child(r, t->y, t->m, t->d)) {
         /* DATA.md §2: found at query time (clock moved, bad data): purged. */
-        idl_store_purge_child(c->st->store, pid);
+        if (c->st->changes)
+            idl_changes_purge_child(c->st->changes, pid); /* queued: a read never waits on NATS */
+        else
+            idl_store_purge_child(c->st->store, pid);
         return false;
     }
     return true;

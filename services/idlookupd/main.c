@@ -2,6 +2,9 @@
  * keys and the query log, serves on nng until SIGTERM/SIGINT, then drains. */
 #include "args.h"
 #include "assist.h"
+#include "changes.h"
+#include "natsconn.h"
+#include "qlogstream.h"
 #include "pool.h"
 #include "server.h"
 #include "status.h"
@@ -40,6 +43,9 @@ static const char usage[] =
     "                          before closing (default 500)\n"
     "  --no-query-log          do not log queries (benchmark comparison only: it breaks the\n"
     "                          logging promise and must not be used in production)\n"
+    "  --nats URL[,URL...]     run as a cluster node: every write goes through NATS\n"
+    "                          JetStream (CLUSTER.md); needs --node\n"
+    "  --node NAME             this node's name in the cluster, [a-z0-9-]{1,32}, unique\n"
     "  --help                  this text\n";
 
 static int parse_uint(const char *flag, const char *s, unsigned long lo, unsigned long hi,
@@ -101,11 +107,13 @@ static int build_describe(idld_state *st, char err[256])
 int main(int argc, char **argv)
 {
     const char *data = NULL, *keys = NULL, *listen = "tcp://127.0.0.1:7411", *fpkey = NULL;
+    const char *nats = NULL, *node = NULL;
     unsigned long workers = 64, cache_mb = 256, flush_ms = 200, retention = 400, drain_ms = 500;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned long batch_threads = ncpu > 0 ? (unsigned long)ncpu : 1;
     bool log_queries = true;
     enum { O_WORKERS = 256, O_CACHE, O_FLUSH, O_RETENTION, O_FPKEY, O_DRAIN, O_NOLOG, O_BATCH };
+    enum { O_NATS = 512, O_NODE }; /* cluster flags, apart so other flags merge cleanly */
     static const struct option opts[] = {
         {"data", required_argument, 0, 'd'},
         {"keys", required_argument, 0, 'k'},
@@ -118,6 +126,8 @@ int main(int argc, char **argv)
         {"drain-ms", required_argument, 0, O_DRAIN},
         {"no-query-log", no_argument, 0, O_NOLOG},
         {"batch-threads", required_argument, 0, O_BATCH},
+        {"nats", required_argument, 0, O_NATS},
+        {"node", required_argument, 0, O_NODE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -158,6 +168,12 @@ int main(int argc, char **argv)
         case O_BATCH:
             if (parse_uint("--batch-threads", optarg, 0, 256, &batch_threads)) return 2;
             break;
+        case O_NATS:
+            nats = optarg;
+            break;
+        case O_NODE:
+            node = optarg;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -175,6 +191,14 @@ int main(int argc, char **argv)
     }
     if (!data || !keys) {
         fprintf(stderr, "idlookupd: %s is required (see --help)\n", !data ? "--data" : "--keys");
+        return 2;
+    }
+    if (!nats != !node) {
+        fprintf(stderr, "idlookupd: --nats and --node go together (see --help)\n");
+        return 2;
+    }
+    if (node && !idl_natsconn_node_valid(node)) {
+        fprintf(stderr, "idlookupd: --node: '%s' is not a node name ([a-z0-9-]{1,32})\n", node);
         return 2;
     }
 
@@ -213,6 +237,14 @@ int main(int argc, char **argv)
     }
     if (idl_qlog_open(&st.qlog, st.store, fpkey, (unsigned)flush_ms, (unsigned)retention, err))
         goto fail;
+    if (nats) {
+        /* Cluster mode: the query log also fills the outbox the stream
+         * publisher empties; the applier catches up before we serve. */
+        st.node = node;
+        idl_qlog_set_outbox(st.qlog, true);
+        if (idl_changes_open(&st.changes, st.store, nats, node, err)) goto fail;
+        if (idl_qlogstream_open(&st.qstream, st.store, nats, node, err)) goto fail;
+    }
     if (idld_assist_new(&st.assist, batch_threads)) {
         snprintf(err, 256, "cannot start %lu batch helper threads", batch_threads);
         goto fail;
@@ -253,7 +285,11 @@ fail:
     if (rc) fprintf(stderr, "idlookupd: %s\n", err[0] ? err : "failed to start");
     idld_pool_stop(pool);
     idld_assist_free(st.assist);
+    /* The log's last flush fills the outbox; the stream publisher stops
+     * after it, and what it did not send waits on disk for the next start. */
+    idl_changes_close(st.changes);
     idl_qlog_close(st.qlog);
+    idl_qlogstream_close(st.qstream);
     idl_store_close(st.store);
     idl_keyring_free(atomic_load(&st.keys));
     for (size_t i = 0; i < n_old; i++)

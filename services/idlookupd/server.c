@@ -10,6 +10,7 @@
 #include "assist.h"
 #include "pool.h"
 #include "server.h"
+#include "changes.h"
 #include "status.h"
 
 #include <nng/nng.h>
@@ -371,6 +372,9 @@ static void handle(idld_worker *w, const void *data, size_t len)
     }
     if (code == 0 && atomic_load(&st->draining) && m->fn != idld_health)
         code = idld_fail(&c, IDL_UNAVAILABLE, NULL, "the service is shutting down");
+    if (code == 0 && st->changes && m->fn != idld_health && !idl_changes_ready(st->changes))
+        code = idld_fail(&c, IDL_UNAVAILABLE, NULL,
+                         "the node is catching up with the cluster's changes");
     if (code == 0 && req.body_not_map)
         code = idld_fail(&c, IDL_INVALID_ARGUMENT, "body", "field 'body' must be a map");
     if (code == 0) {
