@@ -14,7 +14,7 @@
 #include <time.h>
 
 #define APPLIED_KEY "c:applied_seq"
-#define PUBLISH_WAIT_MS 2000
+#define PUBLISH_WAIT_MS 15000 /* longer than a RAFT leader election (8.6 s seen) */
 #define APPLY_WAIT_MS 10000
 #define PURGE_QUEUE 256
 
@@ -456,14 +456,18 @@ static int publish_and_wait(idl_changes *c, waiter *w, const char *data, size_t 
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MsgId = id;
-    po.MaxWait = PUBLISH_WAIT_MS;
+    po.MaxWait = 1000;
     jsPubAck *ack = NULL;
     jsErrCode jerr = 0;
-    natsStatus s = js_PublishMsg(&ack, idl_natsconn_js(c->conn), msg, &po, &jerr);
-    if (s == NATS_TIMEOUT && idl_natsconn_connected(c->conn)) {
-        /* Once more with the same id: JetStream drops it if the first one
-         * was stored after all. */
-        s = js_PublishMsg(&ack, idl_natsconn_js(c->conn), msg, &po, &jerr);
+    natsStatus s;
+    uint64_t t0 = mono_ms();
+    /* While connected, a JetStream that does not answer is electing a
+     * leader (a server was lost, CLUSTER.md §7): the write waits for it,
+     * resent with the same id, which JetStream drops if an earlier send
+     * was stored after all.  Disconnected, it fails at once. */
+    while ((s = js_PublishMsg(&ack, idl_natsconn_js(c->conn), msg, &po, &jerr)) != NATS_OK) {
+        if (!idl_natsconn_connected(c->conn) || mono_ms() - t0 >= PUBLISH_WAIT_MS) break;
+        sleep_ms(50);
     }
     if (s != NATS_OK) goto out;
     jsPubAck_Destroy(ack);

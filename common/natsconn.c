@@ -22,6 +22,12 @@ bool idl_natsconn_node_valid(const char *name)
     return true;
 }
 
+static void on_connected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    (void)closure;
+}
+
 int idl_natsconn_open(idl_natsconn **out, const char *urls, const char *name, bool wait,
                       char err[256])
 {
@@ -56,7 +62,9 @@ int idl_natsconn_open(idl_natsconn **out, const char *urls, const char *name, bo
      * stays open (a partition): pings every 500 ms, two missed. */
     natsOptions_SetPingInterval(o, 500);
     natsOptions_SetMaxPingsOut(o, 2);
-    if (!wait) natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+    /* With a connected callback the connect returns at once and retries in
+     * the background; without one it would block until NATS answers. */
+    if (!wait) natsOptions_SetRetryOnFailedConnect(o, true, on_connected, NULL);
     natsStatus s = natsConnection_Connect(&c->nc, o);
     if (s != NATS_OK && !(s == NATS_NOT_YET_CONNECTED && !wait)) {
         snprintf(err, 256, "nats: cannot connect to %s: %s", urls, natsStatus_GetText(s));

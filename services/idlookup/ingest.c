@@ -8,6 +8,7 @@
  * completes (upserts are idempotent by source_id).
  */
 #include "args.h"
+#include "changes.h"
 #include "cli.h"
 #include "json.h"
 #include "record.h"
@@ -182,8 +183,14 @@ typedef struct {
     uint64_t reported_errors, reported_warnings, more_errors, more_warnings;
 } totals;
 
-/* Writes one parsed chunk (main thread, in file order). */
-static int write_slot(idl_store *st, slot *s, totals *t, idl_upsert_result *res)
+/* --nats: a chunk goes to the change stream in messages of at most this
+ * many records (well under NATS's 1 MiB message limit). */
+#define PUB_RECORDS 256
+
+/* Writes one parsed chunk (main thread, in file order): to the store, or
+ * with pub (--nats) to the change stream, where every node applies it. */
+static int write_slot(idl_store *st, idl_changes_pub *pub, slot *s, totals *t,
+                      idl_upsert_result *res)
 {
     /* Notes: errors and warnings in line order, bounded. */
     const char *p = s->notes.data, *end = s->notes.data + s->notes.len;
@@ -204,6 +211,23 @@ static int write_slot(idl_store *st, slot *s, totals *t, idl_upsert_result *res)
     t->invalid += s->invalid;
     t->dropped += s->dropped;
     if (s->nrecs == 0) return IDL_OK;
+    if (pub) {
+        /* Which records are new, updated or hidden is each node's to find
+         * when it applies them; a child is one wherever it lands. */
+        int y, m, d;
+        idl_today(&y, &m, &d);
+        for (size_t i = 0; i < s->nrecs; i += PUB_RECORDS) {
+            size_t n = s->nrecs - i < PUB_RECORDS ? s->nrecs - i : PUB_RECORDS;
+            int rc = idl_changes_pub_upsert(pub, s->recs + i, n);
+            if (rc) return rc;
+        }
+        for (size_t i = 0; i < s->nrecs; i++) {
+            bool child = idl_record_is_child(&s->recs[i], y, m, d);
+            t->child += child;
+            t->stored += !child;
+        }
+        return IDL_OK;
+    }
     int rc = idl_store_upsert(st, s->recs, s->nrecs, res, false);
     if (rc) return rc;
     for (size_t i = 0; i < s->nrecs; i++) {
@@ -224,11 +248,18 @@ static double now_s(void)
 
 static const char ingest_usage[] =
     "usage: idlookup ingest --data DIR [--threads N] [--cache-mb N] [--quiet] FILE.ndjson...\n"
+    "       idlookup ingest --nats URL[,URL...] [--threads N] [--quiet] FILE.ndjson...\n"
     "\n"
     "Loads person records (one JSON object per line, DATA.md §1) into the store at DIR,\n"
     "which no daemon may hold open.  Same source_id again replaces the person.  Bad lines\n"
     "are skipped and reported on stderr with their line numbers (the first 1000 of each\n"
     "kind); the counts go to stdout as one JSON object.  '-' reads standard input.\n"
+    "  --nats URLS   load through the cluster's change stream (CLUSTER.md) instead of a\n"
+    "                store: every node, present or future, applies the records.  The\n"
+    "                summary is printed once JetStream acknowledged every message; as\n"
+    "                only a node knows what it held before, \"stored\" then counts the\n"
+    "                records sent (new or updated), \"updated\" and \"suppressed\" are 0\n"
+    "                (each node's Stats has its own counts)\n"
     "  --threads N   parser threads (default: the number of cores, at most 8)\n"
     "  --quiet       no progress line on stderr\n"
     "Exit status: 0 when the load ran to the end (even with skipped lines), 1 on a missing\n"
@@ -236,16 +267,19 @@ static const char ingest_usage[] =
 
 int idl_cli_ingest(int argc, char **argv)
 {
-    const char *data = NULL;
+    const char *data = NULL, *nats = NULL;
     unsigned long cache_mb = 256;
     bool quiet = false;
     long nparsers = sysconf(_SC_NPROCESSORS_ONLN);
     if (nparsers < 1) nparsers = 1;
     if (nparsers > PARSERS_MAX) nparsers = PARSERS_MAX;
-    static const struct option opts[] = {
-        {"data", required_argument, 0, 'd'},     {"threads", required_argument, 0, 't'},
-        {"cache-mb", required_argument, 0, 'c'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+    static const struct option opts[] = {{"data", required_argument, 0, 'd'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"cache-mb", required_argument, 0, 'c'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"nats", required_argument, 0, 'n'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
     int o;
@@ -253,6 +287,9 @@ int idl_cli_ingest(int argc, char **argv)
         switch (o) {
         case 'd':
             data = optarg;
+            break;
+        case 'n':
+            nats = optarg;
             break;
         case 'c': {
             uint64_t v;
@@ -289,8 +326,12 @@ int idl_cli_ingest(int argc, char **argv)
             return 2;
         }
     }
-    if (!data) {
+    if (!data && !nats) {
         fprintf(stderr, "idlookup ingest: --data DIR is required (see --help)\n");
+        return 2;
+    }
+    if (data && nats) {
+        fprintf(stderr, "idlookup ingest: give --data DIR or --nats URL, not both\n");
         return 2;
     }
     if (optind >= argc) {
@@ -309,13 +350,21 @@ int idl_cli_ingest(int argc, char **argv)
             goto close_files;
         }
     }
-    mkdir(data, 0700);
     idl_store *st = NULL;
+    idl_changes_pub *pub = NULL;
     char err[256];
-    idl_store_opts so = {.cache_mb = cache_mb, .bulk = true};
-    if (idl_store_open(&st, data, &so, err)) {
-        fprintf(stderr, "idlookup ingest: %s\n", err);
-        goto close_files;
+    if (nats) {
+        if (idl_changes_pub_open(&pub, nats, err)) {
+            fprintf(stderr, "idlookup ingest: %s\n", err);
+            goto close_files;
+        }
+    } else {
+        mkdir(data, 0700);
+        idl_store_opts so = {.cache_mb = cache_mb, .bulk = true};
+        if (idl_store_open(&st, data, &so, err)) {
+            fprintf(stderr, "idlookup ingest: %s\n", err);
+            goto close_files;
+        }
     }
 
     pipeline p = {.next_fill = 0, .next_write = 0};
@@ -367,7 +416,7 @@ int idl_cli_ingest(int argc, char **argv)
         }
         pthread_mutex_unlock(&p.lock);
         if (next) {
-            rc = write_slot(st, next, &t, res);
+            rc = write_slot(st, pub, next, &t, res);
             pthread_mutex_lock(&p.lock);
             for (size_t i = 0; i < next->n; i++)
                 free(next->lines[i]);
@@ -452,6 +501,16 @@ int idl_cli_ingest(int argc, char **argv)
     pthread_mutex_destroy(&p.lock);
     pthread_cond_destroy(&p.changed);
     idl_store_close(st);
+    if (pub) {
+        /* The summary means "in the stream": wait for every acknowledgement. */
+        uint64_t failed = 0;
+        if (rc == IDL_OK && idl_changes_pub_wait(pub, &failed) != IDL_OK) {
+            fprintf(stderr, "idlookup ingest: %llu messages were not acknowledged by JetStream\n",
+                    (unsigned long long)failed);
+            rc = IDL_UNAVAILABLE;
+        }
+        idl_changes_pub_close(pub);
+    }
     double secs = now_s() - t0;
     if (show_progress && secs >= 1.0)
         fprintf(stderr, "\ridlookup ingest: %llu lines in %.1f s (%.0f lines/s)\n",
@@ -461,8 +520,10 @@ int idl_cli_ingest(int argc, char **argv)
                 "idlookup ingest: %llu more skipped lines and %llu more warnings not shown\n",
                 (unsigned long long)t.more_errors, (unsigned long long)t.more_warnings);
     if (rc) {
-        fprintf(stderr, "idlookup ingest: the store could not be written; what was written is "
-                        "consistent, and a rerun completes the load\n");
+        fprintf(stderr,
+                "idlookup ingest: the %s could not be written; what was written is "
+                "consistent, and a rerun completes the load\n",
+                nats ? "change stream" : "store");
         goto close_files;
     }
     printf("{\"read\": %llu, \"stored\": %llu, \"updated\": %llu, \"rejected_child\": %llu, "
