@@ -4,7 +4,8 @@
 # change stream (`idlookup ingest --nats`), then the URLs and keys printed.
 #   scripts/cluster.sh          start (or restart) everything, in the background
 #   scripts/cluster.sh stop     stop the nodes and the servers
-# DEMO_COUNT (default 10000) persons; state in ./cluster-demo (git-ignored).
+# DEMO_COUNT (default 10000) persons (CLUSTER_LOAD=0: none); state in
+# ./cluster-demo (git-ignored).
 # Ports: NATS clients 4222-4224 (CLUSTER_NATS_PORT), routes 6222-6224,
 # nodes tcp://127.0.0.1:7421 and :7422 (CLUSTER_NODE_PORT).
 set -euo pipefail
@@ -93,7 +94,7 @@ for url in ${node_urls//,/ }; do
   serving "$url" || { echo "cluster: $url did not become SERVING; see $state/node-*.log" >&2; exit 1; }
 done
 
-if [[ ! -f $state/loaded ]]; then
+if [[ ! -f $state/loaded && ${CLUSTER_LOAD:-1} != 0 ]]; then
   echo "cluster: generating $count persons and loading them through the change stream"
   $cli gen --count "$count" --seed 42 > "$state/people.ndjson"
   $cli ingest --nats "$nats_urls" --quiet "$state/people.ndjson" > "$state/ingest.json" 2> "$state/ingest.log"
