@@ -41,7 +41,8 @@ struct idl_qlog {
     uint64_t requested, completed; /* flush generations */
     bool stopping;
     int last_rc;
-    atomic_bool outbox; /* cluster mode: entries also go to the outbox */
+    atomic_bool outbox;   /* cluster mode: entries also go to the outbox */
+    uint64_t outbox_next; /* the next outbox number (flusher thread only) */
 };
 
 static uint64_t realtime_us(void)
@@ -201,7 +202,7 @@ void idl_qlog_append(idl_qlog *q, const idl_qlog_entry *e)
 }
 
 /* Writes one packed shard buffer to the batch. */
-static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len, bool outbox)
+static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len, uint64_t *outbox)
 {
     uint64_t n = 0;
     size_t off = 0;
@@ -223,11 +224,16 @@ static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len, 
         idl_store_batch_put(b, IDL_CF_LOG, key, 16, vb.data, vb.len);
         if (outbox) {
             /* The same entry, for qlogstream.h to publish, committed with
-             * the log itself: it cannot be logged and never published. */
-            uint8_t ok[sizeof IDL_QLOG_OUTBOX_PREFIX - 1 + 16];
+             * the log itself: it cannot be logged and never published.
+             * Numbered in the order written, so the publisher's batches
+             * are ranges that never change once chosen. */
+            uint8_t ok[sizeof IDL_QLOG_OUTBOX_PREFIX - 1 + 8];
             memcpy(ok, IDL_QLOG_OUTBOX_PREFIX, sizeof IDL_QLOG_OUTBOX_PREFIX - 1);
-            memcpy(ok + sizeof IDL_QLOG_OUTBOX_PREFIX - 1, key, 16);
-            idl_store_batch_put(b, IDL_CF_META, ok, sizeof ok, vb.data, vb.len);
+            idl_be64_put(ok + sizeof IDL_QLOG_OUTBOX_PREFIX - 1, (*outbox)++);
+            char ov[16 + sizeof tmp];
+            memcpy(ov, key, 16);
+            memcpy(ov + 16, vb.data, vb.len);
+            idl_store_batch_put(b, IDL_CF_META, ok, sizeof ok, ov, 16 + vb.len);
         }
         n++;
         /* Disclosures need "who received this person": only Search returns
@@ -264,7 +270,9 @@ static int flush_once(idl_qlog *q)
             sh->count = 0;
         }
         pthread_mutex_unlock(&sh->lock);
-        if (taken.len) n += batch_entries(b, taken.data, taken.len, atomic_load(&q->outbox));
+        if (taken.len)
+            n += batch_entries(b, taken.data, taken.len,
+                               atomic_load(&q->outbox) ? &q->outbox_next : NULL);
         idl_buf_free(&taken);
     }
     int rc = IDL_OK;
@@ -273,6 +281,12 @@ static int flush_once(idl_qlog *q)
         uint8_t v[8];
         idl_be64_put(v, total);
         idl_store_batch_put(b, IDL_CF_META, CTR_LOGGED, strlen(CTR_LOGGED), v, 8);
+        if (atomic_load(&q->outbox)) {
+            uint8_t ov[8];
+            idl_be64_put(ov, q->outbox_next);
+            idl_store_batch_put(b, IDL_CF_META, IDL_QLOG_OUTBOX_NEXT, strlen(IDL_QLOG_OUTBOX_NEXT),
+                                ov, 8);
+        }
         rc = idl_store_batch_commit(q->s, b, false);
         if (rc == IDL_OK) {
             atomic_store(&q->logged, total);
@@ -420,6 +434,13 @@ int idl_qlog_flush(idl_qlog *q)
 
 void idl_qlog_set_outbox(idl_qlog *q, bool on)
 {
+    char *v = NULL;
+    size_t vl = 0;
+    if (idl_store_raw_get(q->s, IDL_CF_META, IDL_QLOG_OUTBOX_NEXT, strlen(IDL_QLOG_OUTBOX_NEXT), &v,
+                          &vl) == IDL_OK) {
+        if (vl == 8) q->outbox_next = idl_be64_get((const uint8_t *)v);
+        free(v);
+    }
     atomic_store(&q->outbox, on);
 }
 

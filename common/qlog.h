@@ -61,10 +61,13 @@ int idl_qlog_flush(idl_qlog *q);
 uint64_t idl_qlog_count(idl_qlog *q);
 
 /* Cluster mode: from now on every entry the flusher writes also goes, in the
- * same WriteBatch, to the outbox (META keys IDL_QLOG_OUTBOX_PREFIX + the
- * entry's 16-byte key, same value), which qlogstream.h publishes to NATS and
- * empties.  Set before the first request. */
+ * same WriteBatch, to the outbox: META key IDL_QLOG_OUTBOX_PREFIX + a number
+ * (8 bytes, big-endian, in the order written; the next one is kept under
+ * IDL_QLOG_OUTBOX_NEXT), value the entry's 16-byte log key then its stored
+ * value.  qlogstream.h publishes the outbox to NATS and empties it.  Set
+ * before the first request. */
 #define IDL_QLOG_OUTBOX_PREFIX "qo:"
+#define IDL_QLOG_OUTBOX_NEXT "c:qo_next"
 void idl_qlog_set_outbox(idl_qlog *q, bool on);
 
 /* Deletes entries older than cutoff_us (and their per-person records). */

@@ -2,6 +2,7 @@
 #include "qlogstream.h"
 #include "natsconn.h"
 #include "status.h"
+#include "wire.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -13,17 +14,16 @@
 
 #define CURSOR_KEY "c:qlog_seq"
 #define OUTBOX_LEN (sizeof IDL_QLOG_OUTBOX_PREFIX - 1)
-#define PUBLISH_ROUND 1000
+#define PUBLISH_ROUND 2000           /* entries per message at most */
+#define PUBLISH_BYTES (512u * 1024u) /* and bytes, under NATS's 1 MiB */
 
 struct idl_qlogstream {
     idl_store *s;
     idl_natsconn *conn;
-    jsCtx *js; /* async publishing, with the error handler below */
     char node[IDL_NATS_NODE_MAX];
     char subject[64];
     uint64_t node_tag; /* mixed into remote logp keys: two nodes' entries never collide */
     uint64_t cursor;
-    _Atomic uint64_t pub_errors;
     atomic_bool stopping;
     pthread_t thread;
     bool thread_started;
@@ -50,12 +50,6 @@ static uint64_t fnv(const char *s)
     return h;
 }
 
-static void on_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
-{
-    idl_qlogstream *q = closure;
-    atomic_fetch_add(&q->pub_errors, 1);
-}
-
 uint64_t idl_qlogstream_outbox_count(idl_store *s)
 {
     const char *lo = IDL_QLOG_OUTBOX_PREFIX, hi[] = "qo;";
@@ -68,55 +62,171 @@ uint64_t idl_qlogstream_outbox_count(idl_store *s)
     return n;
 }
 
-/* Publishes up to PUBLISH_ROUND outbox entries and deletes them once all
- * are acknowledged.  Returns how many were published. */
-static size_t publish_round(idl_qlogstream *q)
+/* The in-flight batch: the outbox range [first, last] being published.  It
+ * is recorded before the send and cleared with the entries once JetStream
+ * acknowledged it, so a batch resent after a failure or a crash is the same
+ * range under the same message id, and JetStream drops the second copy. */
+#define INFLIGHT_KEY "c:qo_inflight"
+
+static void outbox_key(uint8_t k[OUTBOX_LEN + 8], uint64_t n)
 {
-    const char *lo = IDL_QLOG_OUTBOX_PREFIX, hi[] = "qo;";
+    memcpy(k, IDL_QLOG_OUTBOX_PREFIX, OUTBOX_LEN);
+    idl_be64_put(k + OUTBOX_LEN, n);
+}
+
+/* Packs outbox entries [first, last] (last UINT64_MAX: as many as fit a
+ * batch) into b; *last gets the last one packed, *n the count. */
+static int pack_range(idl_qlogstream *q, uint64_t first, uint64_t *last, idl_buf *b, size_t *n)
+{
+    uint8_t lo[OUTBOX_LEN + 8], hi[OUTBOX_LEN + 8];
+    outbox_key(lo, first);
     idl_store_iter *it;
-    if (idl_store_iter_open(q->s, IDL_CF_META, lo, OUTBOX_LEN, hi, 3, &it)) return 0;
-    idl_store_batch *b = idl_store_batch_new(q->s);
-    size_t n = 0;
-    bool ok = b != NULL;
-    atomic_store(&q->pub_errors, 0);
-    char buf[8192];
-    for (; ok && n < PUBLISH_ROUND && idl_store_iter_valid(it); idl_store_iter_next(it)) {
+    bool open_end = *last == UINT64_MAX;
+    if (!open_end) outbox_key(hi, *last + 1);
+    if (idl_store_iter_open(q->s, IDL_CF_META, lo, sizeof lo, open_end ? "qo;" : (char *)hi,
+                            open_end ? 3 : sizeof hi, &it))
+        return IDL_UNAVAILABLE;
+    idl_buf body = {0};
+    msgpack_packer pk;
+    idl_buf_packer(&body, &pk);
+    *n = 0;
+    for (; idl_store_iter_valid(it); idl_store_iter_next(it)) {
         size_t kl, vl;
         const char *k = idl_store_iter_key(it, &kl), *v = idl_store_iter_value(it, &vl);
-        if (kl != OUTBOX_LEN + 16 || 16 + vl > sizeof buf) {
-            idl_store_batch_delete(b, IDL_CF_META, k, kl); /* not an entry: drop it */
-            continue;
+        if (kl != OUTBOX_LEN + 8) continue;
+        if (open_end && (*n >= PUBLISH_ROUND || body.len + vl > PUBLISH_BYTES)) break;
+        msgpack_pack_bin(&pk, vl);
+        msgpack_pack_bin_body(&pk, v, vl);
+        *last = idl_be64_get((const uint8_t *)k + OUTBOX_LEN);
+        (*n)++;
+    }
+    idl_store_iter_close(it);
+    /* The array header goes in front of the entries packed above. */
+    msgpack_packer hp;
+    idl_buf_packer(b, &hp);
+    msgpack_pack_array(&hp, *n);
+    idl_buf_write(b, body.data, body.len);
+    bool failed = body.failed || b->failed;
+    idl_buf_free(&body);
+    return failed ? IDL_INTERNAL : IDL_OK;
+}
+
+/* Publishes one batch of the outbox (the in-flight one first) and deletes it
+ * once acknowledged.  Returns the entries published (0: nothing, or a
+ * failure to retry later). */
+static size_t publish_round(idl_qlogstream *q)
+{
+    uint64_t first = 0, last = UINT64_MAX;
+    char *v = NULL;
+    size_t vl = 0, n = 0;
+    bool resend = false;
+    if (idl_store_raw_get(q->s, IDL_CF_META, INFLIGHT_KEY, strlen(INFLIGHT_KEY), &v, &vl) ==
+        IDL_OK) {
+        if (vl == 16) {
+            first = idl_be64_get((const uint8_t *)v);
+            last = idl_be64_get((const uint8_t *)v + 8);
+            resend = true;
         }
-        memcpy(buf, k + OUTBOX_LEN, 16);
-        memcpy(buf + 16, v, vl);
-        char id[IDL_NATS_NODE_MAX + 40];
-        snprintf(id, sizeof id, "%s-%016" PRIx64 "%016" PRIx64, q->node,
-                 idl_be64_get((const uint8_t *)k + OUTBOX_LEN),
-                 idl_be64_get((const uint8_t *)k + OUTBOX_LEN + 8));
+        free(v);
+    }
+    if (!resend) {
+        /* The oldest entry starts the batch. */
+        idl_store_iter *it;
+        if (idl_store_iter_open(q->s, IDL_CF_META, IDL_QLOG_OUTBOX_PREFIX, OUTBOX_LEN, "qo;", 3,
+                                &it))
+            return 0;
+        bool any = false;
+        for (; idl_store_iter_valid(it) && !any; idl_store_iter_next(it)) {
+            size_t kl;
+            const char *k = idl_store_iter_key(it, &kl);
+            if (kl == OUTBOX_LEN + 8) {
+                first = idl_be64_get((const uint8_t *)k + OUTBOX_LEN);
+                any = true;
+            }
+        }
+        idl_store_iter_close(it);
+        if (!any) return 0;
+    }
+    idl_buf body = {0};
+    if (pack_range(q, first, &last, &body, &n) || n == 0) {
+        idl_buf_free(&body);
+        if (resend && n == 0) {
+            /* A recorded batch with nothing left in it: forget it. */
+            idl_store_batch *b = idl_store_batch_new(q->s);
+            if (b) {
+                idl_store_batch_delete(b, IDL_CF_META, INFLIGHT_KEY, strlen(INFLIGHT_KEY));
+                idl_store_batch_commit(q->s, b, false);
+                idl_store_batch_free(b);
+            }
+        }
+        return 0;
+    }
+    int rc = IDL_OK;
+    idl_store_batch *b = NULL;
+    if (!resend) {
+        uint8_t iv[16];
+        idl_be64_put(iv, first);
+        idl_be64_put(iv + 8, last);
+        b = idl_store_batch_new(q->s);
+        if (!b) rc = IDL_INTERNAL;
+        if (rc == IDL_OK) {
+            idl_store_batch_put(b, IDL_CF_META, INFLIGHT_KEY, strlen(INFLIGHT_KEY), iv, 16);
+            rc = idl_store_batch_commit(q->s, b, true);
+        }
+        idl_store_batch_free(b);
+    }
+    char id[IDL_NATS_NODE_MAX + 48];
+    snprintf(id, sizeof id, "%s-%" PRIu64 "-%" PRIu64, q->node, first, last);
+    natsMsg *msg = NULL;
+    jsPubAck *ack = NULL;
+    if (rc == IDL_OK &&
+        natsMsg_Create(&msg, q->subject, NULL, body.data, (int)body.len) == NATS_OK) {
         jsPubOptions po;
         jsPubOptions_Init(&po);
         po.MsgId = id;
-        natsMsg *msg = NULL;
-        if (natsMsg_Create(&msg, q->subject, NULL, buf, (int)(16 + vl)) != NATS_OK ||
-            js_PublishMsgAsync(q->js, &msg, &po) != NATS_OK)
-            ok = false;
-        natsMsg_Destroy(msg);
-        idl_store_batch_delete(b, IDL_CF_META, k, kl);
-        n++;
-    }
-    idl_store_iter_close(it);
-    if (n) {
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
         po.MaxWait = 5000;
-        if (js_PublishAsyncComplete(q->js, &po) != NATS_OK) ok = false;
-        if (atomic_load(&q->pub_errors)) ok = false;
-        /* Only a round acknowledged whole leaves the outbox; a partial one
-         * is sent again, and the message ids drop what already arrived. */
-        if (ok && idl_store_batch_commit(q->s, b, false) != IDL_OK) ok = false;
+        if (js_PublishMsg(&ack, idl_natsconn_js(q->conn), msg, &po, NULL) != NATS_OK)
+            rc = IDL_UNAVAILABLE;
+    } else {
+        rc = IDL_UNAVAILABLE;
     }
-    idl_store_batch_free(b);
-    return ok ? n : 0;
+    jsPubAck_Destroy(ack);
+    natsMsg_Destroy(msg);
+    idl_buf_free(&body);
+    if (rc == IDL_OK) {
+        uint8_t lo[OUTBOX_LEN + 8], hi[OUTBOX_LEN + 8];
+        outbox_key(lo, first);
+        outbox_key(hi, last + 1);
+        b = idl_store_batch_new(q->s);
+        if (!b) return 0;
+        idl_store_batch_delete_range(b, IDL_CF_META, lo, sizeof lo, hi, sizeof hi);
+        idl_store_batch_delete(b, IDL_CF_META, INFLIGHT_KEY, strlen(INFLIGHT_KEY));
+        rc = idl_store_batch_commit(q->s, b, false);
+        idl_store_batch_free(b);
+    }
+    return rc == IDL_OK ? n : 0;
+}
+
+/* Calls fn for each entry of a stream message (an array of entries, each
+ * its 16-byte log key then its stored value). */
+static int each_entry(const char *data, int len, idl_qlog_entry *e,
+                      int (*fn)(void *ctx, const idl_qlog_entry *e), void *ctx)
+{
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    int rc = 0;
+    if (msgpack_unpack_next(&up, data, (size_t)len, NULL) == MSGPACK_UNPACK_SUCCESS &&
+        up.data.type == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < up.data.via.array.size && rc == 0; i++) {
+            const msgpack_object *o = &up.data.via.array.ptr[i];
+            if (o->type != MSGPACK_OBJECT_BIN || o->via.bin.size < 16) continue;
+            if (idl_qlog_decode(o->via.bin.ptr, 16, o->via.bin.ptr + 16, o->via.bin.size - 16, e) ==
+                IDL_OK)
+                rc = fn(ctx, e);
+        }
+    }
+    msgpack_unpacked_destroy(&up);
+    return rc;
 }
 
 static natsSubscription *subscribe_from(idl_qlogstream *q, uint64_t start)
@@ -134,22 +244,33 @@ static natsSubscription *subscribe_from(idl_qlogstream *q, uint64_t start)
     return sub;
 }
 
-/* Files a remote Search entry's persons into the batch (logp). */
-static void file_remote(idl_qlogstream *q, idl_store_batch *b, const char *subj, const char *data,
-                        int len, idl_qlog_entry *e)
+typedef struct {
+    idl_store_batch *b;
+    uint64_t tag;
+} remote_ctx;
+
+static int file_one(void *ctx, const idl_qlog_entry *e)
 {
-    const char *node = subj + strlen(IDL_NATS_QLOG_PREFIX);
-    if (strcmp(node, q->node) == 0 || len < 16) return; /* our own are in logp already */
-    if (idl_qlog_decode(data, 16, data + 16, (size_t)len - 16, e) != IDL_OK) return;
-    if (strcmp(e->method, IDL_QLOG_SEARCH_METHOD) != 0 || e->code != 0) return;
-    uint64_t tag = fnv(node) & 0xffffffff00000000ull;
+    remote_ctx *r = ctx;
+    if (strcmp(e->method, IDL_QLOG_SEARCH_METHOD) != 0 || e->code != 0) return 0;
     for (uint32_t i = 0; i < e->n_pids; i++) {
         uint8_t k[24];
         idl_be64_put(k, e->pids[i]);
         idl_be64_put(k + 8, e->time_us);
-        idl_be64_put(k + 16, e->seq ^ tag);
-        idl_store_batch_put(b, IDL_CF_LOGP, k, 24, e->customer, strlen(e->customer));
+        idl_be64_put(k + 16, e->seq ^ r->tag);
+        idl_store_batch_put(r->b, IDL_CF_LOGP, k, 24, e->customer, strlen(e->customer));
     }
+    return 0;
+}
+
+/* Files a remote node's Search entries' persons into the batch (logp). */
+static void file_remote(idl_qlogstream *q, idl_store_batch *b, const char *subj, const char *data,
+                        int len, idl_qlog_entry *e)
+{
+    const char *node = subj + strlen(IDL_NATS_QLOG_PREFIX);
+    if (strcmp(node, q->node) == 0) return; /* our own are in logp already */
+    remote_ctx r = {b, fnv(node) & 0xffffffff00000000ull};
+    each_entry(data, len, e, file_one, &r);
 }
 
 static void *worker(void *arg)
@@ -176,7 +297,7 @@ static void *worker(void *arg)
         uint64_t now = mono_ms();
         if (now - last_pub >= 50) {
             /* Drain the outbox while there is a backlog. */
-            while (publish_round(q) == PUBLISH_ROUND && !atomic_load(&q->stopping))
+            while (publish_round(q) > 0 && !atomic_load(&q->stopping))
                 ;
             last_pub = mono_ms();
         }
@@ -266,17 +387,6 @@ int idl_qlogstream_open(idl_qlogstream **out, idl_store *s, const char *urls, co
     snprintf(name, sizeof name, "idlookupd-%s-qlog", node);
     int rc = idl_natsconn_open(&q->conn, urls, name, false, err);
     if (rc) goto fail;
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jo.Wait = 5000;
-    jo.PublishAsync.MaxPending = 4000;
-    jo.PublishAsync.ErrHandler = on_pub_error;
-    jo.PublishAsync.ErrHandlerClosure = q;
-    if (natsConnection_JetStream(&q->js, idl_natsconn_nc(q->conn), &jo) != NATS_OK) {
-        snprintf(err, 256, "nats: cannot create a JetStream context");
-        rc = IDL_INTERNAL;
-        goto fail;
-    }
     if (pthread_create(&q->thread, NULL, worker, q) != 0) {
         snprintf(err, 256, "cannot start the query-log stream thread");
         rc = IDL_INTERNAL;
@@ -295,9 +405,20 @@ void idl_qlogstream_close(idl_qlogstream *q)
     if (!q) return;
     atomic_store(&q->stopping, true);
     if (q->thread_started) pthread_join(q->thread, NULL);
-    jsCtx_Destroy(q->js);
     idl_natsconn_close(q->conn);
     free(q);
+}
+
+typedef struct {
+    idl_qlogstream_fn fn;
+    void *ctx;
+    const char *node;
+} read_ctx;
+
+static int read_one(void *ctx, const idl_qlog_entry *e)
+{
+    read_ctx *r = ctx;
+    return r->fn(r->ctx, r->node, e);
 }
 
 int idl_qlogstream_read(const char *urls, idl_qlogstream_fn fn, void *ctx, char err[256])
@@ -342,11 +463,8 @@ int idl_qlogstream_read(const char *urls, idl_qlogstream_fn fn, void *ctx, char 
             seq = meta->Sequence.Stream;
             jsMsgMetaData_Destroy(meta);
         }
-        const char *data = natsMsg_GetData(m);
-        int len = natsMsg_GetDataLength(m);
-        const char *node = natsMsg_GetSubject(m) + strlen(IDL_NATS_QLOG_PREFIX);
-        if (len >= 16 && idl_qlog_decode(data, 16, data + 16, (size_t)len - 16, e) == IDL_OK)
-            rc = fn(ctx, node, e);
+        read_ctx rc_ctx = {fn, ctx, natsMsg_GetSubject(m) + strlen(IDL_NATS_QLOG_PREFIX)};
+        rc = each_entry(natsMsg_GetData(m), natsMsg_GetDataLength(m), e, read_one, &rc_ctx);
         natsMsg_Destroy(m);
         if (rc) goto out;
     }

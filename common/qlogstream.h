@@ -2,13 +2,16 @@
  * NATS JetStream (stream IDL_QLOG, subject idl.qlog.<node>).
  *
  * Publishing: the query log's flusher writes each entry, in the same
- * WriteBatch as the log itself, to an outbox (qlog.h, idl_qlog_set_outbox).
- * One thread here publishes the outbox in order, each message with the id
- * "<node>-<entry key>" (Nats-Msg-Id) so JetStream drops a resend, and
- * deletes what JetStream acknowledged.  While NATS is away entries wait in
- * the outbox, on disk: none lost, none doubled.  A message is the entry's
- * 16-byte log key followed by its stored value: fingerprints, never
- * identifiers in clear.
+ * WriteBatch as the log itself, to an outbox numbered in write order (qlog.h,
+ * idl_qlog_set_outbox).  One thread here publishes the outbox in batches (up
+ * to 2,000 entries or 512 KiB a message: JetStream's cost is per message).
+ * A batch is a range of outbox numbers, recorded on disk before it is sent
+ * and deleted with its entries once JetStream acknowledged it; a resend
+ * (after a failure or a crash) is the same range under the same message id
+ * "<node>-<first>-<last>" (Nats-Msg-Id), which JetStream drops.  While NATS
+ * is away entries wait in the outbox, on disk: none lost, none doubled.  A
+ * message is a msgpack array of entries, each its 16-byte log key then its
+ * stored value: fingerprints, never identifiers in clear.
  *
  * Applying: the same thread applies every other node's Search entries to
  * the local "who received whom" family (logp), so Disclosures on any node

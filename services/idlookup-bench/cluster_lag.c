@@ -5,7 +5,7 @@
  *   idlookup-clusterlag --a URL --b URL --key KEY --emails FILE
  *                       [--rate R] [--seconds S] [--probes-every MS]
  *
- * Load: R opt-outs a second in total through node A (open loop, 4 threads),
+ * Load: R opt-outs a second in total through node A (open loop, 8 threads),
  * by emails from the first part of FILE (one email per line).  Probes: every
  * MS (default 100) one more opt-out through A by an email from the last 10%
  * of FILE, then Search on B for it every 2 ms until it is hidden; the lag is
@@ -25,7 +25,7 @@
 #include <string.h>
 #include <time.h>
 
-#define LOADERS 4
+#define LOADERS 8
 
 static const char *url_a, *url_b, *key;
 static char **emails;
