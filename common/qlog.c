@@ -201,8 +201,47 @@ void idl_qlog_append(idl_qlog *q, const idl_qlog_entry *e)
     atomic_fetch_add(&q->pending, 1);
 }
 
+/* Cluster mode's outbox: a flush's entries gathered into messages for the
+ * query-log stream, each one META record committed with the log itself. */
+typedef struct {
+    idl_store_batch *b;
+    idl_buf body; /* the current message's entries, without its array header */
+    uint32_t n;
+    uint64_t *next; /* the next outbox number */
+} outbox_acc;
+
+static void outbox_emit(outbox_acc *o)
+{
+    if (!o->n) return;
+    idl_buf m = {0};
+    msgpack_packer pk;
+    idl_buf_packer(&m, &pk);
+    msgpack_pack_array(&pk, o->n);
+    idl_buf_write(&m, o->body.data, o->body.len);
+    uint8_t k[sizeof IDL_QLOG_OUTBOX_PREFIX - 1 + 8];
+    memcpy(k, IDL_QLOG_OUTBOX_PREFIX, sizeof IDL_QLOG_OUTBOX_PREFIX - 1);
+    idl_be64_put(k + sizeof IDL_QLOG_OUTBOX_PREFIX - 1, (*o->next)++);
+    if (!m.failed && !o->body.failed)
+        idl_store_batch_put(o->b, IDL_CF_META, k, sizeof k, m.data, m.len);
+    idl_buf_free(&m);
+    idl_buf_reset(&o->body);
+    o->n = 0;
+}
+
+static void outbox_add(outbox_acc *o, const uint8_t key[16], const char *v, size_t vl)
+{
+    if (o->n >= IDL_QLOG_OUTBOX_ENTRIES || o->body.len + 16 + vl + 8 > IDL_QLOG_OUTBOX_BYTES)
+        outbox_emit(o);
+    msgpack_packer pk;
+    idl_buf_packer(&o->body, &pk);
+    msgpack_pack_bin(&pk, 16 + vl);
+    msgpack_pack_bin_body(&pk, key, 16);
+    msgpack_pack_bin_body(&pk, v, vl);
+    o->n++;
+}
+
 /* Writes one packed shard buffer to the batch. */
-static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len, uint64_t *outbox)
+static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len, outbox_acc *outbox)
 {
     uint64_t n = 0;
     size_t off = 0;
@@ -222,19 +261,9 @@ static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len, 
         msgpack_pack_object(&pk, *val);
         if (vb.failed) continue;
         idl_store_batch_put(b, IDL_CF_LOG, key, 16, vb.data, vb.len);
-        if (outbox) {
-            /* The same entry, for qlogstream.h to publish, committed with
-             * the log itself: it cannot be logged and never published.
-             * Numbered in the order written, so the publisher's batches
-             * are ranges that never change once chosen. */
-            uint8_t ok[sizeof IDL_QLOG_OUTBOX_PREFIX - 1 + 8];
-            memcpy(ok, IDL_QLOG_OUTBOX_PREFIX, sizeof IDL_QLOG_OUTBOX_PREFIX - 1);
-            idl_be64_put(ok + sizeof IDL_QLOG_OUTBOX_PREFIX - 1, (*outbox)++);
-            char ov[16 + sizeof tmp];
-            memcpy(ov, key, 16);
-            memcpy(ov + 16, vb.data, vb.len);
-            idl_store_batch_put(b, IDL_CF_META, ok, sizeof ok, ov, 16 + vb.len);
-        }
+        /* The same entry, for qlogstream.h to publish, committed with the
+         * log itself: it cannot be logged and never published. */
+        if (outbox) outbox_add(outbox, key, vb.data, vb.len);
         n++;
         /* Disclosures need "who received this person": only Search returns
          * persons, and each returned id gets a (pid, time, seq) -> customer
@@ -260,6 +289,8 @@ static int flush_once(idl_qlog *q)
     idl_store_batch *b = idl_store_batch_new(q->s);
     if (!b) return IDL_INTERNAL;
     uint64_t n = 0;
+    outbox_acc ob = {.b = b, .next = &q->outbox_next};
+    bool outbox = atomic_load(&q->outbox);
     for (int i = 0; i < SHARDS; i++) {
         shard *sh = &q->shards[i];
         idl_buf taken = {0};
@@ -270,18 +301,18 @@ static int flush_once(idl_qlog *q)
             sh->count = 0;
         }
         pthread_mutex_unlock(&sh->lock);
-        if (taken.len)
-            n += batch_entries(b, taken.data, taken.len,
-                               atomic_load(&q->outbox) ? &q->outbox_next : NULL);
+        if (taken.len) n += batch_entries(b, taken.data, taken.len, outbox ? &ob : NULL);
         idl_buf_free(&taken);
     }
+    if (outbox) outbox_emit(&ob);
+    idl_buf_free(&ob.body);
     int rc = IDL_OK;
     if (n) {
         uint64_t total = atomic_load(&q->logged) + n;
         uint8_t v[8];
         idl_be64_put(v, total);
         idl_store_batch_put(b, IDL_CF_META, CTR_LOGGED, strlen(CTR_LOGGED), v, 8);
-        if (atomic_load(&q->outbox)) {
+        if (outbox) {
             uint8_t ov[8];
             idl_be64_put(ov, q->outbox_next);
             idl_store_batch_put(b, IDL_CF_META, IDL_QLOG_OUTBOX_NEXT, strlen(IDL_QLOG_OUTBOX_NEXT),

@@ -60,14 +60,19 @@ int idl_qlog_flush(idl_qlog *q);
 /* Entries ever written to the store (persisted counter) plus pending ones. */
 uint64_t idl_qlog_count(idl_qlog *q);
 
-/* Cluster mode: from now on every entry the flusher writes also goes, in the
- * same WriteBatch, to the outbox: META key IDL_QLOG_OUTBOX_PREFIX + a number
- * (8 bytes, big-endian, in the order written; the next one is kept under
- * IDL_QLOG_OUTBOX_NEXT), value the entry's 16-byte log key then its stored
- * value.  qlogstream.h publishes the outbox to NATS and empties it.  Set
- * before the first request. */
+/* Cluster mode: from now on every flush also writes, in the same WriteBatch,
+ * its entries to the outbox as ready-made query-log stream messages of at
+ * most IDL_QLOG_OUTBOX_ENTRIES entries and IDL_QLOG_OUTBOX_BYTES bytes: META
+ * key IDL_QLOG_OUTBOX_PREFIX + a number (8 bytes, big-endian, in the order
+ * written; the next one is kept under IDL_QLOG_OUTBOX_NEXT), value a msgpack
+ * array of bins, each an entry's 16-byte log key then its stored value.  A
+ * message never changes once written, so its number is a stable message id.
+ * qlogstream.h publishes the outbox to NATS and empties it.  Set before the
+ * first request. */
 #define IDL_QLOG_OUTBOX_PREFIX "qo:"
 #define IDL_QLOG_OUTBOX_NEXT "c:qo_next"
+#define IDL_QLOG_OUTBOX_ENTRIES 2000
+#define IDL_QLOG_OUTBOX_BYTES (512u * 1024u)
 void idl_qlog_set_outbox(idl_qlog *q, bool on);
 
 /* Deletes entries older than cutoff_us (and their per-person records). */

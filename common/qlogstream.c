@@ -14,8 +14,7 @@
 
 #define CURSOR_KEY "c:qlog_seq"
 #define OUTBOX_LEN (sizeof IDL_QLOG_OUTBOX_PREFIX - 1)
-#define PUBLISH_ROUND 2000           /* entries per message at most */
-#define PUBLISH_BYTES (512u * 1024u) /* and bytes, under NATS's 1 MiB */
+#define PUBLISH_ROUND 16 /* messages per round (each up to 2,000 entries) */
 
 struct idl_qlogstream {
     idl_store *s;
@@ -24,6 +23,10 @@ struct idl_qlogstream {
     char subject[64];
     uint64_t node_tag; /* mixed into remote logp keys: two nodes' entries never collide */
     uint64_t cursor;
+    /* The outbox number the next batch starts from at the earliest: the
+     * scan for the oldest entry seeks here instead of walking over the
+     * deletes of every batch already sent (worker thread only). */
+    uint64_t outbox_from;
     atomic_bool stopping;
     pthread_t thread;
     bool thread_started;
@@ -62,149 +65,56 @@ uint64_t idl_qlogstream_outbox_count(idl_store *s)
     return n;
 }
 
-/* The in-flight batch: the outbox range [first, last] being published.  It
- * is recorded before the send and cleared with the entries once JetStream
- * acknowledged it, so a batch resent after a failure or a crash is the same
- * range under the same message id, and JetStream drops the second copy. */
-#define INFLIGHT_KEY "c:qo_inflight"
-
 static void outbox_key(uint8_t k[OUTBOX_LEN + 8], uint64_t n)
 {
     memcpy(k, IDL_QLOG_OUTBOX_PREFIX, OUTBOX_LEN);
     idl_be64_put(k + OUTBOX_LEN, n);
 }
 
-/* Packs outbox entries [first, last] (last UINT64_MAX: as many as fit a
- * batch) into b; *last gets the last one packed, *n the count. */
-static int pack_range(idl_qlogstream *q, uint64_t first, uint64_t *last, idl_buf *b, size_t *n)
+/* Publishes up to PUBLISH_ROUND outbox messages, oldest first, each under
+ * the id "<node>-<number>" (a message never changes once the log wrote it,
+ * so a resend keeps its id and JetStream drops it), and deletes those
+ * acknowledged.  Returns how many were published. */
+static size_t publish_round(idl_qlogstream *q)
 {
-    uint8_t lo[OUTBOX_LEN + 8], hi[OUTBOX_LEN + 8];
-    outbox_key(lo, first);
+    uint8_t from[OUTBOX_LEN + 8];
+    outbox_key(from, q->outbox_from);
     idl_store_iter *it;
-    bool open_end = *last == UINT64_MAX;
-    if (!open_end) outbox_key(hi, *last + 1);
-    if (idl_store_iter_open(q->s, IDL_CF_META, lo, sizeof lo, open_end ? "qo;" : (char *)hi,
-                            open_end ? 3 : sizeof hi, &it))
-        return IDL_UNAVAILABLE;
-    idl_buf body = {0};
-    msgpack_packer pk;
-    idl_buf_packer(&body, &pk);
-    *n = 0;
-    for (; idl_store_iter_valid(it); idl_store_iter_next(it)) {
+    if (idl_store_iter_open(q->s, IDL_CF_META, from, sizeof from, "qo;", 3, &it)) return 0;
+    idl_store_batch *b = idl_store_batch_new(q->s);
+    size_t n = 0;
+    uint64_t start = q->outbox_from;
+    for (; b && n < PUBLISH_ROUND && idl_store_iter_valid(it); idl_store_iter_next(it)) {
         size_t kl, vl;
         const char *k = idl_store_iter_key(it, &kl), *v = idl_store_iter_value(it, &vl);
         if (kl != OUTBOX_LEN + 8) continue;
-        if (open_end && (*n >= PUBLISH_ROUND || body.len + vl > PUBLISH_BYTES)) break;
-        msgpack_pack_bin(&pk, vl);
-        msgpack_pack_bin_body(&pk, v, vl);
-        *last = idl_be64_get((const uint8_t *)k + OUTBOX_LEN);
-        (*n)++;
-    }
-    idl_store_iter_close(it);
-    /* The array header goes in front of the entries packed above. */
-    msgpack_packer hp;
-    idl_buf_packer(b, &hp);
-    msgpack_pack_array(&hp, *n);
-    idl_buf_write(b, body.data, body.len);
-    bool failed = body.failed || b->failed;
-    idl_buf_free(&body);
-    return failed ? IDL_INTERNAL : IDL_OK;
-}
-
-/* Publishes one batch of the outbox (the in-flight one first) and deletes it
- * once acknowledged.  Returns the entries published (0: nothing, or a
- * failure to retry later). */
-static size_t publish_round(idl_qlogstream *q)
-{
-    uint64_t first = 0, last = UINT64_MAX;
-    char *v = NULL;
-    size_t vl = 0, n = 0;
-    bool resend = false;
-    if (idl_store_raw_get(q->s, IDL_CF_META, INFLIGHT_KEY, strlen(INFLIGHT_KEY), &v, &vl) ==
-        IDL_OK) {
-        if (vl == 16) {
-            first = idl_be64_get((const uint8_t *)v);
-            last = idl_be64_get((const uint8_t *)v + 8);
-            resend = true;
-        }
-        free(v);
-    }
-    if (!resend) {
-        /* The oldest entry starts the batch. */
-        idl_store_iter *it;
-        if (idl_store_iter_open(q->s, IDL_CF_META, IDL_QLOG_OUTBOX_PREFIX, OUTBOX_LEN, "qo;", 3,
-                                &it))
-            return 0;
-        bool any = false;
-        for (; idl_store_iter_valid(it) && !any; idl_store_iter_next(it)) {
-            size_t kl;
-            const char *k = idl_store_iter_key(it, &kl);
-            if (kl == OUTBOX_LEN + 8) {
-                first = idl_be64_get((const uint8_t *)k + OUTBOX_LEN);
-                any = true;
-            }
-        }
-        idl_store_iter_close(it);
-        if (!any) return 0;
-    }
-    idl_buf body = {0};
-    if (pack_range(q, first, &last, &body, &n) || n == 0) {
-        idl_buf_free(&body);
-        if (resend && n == 0) {
-            /* A recorded batch with nothing left in it: forget it. */
-            idl_store_batch *b = idl_store_batch_new(q->s);
-            if (b) {
-                idl_store_batch_delete(b, IDL_CF_META, INFLIGHT_KEY, strlen(INFLIGHT_KEY));
-                idl_store_batch_commit(q->s, b, false);
-                idl_store_batch_free(b);
-            }
-        }
-        return 0;
-    }
-    int rc = IDL_OK;
-    idl_store_batch *b = NULL;
-    if (!resend) {
-        uint8_t iv[16];
-        idl_be64_put(iv, first);
-        idl_be64_put(iv + 8, last);
-        b = idl_store_batch_new(q->s);
-        if (!b) rc = IDL_INTERNAL;
-        if (rc == IDL_OK) {
-            idl_store_batch_put(b, IDL_CF_META, INFLIGHT_KEY, strlen(INFLIGHT_KEY), iv, 16);
-            rc = idl_store_batch_commit(q->s, b, true);
-        }
-        idl_store_batch_free(b);
-    }
-    char id[IDL_NATS_NODE_MAX + 48];
-    snprintf(id, sizeof id, "%s-%" PRIu64 "-%" PRIu64, q->node, first, last);
-    natsMsg *msg = NULL;
-    jsPubAck *ack = NULL;
-    if (rc == IDL_OK &&
-        natsMsg_Create(&msg, q->subject, NULL, body.data, (int)body.len) == NATS_OK) {
+        uint64_t num = idl_be64_get((const uint8_t *)k + OUTBOX_LEN);
+        char id[IDL_NATS_NODE_MAX + 24];
+        snprintf(id, sizeof id, "%s-%" PRIu64, q->node, num);
+        natsMsg *msg = NULL;
+        jsPubAck *ack = NULL;
         jsPubOptions po;
         jsPubOptions_Init(&po);
         po.MsgId = id;
         po.MaxWait = 5000;
-        if (js_PublishMsg(&ack, idl_natsconn_js(q->conn), msg, &po, NULL) != NATS_OK)
-            rc = IDL_UNAVAILABLE;
-    } else {
-        rc = IDL_UNAVAILABLE;
+        bool ok = natsMsg_Create(&msg, q->subject, NULL, v, (int)vl) == NATS_OK &&
+                  js_PublishMsg(&ack, idl_natsconn_js(q->conn), msg, &po, NULL) == NATS_OK;
+        jsPubAck_Destroy(ack);
+        natsMsg_Destroy(msg);
+        if (!ok) break;
+        idl_store_batch_delete(b, IDL_CF_META, k, kl);
+        q->outbox_from = num + 1;
+        n++;
     }
-    jsPubAck_Destroy(ack);
-    natsMsg_Destroy(msg);
-    idl_buf_free(&body);
-    if (rc == IDL_OK) {
-        uint8_t lo[OUTBOX_LEN + 8], hi[OUTBOX_LEN + 8];
-        outbox_key(lo, first);
-        outbox_key(hi, last + 1);
-        b = idl_store_batch_new(q->s);
-        if (!b) return 0;
-        idl_store_batch_delete_range(b, IDL_CF_META, lo, sizeof lo, hi, sizeof hi);
-        idl_store_batch_delete(b, IDL_CF_META, INFLIGHT_KEY, strlen(INFLIGHT_KEY));
-        rc = idl_store_batch_commit(q->s, b, false);
-        idl_store_batch_free(b);
+    idl_store_iter_close(it);
+    /* Deleted only once acknowledged; if the delete fails they are sent
+     * again (same ids) from the start. */
+    if (n && idl_store_batch_commit(q->s, b, false) != IDL_OK) {
+        q->outbox_from = start;
+        n = 0;
     }
-    return rc == IDL_OK ? n : 0;
+    idl_store_batch_free(b);
+    return n;
 }
 
 /* Calls fn for each entry of a stream message (an array of entries, each

@@ -1,17 +1,16 @@
 /* The query-log stream (CLUSTER.md §3, §4, §6): every node's query log on
  * NATS JetStream (stream IDL_QLOG, subject idl.qlog.<node>).
  *
- * Publishing: the query log's flusher writes each entry, in the same
- * WriteBatch as the log itself, to an outbox numbered in write order (qlog.h,
- * idl_qlog_set_outbox).  One thread here publishes the outbox in batches (up
- * to 2,000 entries or 512 KiB a message: JetStream's cost is per message).
- * A batch is a range of outbox numbers, recorded on disk before it is sent
- * and deleted with its entries once JetStream acknowledged it; a resend
- * (after a failure or a crash) is the same range under the same message id
- * "<node>-<first>-<last>" (Nats-Msg-Id), which JetStream drops.  While NATS
- * is away entries wait in the outbox, on disk: none lost, none doubled.  A
- * message is a msgpack array of entries, each its 16-byte log key then its
- * stored value: fingerprints, never identifiers in clear.
+ * Publishing: each flush of the query log also writes its entries, in the
+ * same WriteBatch as the log itself, to an outbox of ready-made messages
+ * (qlog.h, idl_qlog_set_outbox: up to 2,000 entries or 512 KiB a message, as
+ * JetStream's cost is per message).  One thread here publishes them in
+ * order, each under the id "<node>-<number>" (Nats-Msg-Id): a message never
+ * changes once written, so a resend after a failure or a crash keeps its id
+ * and JetStream drops it.  Acknowledged messages are deleted.  While NATS is
+ * away they wait in the outbox, on disk: none lost, none doubled.  A message
+ * is a msgpack array of entries, each its 16-byte log key then its stored
+ * value: fingerprints, never identifiers in clear.
  *
  * Applying: the same thread applies every other node's Search entries to
  * the local "who received whom" family (logp), so Disclosures on any node
@@ -38,7 +37,7 @@ int idl_qlogstream_open(idl_qlogstream **out, idl_store *s, const char *urls, co
 /* Stops the thread (the outbox keeps what was not published); NULL fine. */
 void idl_qlogstream_close(idl_qlogstream *q);
 
-/* Entries waiting in a store's outbox (counted by a scan: tests, Stats). */
+/* Messages waiting in a store's outbox (counted by a scan). */
 uint64_t idl_qlogstream_outbox_count(idl_store *s);
 
 /* Reads IDL_QLOG from its start up to its last message as of the call

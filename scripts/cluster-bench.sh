@@ -9,6 +9,8 @@
 #      (build/services/idlookup-bench/idlookup-clusterlag)
 # Uses scripts/cluster.sh's topology and ports; leaves the cluster running
 # (scripts/cluster.sh stop).  Work dir: BENCH_DIR (default /tmp/idl-cluster-bench).
+# BENCH_PARTS (default "1 2 3") picks the parts; 2 and 3 need part 1's
+# cluster from an earlier run when 1 is left out.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -30,9 +32,12 @@ mkdir -p "$dir"
 people=$dir/people-$n.ndjson
 [[ -f $people ]] || { echo "bench: generating $n persons"; $cli gen --count "$n" --seed 7 > "$people"; }
 
-scripts/cluster.sh stop >/dev/null
-rm -rf "$state"/node-* "$state"/nats-* "$state"/loaded
-CLUSTER_LOAD=0 scripts/cluster.sh >/dev/null
+parts=${BENCH_PARTS:-1 2 3}
+if [[ " $parts " == *" 1 "* ]]; then
+  scripts/cluster.sh stop >/dev/null
+  rm -rf "$state"/node-* "$state"/nats-* "$state"/loaded
+  CLUSTER_LOAD=0 scripts/cluster.sh >/dev/null
+fi
 # shellcheck disable=SC1091
 . "$state/secrets.env"
 
@@ -41,6 +46,7 @@ cluster_field() { # URL FIELD: a field of Stats.cluster, or persons
     python3 -c "import json,sys; b=json.load(sys.stdin)['body']; print(b['persons'] if '$2'=='persons' else b['cluster']['$2'])"
 }
 
+if [[ " $parts " == *" 1 "* ]]; then
 echo "== 1. ingest of $n persons through the change stream into 2 nodes"
 t0=$(date +%s.%N)
 $cli ingest --nats "$nats" --quiet "$people" > "$dir/ingest.json"
@@ -58,6 +64,7 @@ t2=$(date +%s.%N)
 cat "$dir/ingest.json"
 echo "persons on a: $(cluster_field $a persons), on b: $(cluster_field $b persons)"
 python3 -c "print('acknowledged by JetStream after %.1f s; applied by both nodes after %.1f s (%.0f persons/s)' % ($t1-$t0, $t2-$t0, $n/($t2-$t0)))"
+fi
 
 restart_a() { # cluster|single
   kill "$(cat $state/node-a.pid)"
@@ -76,17 +83,32 @@ restart_a() { # cluster|single
   exit 1
 }
 
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+if [[ " $parts " == *" 2 "* ]]; then
 echo "== 2. Search on node a, closed loop -c 16, ${secs} s: cluster mode vs single-node mode"
-for round in 1 2; do
+echo "   (CPU/req: node a's own CPU time per Search, from /proc: the read path's cost"
+echo "    without the NATS servers and node b that share this machine)"
+tick=$(getconf CLK_TCK)
+for round in $(seq 1 "${BENCH_ROUNDS:-3}"); do
   for mode in cluster single; do
     restart_a $mode
-    rps=$($bench --url "$a" --key "$LOOKUP_KEY" --method search --data "$people" -c 16 \
-      -z "$secs" --warmup 2 --format json | python3 -c "import json,sys; print(round(json.load(sys.stdin)['throughput_rps']))")
-    echo "round $round  $mode  $rps Search/s"
+    pid=$(cat "$state/node-a.pid")
+    $bench --url "$a" --key "$LOOKUP_KEY" --method search --data "$people" -c 16 -z 2 >/dev/null 2>&1
+    c0=$(cpu_ticks "$pid")
+    out=$($bench --url "$a" --key "$LOOKUP_KEY" --method search --data "$people" -c 16 \
+      -z "$secs" --format json 2>/dev/null)
+    c1=$(cpu_ticks "$pid")
+    python3 -c "
+import json,sys
+r=json.loads(sys.argv[1]); n=r['throughput_rps']*$secs
+print('round $round  %-7s  %6.0f Search/s  %5.1f us CPU/req' % ('$mode', r['throughput_rps'], ($c1-$c0)/$tick*1e6/n))" "$out"
   done
 done
 restart_a cluster
+fi
 
+[[ " $parts " == *" 3 "* ]] || exit 0
 echo "== 3. apply lag a -> b under 1000 opt-outs/s through a"
 grep -o '"emails":\["[^"]*"' "$people" | cut -d'"' -f4 | head -200000 > "$dir/emails.txt"
 $lagtool --a "$a" --b "$b" --key "$ADMIN_KEY" --emails "$dir/emails.txt" --rate 1000 --seconds 30
