@@ -492,6 +492,8 @@ out:
     return rc;
 }
 
+/* One Upsert is one message: a request is at most 64 KiB (API.md), so its
+ * records stay far below NATS's 1 MiB max_payload. */
 int idl_changes_upsert(idl_changes *c, const idl_record *recs, size_t n, idl_upsert_result *res)
 {
     waiter w = {.ctr = atomic_fetch_add(&c->ctr, 1), .res = res, .n = n};

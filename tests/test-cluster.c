@@ -306,10 +306,14 @@ static void nats_down_writes_refused_reads_served(void)
      * some: the message ids make JetStream drop them). */
     char err[256];
     uint64_t t0 = now_ms();
-    int missing;
+    int missing = rc.n;
     do {
         memset(rc.seen, 0, sizeof rc.seen);
-        CHECK_INT(idl_qlogstream_read(cl.urls, count_rids, &rc, err), 0);
+        /* JetStream may still be recovering the stream: read again. */
+        if (idl_qlogstream_read(cl.urls, count_rids, &rc, err) != IDL_OK) {
+            sleep_ms(200);
+            continue;
+        }
         missing = 0;
         for (int i = 0; i < rc.n; i++)
             missing += rc.seen[i] == 0;
