@@ -66,22 +66,24 @@ struct idl_keyring {
     unsigned char dummy_hash[HASH_LEN];
 };
 
-static const char *const scope_names[] = {"lookup", "privacy", "admin"};
-static const unsigned scope_bits[] = {IDL_SCOPE_LOOKUP, IDL_SCOPE_PRIVACY, IDL_SCOPE_ADMIN};
+#define SCOPE_NAME(name, bit, word) word,
+#define SCOPE_BIT(name, bit, word) bit,
+#define SCOPE_OR(name, bit, word) | bit
+static const char *const scope_names[] = {IDL_SCOPE_LIST(SCOPE_NAME)};
+static const unsigned scope_bits[] = {IDL_SCOPE_LIST(SCOPE_BIT)};
 #define SCOPE_COUNT (sizeof scope_bits / sizeof scope_bits[0])
-#define SCOPE_ALL (IDL_SCOPE_LOOKUP | IDL_SCOPE_PRIVACY | IDL_SCOPE_ADMIN)
+#define SCOPE_ALL (0u IDL_SCOPE_LIST(SCOPE_OR))
 
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(char err[IDL_ERR_MAX], const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
-static void set_err(char **err, const char *fmt, ...)
+static void set_err(char err[IDL_ERR_MAX], const char *fmt, ...)
 {
     if (!err) return;
     va_list ap;
     va_start(ap, fmt);
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0) s = NULL;
+    vsnprintf(err, IDL_ERR_MAX, fmt, ap);
     va_end(ap);
-    *err = s;
 }
 
 /* errno as our status, right after the failing call. */
@@ -132,6 +134,13 @@ int idl_auth_parse_scopes(const char *s, unsigned *out)
     return IDL_OK;
 }
 
+const char *idl_auth_scope_name(unsigned bit)
+{
+    for (size_t i = 0; i < SCOPE_COUNT; i++)
+        if (scope_bits[i] == bit) return scope_names[i];
+    return "";
+}
+
 void idl_auth_format_scopes(unsigned scopes, char *buf, size_t bufsz)
 {
     size_t used = 0;
@@ -176,7 +185,8 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
     return len;
 }
 
-int idl_auth_validate_customer(const char *customer, const char **why)
+/* Why a customer name cannot be stored, as a static phrase, or NULL. */
+static const char *customer_problem(const char *customer)
 {
     const char *reason = NULL;
     size_t n = customer ? strlen(customer) : 0;
@@ -198,11 +208,15 @@ int idl_auth_validate_customer(const char *customer, const char **why)
             i += len;
         }
     }
-    if (reason) {
-        if (why) *why = reason;
-        return IDL_INVALID_ARGUMENT;
-    }
-    return IDL_OK;
+    return reason;
+}
+
+int idl_auth_validate_customer(const char *customer, char err[IDL_ERR_MAX])
+{
+    const char *why = customer_problem(customer);
+    if (!why) return IDL_OK;
+    set_err(err, "%s", why);
+    return IDL_INVALID_ARGUMENT;
 }
 
 static bool parse_rate(const char *s, uint32_t *out)
@@ -297,7 +311,7 @@ static const char *parse_line(char *line, idl_key *k, size_t *state_col, const c
     if (!is_valid_id(field[0], strlen(field[0])))
         return "expected 'k' and 12 lower-case hex digits";
     *field_name = "customer";
-    if (idl_auth_validate_customer(field[1], &why) != IDL_OK) return why;
+    if ((why = customer_problem(field[1]))) return why;
     *field_name = "scopes";
     if (idl_auth_parse_scopes(field[2], &k->info.scopes) != IDL_OK)
         return "expected a comma-separated subset of lookup,privacy,admin";
@@ -326,7 +340,8 @@ static bool is_blank(const char *s, size_t n)
 }
 
 /* The one parser of key files.  path only names the file in messages. */
-static int parse_keys(const char *path, const char *buf, size_t len, idl_keyring **out, char **err)
+static int parse_keys(const char *path, const char *buf, size_t len, idl_keyring **out,
+                      char err[IDL_ERR_MAX])
 {
     int rc = IDL_INTERNAL;
     idl_keyring *kr = calloc(1, sizeof *kr);
@@ -427,7 +442,8 @@ fail:
 }
 
 /* Reads what remains of fd into a malloc'd buffer. */
-static int read_all(int fd, const char *path, char **buf_out, size_t *len_out, char **err)
+static int read_all(int fd, const char *path, char **buf_out, size_t *len_out,
+                    char err[IDL_ERR_MAX])
 {
     int rc = IDL_INTERNAL;
     size_t cap = 4096, len = 0;
@@ -478,7 +494,7 @@ static int flock_retry(int fd, int op)
     return r;
 }
 
-int idl_keyring_load(const char *path, idl_keyring **out, char **err)
+int idl_keyring_load(const char *path, idl_keyring **out, char err[IDL_ERR_MAX])
 {
     int rc = IDL_INTERNAL;
     int fd = -1;
@@ -594,7 +610,9 @@ int idl_key_take(idl_key *key, uint64_t now_us, uint32_t *remaining, uint32_t *r
     return rc;
 }
 
-void idl_key_peek(idl_key *key, uint64_t now_us, uint32_t *remaining)
+/* The bucket's content at now_us (in millionths of a token), refilled but
+ * not taken from. */
+static uint64_t tokens_at(idl_key *key, uint64_t now_us)
 {
     uint64_t rate = key->info.rate;
     pthread_mutex_lock(&key->lock);
@@ -606,7 +624,23 @@ void idl_key_peek(idl_key *key, uint64_t now_us, uint32_t *remaining)
         if (tokens > rate * MICRO) tokens = rate * MICRO;
     }
     pthread_mutex_unlock(&key->lock);
-    *remaining = (uint32_t)(tokens / MICRO);
+    return tokens;
+}
+
+void idl_key_peek(idl_key *key, uint64_t now_us, uint32_t *remaining)
+{
+    *remaining = (uint32_t)(tokens_at(key, now_us) / MICRO);
+}
+
+int idl_key_has_token(idl_key *key, uint64_t now_us, uint32_t *retry_after_ms)
+{
+    uint64_t rate = key->info.rate;
+    uint64_t tokens = tokens_at(key, now_us);
+    if (tokens >= MICRO) return IDL_OK;
+    uint64_t wait_us = (MICRO - tokens + rate - 1) / rate;
+    uint64_t wait_ms = (wait_us + 999) / 1000;
+    if (retry_after_ms) *retry_after_ms = (uint32_t)(wait_ms ? wait_ms : 1);
+    return IDL_RESOURCE_EXHAUSTED;
 }
 
 /* ---------------------------------------------------------------- editing */
@@ -624,7 +658,7 @@ static int write_all(int fd, const char *buf, size_t len)
 }
 
 /* Makes a rename or a creation in path's directory durable. */
-static int fsync_parent(const char *path, char **err)
+static int fsync_parent(const char *path, char err[IDL_ERR_MAX])
 {
     int rc = IDL_INTERNAL;
     int fd = -1;
@@ -652,7 +686,7 @@ out:
  * the old inode would guard nothing: after locking, the path must still name
  * the locked inode, else try again. */
 static int open_locked(const char *path, bool create, int *fd_out, bool *created_out,
-                       struct stat *st_out, char **err)
+                       struct stat *st_out, char err[IDL_ERR_MAX])
 {
     int rc = IDL_INTERNAL;
     int fd = -1;
@@ -701,7 +735,8 @@ static void hex_encode(const unsigned char *in, size_t n, char *out)
 }
 
 int idl_keyfile_add(const char *path, const char *customer, unsigned scopes, uint32_t rate,
-                    char secret[IDL_AUTH_SECRET_MAX], char id_out[IDL_AUTH_ID_MAX], char **err)
+                    char secret[IDL_AUTH_SECRET_MAX], char id_out[IDL_AUTH_ID_MAX],
+                    char err[IDL_ERR_MAX])
 {
     int rc = IDL_INVALID_ARGUMENT;
     int fd = -1;
@@ -719,7 +754,7 @@ int idl_keyfile_add(const char *path, const char *customer, unsigned scopes, uin
     char line[LINE_MAX_BYTES];
     const char *why = NULL;
 
-    if (idl_auth_validate_customer(customer, &why) != IDL_OK) {
+    if ((why = customer_problem(customer))) {
         set_err(err, "customer: %s", why);
         goto out;
     }
@@ -805,7 +840,7 @@ out:
     return rc;
 }
 
-int idl_keyfile_revoke(const char *path, const char *id, char **err)
+int idl_keyfile_revoke(const char *path, const char *id, char err[IDL_ERR_MAX])
 {
     int rc = IDL_INTERNAL;
     int fd = -1, tfd = -1;

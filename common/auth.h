@@ -21,13 +21,24 @@
 #ifndef IDL_AUTH_H
 #define IDL_AUTH_H
 
+#include "status.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define IDL_SCOPE_LOOKUP 1u
-#define IDL_SCOPE_PRIVACY 2u
-#define IDL_SCOPE_ADMIN 4u
+/* The scopes a key may hold, written once: X(NAME, bit, word).  The word is
+ * how key files, the keys tool and error messages spell it. */
+#define IDL_SCOPE_LIST(X)                                                                          \
+    X(LOOKUP, 1u, "lookup")                                                                        \
+    X(PRIVACY, 2u, "privacy")                                                                      \
+    X(ADMIN, 4u, "admin")
+
+enum {
+#define IDL_SCOPE_ENUM(name, bit, word) IDL_SCOPE_##name = bit,
+    IDL_SCOPE_LIST(IDL_SCOPE_ENUM)
+#undef IDL_SCOPE_ENUM
+};
 
 #define IDL_AUTH_ID_MAX 16
 #define IDL_AUTH_CUSTOMER_MAX 128
@@ -50,20 +61,22 @@ typedef struct {
 
 /* "lookup,privacy" -> mask; IDL_INVALID_ARGUMENT naming nothing else. */
 int idl_auth_parse_scopes(const char *s, unsigned *out);
+/* The word of one scope bit ("lookup"); "" for anything else.  Static. */
+const char *idl_auth_scope_name(unsigned bit);
 /* mask -> "lookup,privacy" into buf. */
 void idl_auth_format_scopes(unsigned scopes, char *buf, size_t bufsz);
 
 /* Checks a customer name as the key file can hold it: 1..IDL_AUTH_CUSTOMER_MAX-1
  * bytes of UTF-8 without control characters (so no TAB or newline).  Returns 0,
- * or IDL_INVALID_ARGUMENT and a short static phrase naming the cause in
- * *why ("empty", "contains a TAB", ...). */
-int idl_auth_validate_customer(const char *customer, const char **why);
+ * or IDL_INVALID_ARGUMENT with a short phrase naming the cause in err
+ * ("empty", "contains a TAB", ...). */
+int idl_auth_validate_customer(const char *customer, char err[IDL_ERR_MAX]);
 
 /* Loads a key file.  On error returns IDL_INVALID_ARGUMENT (malformed line;
  * *err names the line number and cause), IDL_NOT_FOUND (no such file) or
  * IDL_INTERNAL (any other I/O error), and *out is untouched.  err may be NULL;
- * when set (only on error) it is a malloc'd string the caller frees. */
-int idl_keyring_load(const char *path, idl_keyring **out, char **err);
+ * it is written only on error. */
+int idl_keyring_load(const char *path, idl_keyring **out, char err[IDL_ERR_MAX]);
 /* Frees the keyring; NULL is fine.  No lookup may be running on it. */
 void idl_keyring_free(idl_keyring *kr);
 
@@ -89,6 +102,12 @@ int idl_key_take(idl_key *key, uint64_t now_us, uint32_t *remaining, uint32_t *r
  * ratelimit-remaining of calls that take no token themselves). */
 void idl_key_peek(idl_key *key, uint64_t now_us, uint32_t *remaining);
 
+/* Whether the bucket holds at least one whole token at now_us, taking none:
+ * 0, or IDL_RESOURCE_EXHAUSTED and the milliseconds until one is back (for
+ * Batch, which takes no token itself but is refused whole on an empty
+ * bucket).  Thread-safe. */
+int idl_key_has_token(idl_key *key, uint64_t now_us, uint32_t *retry_after_ms);
+
 /* Key-file editing for `idlookup keys`.  add: creates the file (mode 0600) if
  * missing, appends a new active key and writes the secret (NUL-terminated)
  * into secret and its id into id_out (both only on success).  revoke: rewrites
@@ -99,7 +118,8 @@ void idl_key_peek(idl_key *key, uint64_t now_us, uint32_t *remaining);
  * errors, and hold an exclusive flock(2) on the file while editing it, so
  * concurrent edits are serialized.  err as for idl_keyring_load. */
 int idl_keyfile_add(const char *path, const char *customer, unsigned scopes, uint32_t rate,
-                    char secret[IDL_AUTH_SECRET_MAX], char id_out[IDL_AUTH_ID_MAX], char **err);
-int idl_keyfile_revoke(const char *path, const char *id, char **err);
+                    char secret[IDL_AUTH_SECRET_MAX], char id_out[IDL_AUTH_ID_MAX],
+                    char err[IDL_ERR_MAX]);
+int idl_keyfile_revoke(const char *path, const char *id, char err[IDL_ERR_MAX]);
 
 #endif

@@ -285,7 +285,7 @@ static void *applier(void *arg)
     natsSubscription *sub = NULL;
     bool ensured = false;
     uint64_t last_progress = mono_ms(), last_info = 0;
-    char err[256];
+    char err[IDL_ERR_MAX];
     while (!atomic_load(&c->stopping)) {
         if (!ensured) {
             if (idl_natsconn_ensure(c->conn, err) == IDL_OK) {
@@ -372,15 +372,15 @@ static void *applier(void *arg)
 }
 
 int idl_changes_open(idl_changes **out, idl_store *s, const char *urls, const char *node,
-                     char err[256])
+                     char err[IDL_ERR_MAX])
 {
     if (!idl_natsconn_node_valid(node)) {
-        snprintf(err, 256, "--node: '%s' is not a node name ([a-z0-9-]{1,32})", node);
+        snprintf(err, IDL_ERR_MAX, "--node: '%s' is not a node name ([a-z0-9-]{1,32})", node);
         return IDL_INVALID_ARGUMENT;
     }
     idl_changes *c = calloc(1, sizeof(*c));
     if (!c) {
-        snprintf(err, 256, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         return IDL_INTERNAL;
     }
     c->s = s;
@@ -399,7 +399,7 @@ int idl_changes_open(idl_changes **out, idl_store *s, const char *urls, const ch
     int rc = idl_natsconn_open(&c->conn, urls, name, false, err);
     if (rc) goto fail;
     if (pthread_create(&c->thread, NULL, applier, c) != 0) {
-        snprintf(err, 256, "cannot start the change applier thread");
+        snprintf(err, IDL_ERR_MAX, "cannot start the change applier thread");
         rc = IDL_INTERNAL;
         goto fail;
     }
@@ -598,11 +598,11 @@ static void on_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
     atomic_fetch_add(&p->failed, 1);
 }
 
-int idl_changes_pub_open(idl_changes_pub **out, const char *urls, char err[256])
+int idl_changes_pub_open(idl_changes_pub **out, const char *urls, char err[IDL_ERR_MAX])
 {
     idl_changes_pub *p = calloc(1, sizeof(*p));
     if (!p) {
-        snprintf(err, 256, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         return IDL_INTERNAL;
     }
     randombytes_buf(&p->origin, sizeof p->origin);
@@ -618,7 +618,7 @@ int idl_changes_pub_open(idl_changes_pub **out, const char *urls, char err[256])
     jo.PublishAsync.ErrHandler = on_pub_error;
     jo.PublishAsync.ErrHandlerClosure = p;
     if (natsConnection_JetStream(&p->js, idl_natsconn_nc(p->conn), &jo) != NATS_OK) {
-        snprintf(err, 256, "nats: cannot create a JetStream context");
+        snprintf(err, IDL_ERR_MAX, "nats: cannot create a JetStream context");
         rc = IDL_INTERNAL;
         goto fail;
     }

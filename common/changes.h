@@ -47,7 +47,7 @@ typedef struct {
  * the node name (natsconn.h).  Fails only on bad arguments or resources: an
  * unreachable NATS is waited for. */
 int idl_changes_open(idl_changes **out, idl_store *s, const char *urls, const char *node,
-                     char err[256]);
+                     char err[IDL_ERR_MAX]);
 /* Stops the applier and closes the connection; NULL is fine.  No write call
  * may be running. */
 void idl_changes_close(idl_changes *c);
@@ -80,7 +80,7 @@ int idl_changes_mark_disclosures(idl_changes *c, const uint64_t *pids, size_t n,
 typedef struct idl_changes_pub idl_changes_pub;
 /* Connects (waiting: IDL_UNAVAILABLE when no server answers) and creates the
  * streams when missing. */
-int idl_changes_pub_open(idl_changes_pub **out, const char *urls, char err[256]);
+int idl_changes_pub_open(idl_changes_pub **out, const char *urls, char err[IDL_ERR_MAX]);
 /* Publishes an upsert of n records asynchronously (copied). */
 int idl_changes_pub_upsert(idl_changes_pub *p, const idl_record *recs, size_t n);
 /* Waits for every publish to be acknowledged; IDL_UNAVAILABLE when any was

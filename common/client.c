@@ -262,7 +262,7 @@ int idl_reply_decode(const void *buf, size_t len, idl_reply **out)
     memcpy(r->bytes, buf, len);
     /* Declared lengths in a reply come from the network: checked against
      * the bytes present before msgpack-c allocates for them. */
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     if (idl_wire_check_limits(r->bytes, len, (size_t)1 << 30, len, msg) != IDL_OK) goto fail;
     size_t off = 0;
     if (msgpack_unpack(r->bytes, len, &off, &r->zone, &r->pub.root) != MSGPACK_UNPACK_SUCCESS ||

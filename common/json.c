@@ -54,13 +54,13 @@ void idl_json_pack(msgpack_packer *pk, const json_t *v)
     }
 }
 
-int idl_json_to_msgpack(const char *text, size_t len, idl_buf *out, char msg[IDL_WIRE_MSG_MAX])
+int idl_json_to_msgpack(const char *text, size_t len, idl_buf *out, char err[IDL_ERR_MAX])
 {
-    json_error_t err;
-    json_t *root = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+    json_error_t je;
+    json_t *root = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     if (!root) {
-        snprintf(msg, IDL_WIRE_MSG_MAX, "invalid JSON at line %d column %d: %s", err.line,
-                 err.column, err.text);
+        snprintf(err, IDL_ERR_MAX, "invalid JSON at line %d column %d: %s", je.line, je.column,
+                 je.text);
         return IDL_INVALID_ARGUMENT;
     }
     msgpack_packer pk;
@@ -68,7 +68,7 @@ int idl_json_to_msgpack(const char *text, size_t len, idl_buf *out, char msg[IDL
     idl_json_pack(&pk, root);
     json_decref(root);
     if (out->failed) {
-        snprintf(msg, IDL_WIRE_MSG_MAX, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         return IDL_INTERNAL;
     }
     return IDL_OK;

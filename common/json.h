@@ -14,8 +14,8 @@
 #include <stdio.h>
 
 /* Parses JSON text and appends it as msgpack to out.  Returns 0, or
- * IDL_INVALID_ARGUMENT with msg naming line and column. */
-int idl_json_to_msgpack(const char *text, size_t len, idl_buf *out, char msg[IDL_WIRE_MSG_MAX]);
+ * IDL_INVALID_ARGUMENT with err naming line and column. */
+int idl_json_to_msgpack(const char *text, size_t len, idl_buf *out, char err[IDL_ERR_MAX]);
 
 /* Packs a parsed jansson value as msgpack (integers >= 0 as unsigned). */
 void idl_json_pack(msgpack_packer *pk, const json_t *v);

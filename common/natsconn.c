@@ -29,7 +29,7 @@ static void on_connected(natsConnection *nc, void *closure)
 }
 
 int idl_natsconn_open(idl_natsconn **out, const char *urls, const char *name, bool wait,
-                      char err[256])
+                      char err[IDL_ERR_MAX])
 {
     idl_natsconn *c = calloc(1, sizeof(*c));
     natsOptions *o = NULL;
@@ -38,19 +38,19 @@ int idl_natsconn_open(idl_natsconn **out, const char *urls, const char *name, bo
     int n = 0;
     int rc = IDL_INTERNAL;
     if (!c || !copy) {
-        snprintf(err, 256, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         goto fail;
     }
     for (char *save = NULL, *t = strtok_r(copy, ",", &save); t && n < 16;
          t = strtok_r(NULL, ",", &save))
         if (*t) list[n++] = t;
     if (n == 0) {
-        snprintf(err, 256, "--nats: no URL given");
+        snprintf(err, IDL_ERR_MAX, "--nats: no URL given");
         rc = IDL_INVALID_ARGUMENT;
         goto fail;
     }
     if (natsOptions_Create(&o) != NATS_OK) {
-        snprintf(err, 256, "nats: cannot create options");
+        snprintf(err, IDL_ERR_MAX, "nats: cannot create options");
         goto fail;
     }
     natsOptions_SetServers(o, list, n);
@@ -67,7 +67,7 @@ int idl_natsconn_open(idl_natsconn **out, const char *urls, const char *name, bo
     if (!wait) natsOptions_SetRetryOnFailedConnect(o, true, on_connected, NULL);
     natsStatus s = natsConnection_Connect(&c->nc, o);
     if (s != NATS_OK && !(s == NATS_NOT_YET_CONNECTED && !wait)) {
-        snprintf(err, 256, "nats: cannot connect to %s: %s", urls, natsStatus_GetText(s));
+        snprintf(err, IDL_ERR_MAX, "nats: cannot connect to %s: %s", urls, natsStatus_GetText(s));
         rc = IDL_UNAVAILABLE;
         goto fail;
     }
@@ -75,7 +75,7 @@ int idl_natsconn_open(idl_natsconn **out, const char *urls, const char *name, bo
     jsOptions_Init(&jo);
     jo.Wait = 2000;
     if (natsConnection_JetStream(&c->js, c->nc, &jo) != NATS_OK) {
-        snprintf(err, 256, "nats: cannot create a JetStream context");
+        snprintf(err, IDL_ERR_MAX, "nats: cannot create a JetStream context");
         goto fail;
     }
     natsOptions_Destroy(o);
@@ -129,7 +129,7 @@ static int replicas(idl_natsconn *c)
 }
 
 static int ensure_stream(idl_natsconn *c, const char *name, const char *subject, int r,
-                         int64_t dup_ns, char err[256])
+                         int64_t dup_ns, char err[IDL_ERR_MAX])
 {
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
@@ -139,7 +139,7 @@ static int ensure_stream(idl_natsconn *c, const char *name, const char *subject,
         return IDL_OK;
     }
     if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
-        snprintf(err, 256, "nats: stream %s: %s", name, natsStatus_GetText(s));
+        snprintf(err, IDL_ERR_MAX, "nats: stream %s: %s", name, natsStatus_GetText(s));
         return IDL_UNAVAILABLE;
     }
     jsStreamConfig cfg;
@@ -156,15 +156,15 @@ static int ensure_stream(idl_natsconn *c, const char *name, const char *subject,
     jsStreamInfo_Destroy(si);
     /* Another node created it between our look and our add: fine. */
     if (s == NATS_OK || jerr == JSStreamNameExistErr) return IDL_OK;
-    snprintf(err, 256, "nats: cannot create stream %s: %s (%d)", name, natsStatus_GetText(s),
-             (int)jerr);
+    snprintf(err, IDL_ERR_MAX, "nats: cannot create stream %s: %s (%d)", name,
+             natsStatus_GetText(s), (int)jerr);
     return IDL_UNAVAILABLE;
 }
 
-int idl_natsconn_ensure(idl_natsconn *c, char err[256])
+int idl_natsconn_ensure(idl_natsconn *c, char err[IDL_ERR_MAX])
 {
     if (!idl_natsconn_connected(c)) {
-        snprintf(err, 256, "nats: not connected");
+        snprintf(err, IDL_ERR_MAX, "nats: not connected");
         return IDL_UNAVAILABLE;
     }
     int r = replicas(c);
@@ -202,7 +202,7 @@ int idl_natsconn_ensure(idl_natsconn *c, char err[256])
         kvStore_Destroy(kv);
         return IDL_OK;
     }
-    snprintf(err, 256, "nats: cannot create bucket %s: %s", IDL_NATS_DISCLOSURES_BUCKET,
+    snprintf(err, IDL_ERR_MAX, "nats: cannot create bucket %s: %s", IDL_NATS_DISCLOSURES_BUCKET,
              natsStatus_GetText(s));
     return IDL_UNAVAILABLE;
 }

@@ -12,6 +12,8 @@
 #ifndef IDL_NATSCONN_H
 #define IDL_NATSCONN_H
 
+#include "status.h"
+
 #include <nats/nats.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -32,7 +34,7 @@ typedef struct idl_natsconn idl_natsconn;
  * returned at once and connects in the background (a node may start before
  * its NATS servers).  name: the client name servers show. */
 int idl_natsconn_open(idl_natsconn **out, const char *urls, const char *name, bool wait,
-                      char err[256]);
+                      char err[IDL_ERR_MAX]);
 /* Closes the connection; NULL is fine.  Nothing may be using it. */
 void idl_natsconn_close(idl_natsconn *c);
 
@@ -44,7 +46,7 @@ jsCtx *idl_natsconn_js(idl_natsconn *c);
  * node racing to create them finds them made).  Replicas: 3 when the
  * cluster has 3 or more servers, else 1.  IDL_UNAVAILABLE when NATS cannot
  * be reached. */
-int idl_natsconn_ensure(idl_natsconn *c, char err[256]);
+int idl_natsconn_ensure(idl_natsconn *c, char err[IDL_ERR_MAX]);
 
 /* The last sequence of a stream (0 when empty).  IDL_UNAVAILABLE when NATS
  * cannot be reached. */

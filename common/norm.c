@@ -415,6 +415,23 @@ static int check_idn(const char *d, char *out, size_t cap, size_t *out_len, cons
         rc = invalid(reason, "email too long");
         goto fail;
     }
+    /* The Unicode form must read back as itself: an A-label can decode to
+     * upper-case letters (Cherokee's, say) that lower-casing turns into
+     * letters IDNA 2008 disallows, and a stored form that no longer
+     * normalizes could never be looked up or opted out again. */
+    char relowered[IDL_NORM_EMAIL_MAX];
+    size_t rn = 0;
+    const char *why = NULL;
+    uint8_t *again = NULL;
+    if (lower_nfc(ulabel, n, relowered, sizeof relowered, &rn, &why) != IDL_OK || rn != n ||
+        memcmp(relowered, ulabel, n) != 0 ||
+        idn2_lookup_u8((const uint8_t *)relowered, &again, IDN2_NFC_INPUT | IDN2_NO_TR46) !=
+            IDN2_OK) {
+        idn2_free(again);
+        rc = invalid(reason, "domain has no stable lower-case Unicode form");
+        goto fail;
+    }
+    idn2_free(again);
     memcpy(out, ulabel, n + 1);
     *out_len = n;
 fail:
@@ -802,24 +819,29 @@ static void pub28_punct(char *up, size_t n)
     for (size_t i = w; i < n; i++)
         up[i] = ' ';
     // Hyphens, word by word: kept (runs collapsed, none at the ends) in a
-    // word with a digit, spaces elsewhere.
-    for (size_t s = 0; s < w;) {
-        if (is_word_sep(up[s])) {
-            s++;
-            continue;
+    // word with a digit, spaces elsewhere.  Two passes, so that the digit
+    // rule is judged on the words the first pass leaves: "T-S--P4" splits
+    // into "T-S" and "P4", and "T-S" has no digit, so it is "T S P4" --
+    // which reads back as itself (the normalizers are idempotent).
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t s = 0; s < w;) {
+            if (is_word_sep(up[s])) {
+                s++;
+                continue;
+            }
+            size_t e = s;
+            bool digit = false;
+            while (e < w && !is_word_sep(up[e]))
+                digit |= is_digit((unsigned char)up[e++]);
+            for (size_t i = s; i < e; i++) {
+                if (up[i] != '-') continue;
+                bool inner = i > s && i + 1 < e && up[i - 1] != '-' && up[i - 1] != ' ' &&
+                             up[i + 1] != '-';
+                if (pass == 0 ? !inner : !digit) up[i] = ' ';
+            }
+            e = e > s ? e : s + 1;
+            s = e;
         }
-        size_t e = s;
-        bool digit = false;
-        while (e < w && !is_word_sep(up[e]))
-            digit |= is_digit((unsigned char)up[e++]);
-        for (size_t i = s; i < e; i++) {
-            if (up[i] != '-') continue;
-            bool inner =
-                i > s && i + 1 < e && up[i - 1] != '-' && up[i - 1] != ' ' && up[i + 1] != '-';
-            if (!digit || !inner) up[i] = ' ';
-        }
-        e = e > s ? e : s + 1;
-        s = e;
     }
 }
 

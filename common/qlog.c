@@ -1,5 +1,6 @@
 /* The query log (see qlog.h). */
 #include "qlog.h"
+#include "methods.h"
 #include "status.h"
 #include "wire.h"
 
@@ -34,6 +35,7 @@ struct idl_qlog {
     _Atomic uint64_t pending;
     _Atomic uint64_t logged;
     _Atomic unsigned shard_rr;
+    _Atomic bool dropping; /* entries were dropped since the last good flush */
     pthread_t thread;
     bool thread_started;
     pthread_mutex_t lock; /* guards the fields below */
@@ -52,7 +54,7 @@ static uint64_t realtime_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static int load_secret(const char *path, unsigned char *key, char err[256])
+static int load_secret(const char *path, unsigned char *key, char err[IDL_ERR_MAX])
 {
     int fd = open(path, O_RDONLY);
     if (fd >= 0) {
@@ -64,13 +66,13 @@ static int load_secret(const char *path, unsigned char *key, char err[256])
             sodium_hex2bin(key, crypto_shorthash_KEYBYTES, hex, 2 * crypto_shorthash_KEYBYTES, NULL,
                            &bin_len, NULL) != 0 ||
             bin_len != crypto_shorthash_KEYBYTES) {
-            snprintf(err, 256, "%s: not a fingerprint key (32 hex digits expected)", path);
+            snprintf(err, IDL_ERR_MAX, "%s: not a fingerprint key (32 hex digits expected)", path);
             return IDL_INVALID_ARGUMENT;
         }
         return IDL_OK;
     }
     if (errno != ENOENT) {
-        snprintf(err, 256, "%s: %s", path, strerror(errno));
+        snprintf(err, IDL_ERR_MAX, "%s: %s", path, strerror(errno));
         return IDL_INTERNAL;
     }
     crypto_shorthash_keygen(key);
@@ -79,7 +81,8 @@ static int load_secret(const char *path, unsigned char *key, char err[256])
     strcat(hex, "\n");
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0 || write(fd, hex, strlen(hex)) != (ssize_t)strlen(hex) || fsync(fd) != 0) {
-        snprintf(err, 256, "%s: cannot write the fingerprint key: %s", path, strerror(errno));
+        snprintf(err, IDL_ERR_MAX, "%s: cannot write the fingerprint key: %s", path,
+                 strerror(errno));
         if (fd >= 0) close(fd);
         return IDL_INTERNAL;
     }
@@ -122,7 +125,7 @@ int idl_qlog_decode(const char *k, size_t kl, const char *v, size_t vl, idl_qlog
     if (kl != 16) return IDL_DATA_LOSS;
     e->time_us = idl_be64_get((const uint8_t *)k);
     e->seq = idl_be64_get((const uint8_t *)k + 8);
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     if (idl_wire_check_limits(v, vl, (size_t)1 << 20, vl, msg) != IDL_OK)
         return IDL_DATA_LOSS; /* declared lengths are checked before msgpack-c allocates */
     msgpack_unpacked up;
@@ -269,9 +272,9 @@ static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len, 
          * persons, and each returned id gets a (pid, time, seq) -> customer
          * record in its own column family so the lookup is a prefix scan. */
         const msgpack_object *a = val->via.array.ptr;
-        if (val->via.array.size == 8 && idl_wire_str_eq(&a[2], IDL_QLOG_SEARCH_METHOD) &&
-            a[3].via.u64 == 0 && a[6].type == MSGPACK_OBJECT_ARRAY &&
-            a[0].type == MSGPACK_OBJECT_STR) {
+        if (val->via.array.size == 8 && a[2].type == MSGPACK_OBJECT_STR &&
+            idl_method_logged(a[2].via.str.ptr, a[2].via.str.size) && a[3].via.u64 == 0 &&
+            a[6].type == MSGPACK_OBJECT_ARRAY && a[0].type == MSGPACK_OBJECT_STR) {
             for (uint32_t i = 0; i < a[6].via.array.size; i++) {
                 uint8_t pk24[24];
                 idl_be64_put(pk24, a[6].via.array.ptr[i].via.u64);
@@ -284,25 +287,56 @@ static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len, 
     return n;
 }
 
+/* Entries kept in memory while the store refuses writes (a full disk); past
+ * this many bytes per shard, the oldest unwritten ones are dropped. */
+#define HELD_MAX ((size_t)64 << 20)
+
+/* Puts entries a failed commit took back into their shard, ahead of what
+ * arrived meanwhile (order does not matter: keys carry time and sequence). */
+static void give_back(idl_qlog *q, shard *sh, idl_buf *taken, uint32_t count)
+{
+    pthread_mutex_lock(&sh->lock);
+    if (taken->len + sh->buf.len > HELD_MAX) {
+        /* Keep the newest: the buffer's own entries. */
+        pthread_mutex_unlock(&sh->lock);
+        atomic_fetch_sub(&q->pending, count);
+        if (!atomic_exchange(&q->dropping, true))
+            fprintf(stderr, "idlookupd: the query log cannot be written and its buffer is "
+                            "full: entries are being lost\n");
+        return;
+    }
+    if (sh->buf.len) idl_buf_write(taken, sh->buf.data, sh->buf.len);
+    idl_buf_free(&sh->buf);
+    sh->buf = *taken;
+    *taken = (idl_buf){0};
+    sh->count += count;
+    pthread_mutex_unlock(&sh->lock);
+}
+
 static int flush_once(idl_qlog *q)
 {
     idl_store_batch *b = idl_store_batch_new(q->s);
     if (!b) return IDL_INTERNAL;
     uint64_t n = 0;
+    idl_buf taken[SHARDS];
+    uint32_t counts[SHARDS];
+    /* A failed commit writes no outbox record: its numbers are given back
+     * with its entries, so the numbers stay dense. */
+    uint64_t outbox_first = q->outbox_next;
     outbox_acc ob = {.b = b, .next = &q->outbox_next};
     bool outbox = atomic_load(&q->outbox);
     for (int i = 0; i < SHARDS; i++) {
         shard *sh = &q->shards[i];
-        idl_buf taken = {0};
+        taken[i] = (idl_buf){0};
         pthread_mutex_lock(&sh->lock);
+        counts[i] = sh->count;
         if (sh->count) {
-            taken = sh->buf;
+            taken[i] = sh->buf;
             sh->buf = (idl_buf){0};
             sh->count = 0;
         }
         pthread_mutex_unlock(&sh->lock);
-        if (taken.len) n += batch_entries(b, taken.data, taken.len, outbox ? &ob : NULL);
-        idl_buf_free(&taken);
+        if (taken[i].len) n += batch_entries(b, taken[i].data, taken[i].len, outbox ? &ob : NULL);
     }
     if (outbox) outbox_emit(&ob);
     idl_buf_free(&ob.body);
@@ -322,10 +356,30 @@ static int flush_once(idl_qlog *q)
         if (rc == IDL_OK) {
             atomic_store(&q->logged, total);
             atomic_fetch_sub(&q->pending, n);
+            atomic_store(&q->dropping, false);
         }
+    }
+    if (rc) q->outbox_next = outbox_first;
+    for (int i = 0; i < SHARDS; i++) {
+        /* Not written (the store refuses writes, e.g. on a full disk): kept
+         * for the next flush rather than lost. */
+        if (rc && taken[i].len) give_back(q, &q->shards[i], &taken[i], counts[i]);
+        idl_buf_free(&taken[i]);
     }
     idl_store_batch_free(b);
     return rc;
+}
+
+void idl_qlog_file_remote(idl_store_batch *b, const idl_qlog_entry *e, uint64_t tag)
+{
+    if (e->code != 0 || !idl_method_logged(e->method, strlen(e->method))) return;
+    for (uint32_t i = 0; i < e->n_pids; i++) {
+        uint8_t k[24];
+        idl_be64_put(k, e->pids[i]);
+        idl_be64_put(k + 8, e->time_us);
+        idl_be64_put(k + 16, e->seq ^ tag);
+        idl_store_batch_put(b, IDL_CF_LOGP, k, 24, e->customer, strlen(e->customer));
+    }
 }
 
 int idl_qlog_delete_before(idl_store *s, uint64_t cutoff_us, uint64_t *deleted)
@@ -354,6 +408,9 @@ int idl_qlog_delete_before(idl_store *s, uint64_t cutoff_us, uint64_t *deleted)
             idl_store_batch_delete(b, IDL_CF_LOGP, pk, 24);
         }
     }
+    /* A scan stopped by a damaged block would leave logp records of the
+     * unread entries behind, pointing at deleted ones: delete nothing. */
+    if ((rc = idl_store_iter_status(it))) goto out;
     uint8_t lo[16] = {0};
     idl_store_batch_delete_range(b, IDL_CF_LOG, lo, 16, hi, 16);
     rc = idl_store_batch_commit(s, b, false);
@@ -370,7 +427,11 @@ static void apply_retention(idl_qlog *q)
     if (!q->retention_days) return;
     uint64_t now = realtime_us(), span = (uint64_t)q->retention_days * 86400u * 1000000u;
     if (span >= now) return; /* a retention longer than the epoch keeps everything */
-    idl_qlog_delete_before(q->s, now - span, NULL);
+    int rc = idl_qlog_delete_before(q->s, now - span, NULL);
+    /* Retention is retried hourly; an operator must hear that it fails. */
+    if (rc)
+        fprintf(stderr, "idlookupd: query-log retention failed (%s); the log keeps old entries\n",
+                idl_status_name(rc));
 }
 
 static void *flusher(void *arg)
@@ -410,15 +471,15 @@ static void *flusher(void *arg)
 }
 
 int idl_qlog_open(idl_qlog **out, idl_store *s, const char *secret_path, unsigned flush_ms,
-                  unsigned retention_days, char err[256])
+                  unsigned retention_days, char err[IDL_ERR_MAX])
 {
     if (sodium_init() < 0) {
-        snprintf(err, 256, "libsodium failed to initialize");
+        snprintf(err, IDL_ERR_MAX, "libsodium failed to initialize");
         return IDL_INTERNAL;
     }
     idl_qlog *q = calloc(1, sizeof(*q));
     if (!q) {
-        snprintf(err, 256, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         return IDL_INTERNAL;
     }
     q->s = s;
@@ -439,7 +500,7 @@ int idl_qlog_open(idl_qlog **out, idl_store *s, const char *secret_path, unsigne
     }
     apply_retention(q);
     if (pthread_create(&q->thread, NULL, flusher, q) != 0) {
-        snprintf(err, 256, "cannot start the query-log flusher thread");
+        snprintf(err, IDL_ERR_MAX, "cannot start the query-log flusher thread");
         rc = IDL_INTERNAL;
         goto fail;
     }
@@ -500,4 +561,148 @@ void idl_qlog_close(idl_qlog *q)
     pthread_cond_destroy(&q->done);
     sodium_memzero(q->secret, sizeof q->secret);
     free(q);
+}
+
+/* ---- reading the log ---- */
+
+struct idl_qlog_scan {
+    idl_store_iter *it;
+    uint64_t undecodable;
+};
+
+int idl_qlog_scan_open(idl_store *s, uint64_t from_us, uint64_t to_us, idl_qlog_scan **out)
+{
+    idl_qlog_scan *sc = calloc(1, sizeof(*sc));
+    if (!sc) return IDL_INTERNAL;
+    /* 8-byte bounds select whole microseconds: a 16-byte key sorts after its
+     * own 8-byte prefix. */
+    uint8_t lo[8], hi[8];
+    idl_be64_put(lo, from_us);
+    idl_be64_put(hi, to_us);
+    int rc = idl_store_iter_open(s, IDL_CF_LOG, from_us ? lo : NULL, 8,
+                                 to_us != UINT64_MAX ? hi : NULL, 8, &sc->it);
+    if (rc) {
+        free(sc);
+        return rc;
+    }
+    *out = sc;
+    return IDL_OK;
+}
+
+int idl_qlog_scan_next(idl_qlog_scan *sc, idl_qlog_entry *e, bool *got)
+{
+    for (; idl_store_iter_valid(sc->it); idl_store_iter_next(sc->it)) {
+        size_t kl, vl;
+        const char *k = idl_store_iter_key(sc->it, &kl);
+        const char *v = idl_store_iter_value(sc->it, &vl);
+        if (idl_qlog_decode(k, kl, v, vl, e) != IDL_OK) {
+            sc->undecodable++;
+            continue;
+        }
+        idl_store_iter_next(sc->it);
+        *got = true;
+        return IDL_OK;
+    }
+    /* An iterator stopped by a damaged block looks like the end of the log:
+     * part of the log must not pass for the whole. */
+    int rc = idl_store_iter_status(sc->it);
+    if (rc) return rc;
+    *got = false;
+    return IDL_OK;
+}
+
+uint64_t idl_qlog_scan_undecodable(const idl_qlog_scan *sc)
+{
+    return sc->undecodable;
+}
+
+void idl_qlog_scan_close(idl_qlog_scan *sc)
+{
+    if (!sc) return;
+    idl_store_iter_close(sc->it);
+    free(sc);
+}
+
+static int cmp_recipient(const void *a, const void *b)
+{
+    return strcmp(((const idl_qlog_recipient *)a)->customer,
+                  ((const idl_qlog_recipient *)b)->customer);
+}
+
+/* Adds one logp record (customer, t) to the list; IDL_INTERNAL when out of
+ * memory. */
+static int recipient_add(idl_qlog_recipient **rs, size_t *nr, size_t *cap, const char *v, size_t vl,
+                         uint64_t t)
+{
+    char cust[IDL_QLOG_FIELD_MAX];
+    size_t cl = vl < sizeof cust - 1 ? vl : sizeof cust - 1;
+    memcpy(cust, v, cl);
+    cust[cl] = 0;
+    size_t j;
+    for (j = 0; j < *nr; j++)
+        if (strcmp((*rs)[j].customer, cust) == 0) break;
+    if (j == *nr) {
+        if (*nr == *cap) {
+            size_t ncap = *cap ? *cap * 2 : 8;
+            idl_qlog_recipient *nrs = realloc(*rs, ncap * sizeof(*nrs));
+            if (!nrs) return IDL_INTERNAL;
+            *rs = nrs;
+            *cap = ncap;
+        }
+        memcpy((*rs)[j].customer, cust, cl + 1);
+        (*rs)[j].count = 0;
+        (*rs)[j].first = t;
+        (*rs)[j].last = t;
+        (*nr)++;
+    }
+    idl_qlog_recipient *r = &(*rs)[j];
+    r->count++;
+    if (t < r->first) r->first = t;
+    if (t > r->last) r->last = t;
+    return IDL_OK;
+}
+
+int idl_qlog_recipients(idl_store *s, const uint64_t *pids, size_t n, uint64_t from_us,
+                        uint64_t to_us, idl_qlog_recipient **out, size_t *nout)
+{
+    idl_qlog_recipient *rs = NULL;
+    size_t nr = 0, cap = 0;
+    int rc = IDL_OK;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t lo[16], hi[16];
+        idl_be64_put(lo, pids[i]);
+        idl_be64_put(lo + 8, from_us);
+        idl_be64_put(hi, pids[i]);
+        idl_be64_put(hi + 8, to_us);
+        idl_store_iter *it;
+        if ((rc = idl_store_iter_open(s, IDL_CF_LOGP, lo, 16, hi, 16, &it))) goto fail;
+        for (; idl_store_iter_valid(it); idl_store_iter_next(it)) {
+            size_t kl, vl;
+            const char *k = idl_store_iter_key(it, &kl), *v = idl_store_iter_value(it, &vl);
+            if (kl != 24) continue;
+            uint64_t t = idl_be64_get((const uint8_t *)k + 8);
+            if ((rc = recipient_add(&rs, &nr, &cap, v, vl, t))) break;
+        }
+        /* A scan stopped by a damaged block would under-report who
+         * received the person: no answer rather than a short one. */
+        if (!rc) rc = idl_store_iter_status(it);
+        idl_store_iter_close(it);
+        if (rc) goto fail;
+    }
+    if (nr > 1) qsort(rs, nr, sizeof(*rs), cmp_recipient);
+    *out = rs;
+    *nout = nr;
+    return IDL_OK;
+fail:
+    free(rs);
+    return rc;
+}
+
+void idl_qlog_disclosure_mark(uint64_t pid, unsigned year, uint8_t out[IDL_QLOG_MARK_LEN])
+{
+    out[0] = 'd';
+    out[1] = ':';
+    idl_be64_put(out + 2, pid);
+    out[10] = (uint8_t)(year >> 8);
+    out[11] = (uint8_t)year;
 }

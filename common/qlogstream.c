@@ -162,14 +162,7 @@ typedef struct {
 static int file_one(void *ctx, const idl_qlog_entry *e)
 {
     remote_ctx *r = ctx;
-    if (strcmp(e->method, IDL_QLOG_SEARCH_METHOD) != 0 || e->code != 0) return 0;
-    for (uint32_t i = 0; i < e->n_pids; i++) {
-        uint8_t k[24];
-        idl_be64_put(k, e->pids[i]);
-        idl_be64_put(k + 8, e->time_us);
-        idl_be64_put(k + 16, e->seq ^ r->tag);
-        idl_store_batch_put(r->b, IDL_CF_LOGP, k, 24, e->customer, strlen(e->customer));
-    }
+    idl_qlog_file_remote(r->b, e, r->tag);
     return 0;
 }
 
@@ -191,7 +184,7 @@ static void *worker(void *arg)
     bool ensured = false;
     uint64_t last_pub = 0, last_progress = mono_ms(), last_info = 0;
     idl_qlog_entry *e = malloc(sizeof(*e));
-    char err[256];
+    char err[IDL_ERR_MAX];
     while (e && !atomic_load(&q->stopping)) {
         if (!idl_natsconn_connected(q->conn)) {
             sleep_ms(100);
@@ -273,15 +266,15 @@ static void *worker(void *arg)
 }
 
 int idl_qlogstream_open(idl_qlogstream **out, idl_store *s, const char *urls, const char *node,
-                        char err[256])
+                        char err[IDL_ERR_MAX])
 {
     if (!idl_natsconn_node_valid(node)) {
-        snprintf(err, 256, "--node: '%s' is not a node name ([a-z0-9-]{1,32})", node);
+        snprintf(err, IDL_ERR_MAX, "--node: '%s' is not a node name ([a-z0-9-]{1,32})", node);
         return IDL_INVALID_ARGUMENT;
     }
     idl_qlogstream *q = calloc(1, sizeof(*q));
     if (!q) {
-        snprintf(err, 256, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         return IDL_INTERNAL;
     }
     q->s = s;
@@ -298,7 +291,7 @@ int idl_qlogstream_open(idl_qlogstream **out, idl_store *s, const char *urls, co
     int rc = idl_natsconn_open(&q->conn, urls, name, false, err);
     if (rc) goto fail;
     if (pthread_create(&q->thread, NULL, worker, q) != 0) {
-        snprintf(err, 256, "cannot start the query-log stream thread");
+        snprintf(err, IDL_ERR_MAX, "cannot start the query-log stream thread");
         rc = IDL_INTERNAL;
         goto fail;
     }
@@ -331,7 +324,7 @@ static int read_one(void *ctx, const idl_qlog_entry *e)
     return r->fn(r->ctx, r->node, e);
 }
 
-int idl_qlogstream_read(const char *urls, idl_qlogstream_fn fn, void *ctx, char err[256])
+int idl_qlogstream_read(const char *urls, idl_qlogstream_fn fn, void *ctx, char err[IDL_ERR_MAX])
 {
     idl_natsconn *conn = NULL;
     natsSubscription *sub = NULL;
@@ -345,7 +338,7 @@ int idl_qlogstream_read(const char *urls, idl_qlogstream_fn fn, void *ctx, char 
     uint64_t last = 0;
     rc = idl_natsconn_last_seq(conn, IDL_NATS_QLOG_STREAM, &last);
     if (rc) {
-        snprintf(err, 256, "nats: stream %s cannot be read", IDL_NATS_QLOG_STREAM);
+        snprintf(err, IDL_ERR_MAX, "nats: stream %s cannot be read", IDL_NATS_QLOG_STREAM);
         goto out;
     }
     if (last == 0) goto out;
@@ -355,7 +348,7 @@ int idl_qlogstream_read(const char *urls, idl_qlogstream_fn fn, void *ctx, char 
     so.Config.DeliverPolicy = js_DeliverAll;
     if (js_SubscribeSync(&sub, idl_natsconn_js(conn), IDL_NATS_QLOG_PREFIX "*", NULL, &so, NULL) !=
         NATS_OK) {
-        snprintf(err, 256, "nats: cannot subscribe to %s", IDL_NATS_QLOG_STREAM);
+        snprintf(err, IDL_ERR_MAX, "nats: cannot subscribe to %s", IDL_NATS_QLOG_STREAM);
         rc = IDL_UNAVAILABLE;
         goto out;
     }
@@ -364,7 +357,8 @@ int idl_qlogstream_read(const char *urls, idl_qlogstream_fn fn, void *ctx, char 
         natsMsg *m = NULL;
         natsStatus s = natsSubscription_NextMsg(&m, sub, 10000);
         if (s != NATS_OK) {
-            snprintf(err, 256, "nats: reading %s: %s", IDL_NATS_QLOG_STREAM, natsStatus_GetText(s));
+            snprintf(err, IDL_ERR_MAX, "nats: reading %s: %s", IDL_NATS_QLOG_STREAM,
+                     natsStatus_GetText(s));
             rc = IDL_UNAVAILABLE;
             goto out;
         }

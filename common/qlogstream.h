@@ -33,7 +33,7 @@ typedef struct idl_qlogstream idl_qlogstream;
 /* Starts publishing node's outbox and applying the other nodes' entries.
  * NATS need not be reachable yet. */
 int idl_qlogstream_open(idl_qlogstream **out, idl_store *s, const char *urls, const char *node,
-                        char err[256]);
+                        char err[IDL_ERR_MAX]);
 /* Stops the thread (the outbox keeps what was not published); NULL fine. */
 void idl_qlogstream_close(idl_qlogstream *q);
 
@@ -45,6 +45,6 @@ uint64_t idl_qlogstream_outbox_count(idl_store *s);
  * non-zero return stops the read and is returned.  IDL_UNAVAILABLE when
  * NATS cannot be reached or the stream stops answering. */
 typedef int (*idl_qlogstream_fn)(void *ctx, const char *node, const idl_qlog_entry *e);
-int idl_qlogstream_read(const char *urls, idl_qlogstream_fn fn, void *ctx, char err[256]);
+int idl_qlogstream_read(const char *urls, idl_qlogstream_fn fn, void *ctx, char err[IDL_ERR_MAX]);
 
 #endif

@@ -269,7 +269,7 @@ enum {
 };
 
 int idl_record_parse(const msgpack_object *o, idl_record *r, idl_record_warn_fn warn, void *ctx,
-                     char reason[256])
+                     char err[IDL_ERR_MAX])
 {
     static const char *const names[F_N] = {"source_id", "first_name", "middle_name", "last_name",
                                            "dob",       "emails",     "phones",      "addresses",
@@ -279,7 +279,7 @@ int idl_record_parse(const msgpack_object *o, idl_record *r, idl_record_warn_fn 
     r->n_emails = r->n_phones = r->n_addrs = r->n_ips = 0;
     r->dropped = 0;
     if (o->type != MSGPACK_OBJECT_MAP) {
-        snprintf(reason, 256, "a record must be an object");
+        snprintf(err, IDL_ERR_MAX, "a record must be an object");
         return IDL_INVALID_ARGUMENT;
     }
     for (uint32_t i = 0; i < o->via.map.size; i++) {
@@ -306,7 +306,7 @@ int idl_record_parse(const msgpack_object *o, idl_record *r, idl_record_warn_fn 
         MSGPACK_OBJECT_ARRAY, MSGPACK_OBJECT_BOOLEAN};
     for (int j = 0; j < F_N; j++) {
         if (f[j] && f[j]->type != want[j]) {
-            snprintf(reason, 256, "field '%s' must be %s", names[j],
+            snprintf(err, IDL_ERR_MAX, "field '%s' must be %s", names[j],
                      want[j] == MSGPACK_OBJECT_STR     ? "a string"
                      : want[j] == MSGPACK_OBJECT_ARRAY ? "an array"
                                                        : "a boolean");
@@ -315,18 +315,19 @@ int idl_record_parse(const msgpack_object *o, idl_record *r, idl_record_warn_fn 
     }
     const char *why = NULL;
     if (!f[F_SOURCE] || copy_display(f[F_SOURCE], r->source_id, sizeof r->source_id)) {
-        snprintf(reason, 256, "field 'source_id' is required (a non-empty string up to %d bytes)",
+        snprintf(err, IDL_ERR_MAX,
+                 "field 'source_id' is required (a non-empty string up to %d bytes)",
                  IDL_REC_SOURCE_MAX - 1);
         return IDL_INVALID_ARGUMENT;
     }
     if (!f[F_FIRST] || copy_display(f[F_FIRST], r->first_name, sizeof r->first_name) ||
         idl_norm_name(r->first_name, strlen(r->first_name), r->norm_first, &why)) {
-        snprintf(reason, 256, "field 'first_name' is required (a non-empty name)");
+        snprintf(err, IDL_ERR_MAX, "field 'first_name' is required (a non-empty name)");
         return IDL_INVALID_ARGUMENT;
     }
     if (!f[F_LAST] || copy_display(f[F_LAST], r->last_name, sizeof r->last_name) ||
         idl_norm_name(r->last_name, strlen(r->last_name), r->norm_last, &why)) {
-        snprintf(reason, 256, "field 'last_name' is required (a non-empty name)");
+        snprintf(err, IDL_ERR_MAX, "field 'last_name' is required (a non-empty name)");
         return IDL_INVALID_ARGUMENT;
     }
     bool blank_middle = true;
@@ -335,20 +336,21 @@ int idl_record_parse(const msgpack_object *o, idl_record *r, idl_record_warn_fn 
     /* A blank middle name is no middle name. */
     if (!blank_middle && copy_display(f[F_MIDDLE], r->middle_name, sizeof r->middle_name)) {
         r->middle_name[0] = 0;
-        snprintf(reason, 256, "field 'middle_name' must be valid UTF-8 text of at most %zu bytes",
+        snprintf(err, IDL_ERR_MAX,
+                 "field 'middle_name' must be valid UTF-8 text of at most %zu bytes",
                  sizeof r->middle_name - 1);
         return IDL_INVALID_ARGUMENT;
     }
     if (f[F_DOB]) {
         if (idl_parse_date(f[F_DOB]->via.str.ptr, f[F_DOB]->via.str.size, &r->dob_y, &r->dob_m,
                            &r->dob_d)) {
-            snprintf(reason, 256, "field 'dob' must be a calendar date YYYY-MM-DD");
+            snprintf(err, IDL_ERR_MAX, "field 'dob' must be a calendar date YYYY-MM-DD");
             return IDL_INVALID_ARGUMENT;
         }
         int y, m, d;
         idl_today(&y, &m, &d);
         if (r->dob_y > y || (r->dob_y == y && (r->dob_m > m || (r->dob_m == m && r->dob_d > d)))) {
-            snprintf(reason, 256, "field 'dob' is in the future");
+            snprintf(err, IDL_ERR_MAX, "field 'dob' is in the future");
             return IDL_INVALID_ARGUMENT;
         }
     }

@@ -10,6 +10,7 @@
 #define IDL_RECORD_H
 
 #include "norm.h"
+#include "status.h"
 
 #include <msgpack.h>
 #include <stdbool.h>
@@ -49,10 +50,10 @@ typedef struct {
 typedef void (*idl_record_warn_fn)(void *ctx, const char *reason);
 
 /* Parses and normalizes one record from a msgpack map.  Returns 0, or
- * IDL_INVALID_ARGUMENT with reason (the record is not to be stored).  warn may
- * be NULL. */
+ * IDL_INVALID_ARGUMENT with err saying why (the record is not to be stored).
+ * warn may be NULL. */
 int idl_record_parse(const msgpack_object *o, idl_record *r, idl_record_warn_fn warn, void *ctx,
-                     char reason[256]);
+                     char err[IDL_ERR_MAX]);
 
 /* Whole years of age at the UTC date (y, m, d); -1 without a dob. */
 int idl_record_age(const idl_record *r, int y, int m, int d);

@@ -33,8 +33,9 @@ typedef enum {
 #undef IDL_STATUS_ENUM
 } idl_status;
 
-/* Number of wire codes (they are dense, 0..IDL_STATUS_COUNT-1). */
-#define IDL_STATUS_COUNT 17
+/* Number of wire codes (they are dense, 0..IDL_STATUS_COUNT-1): one per row. */
+#define IDL_STATUS_ONE(name, num) +1
+#define IDL_STATUS_COUNT (0 IDL_STATUS_LIST(IDL_STATUS_ONE))
 
 /* "INVALID_ARGUMENT" for 3; "UNKNOWN" for a number outside the table.  The
  * string is static. */
@@ -43,5 +44,11 @@ const char *idl_status_name(int code);
 /* Parses a name such as "NOT_FOUND"; returns 0 and writes *code, or
  * IDL_INVALID_ARGUMENT for a name not in the table. */
 int idl_status_parse(const char *name, int *code);
+
+/* Error text: every function in common/ that explains a failure takes
+ * `char err[IDL_ERR_MAX]` and writes one NUL-terminated line there (no
+ * newline) when it returns an error; on success err is left as it was.
+ * Callers own the buffer, so no error text is ever freed. */
+#define IDL_ERR_MAX 256
 
 #endif

@@ -1,6 +1,9 @@
 /* The RocksDB record store (see store.h for the layout and the locking). */
 #include "store.h"
+#include "hkey.h"
+#include "rocksx.h"
 #include "status.h"
+#include "u64set.h"
 #include "wire.h"
 
 #include <pthread.h>
@@ -9,10 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <time.h>
-#define XXH_INLINE_ALL /* streaming state on the stack, and inlined hot hashes */
-#include <xxhash.h>
 
 static const char *const cf_names[IDL_CF_COUNT] = {"default", "persons", "idx",
                                                    "supp",    "log",     "logp"};
@@ -33,108 +35,11 @@ static const char *const cf_names[IDL_CF_COUNT] = {"default", "persons", "idx",
 /* ---- the suppression mirror ----
  * Every read path asks "is this person / identifier suppressed?" several
  * times per person returned.  The answers live in the supp column family (the
- * durable truth); this insert-only hash set mirrors it in memory so the
- * question costs a few nanoseconds and no RocksDB read.  Readers never lock:
- * a full table is replaced by a bigger copy published with one atomic store,
- * and old tables are kept until close (they sum to less than the live one).
- * Writers hold the store's writer mutex. */
+ * durable truth); an idl_u64set (u64set.h) per kind mirrors it in memory so
+ * the question costs a few nanoseconds and no RocksDB read.  Writers hold the
+ * store's writer mutex. */
 
-typedef struct {
-    size_t cap; /* power of two */
-    _Atomic uint64_t slots[];
-} u64table;
-
-typedef struct {
-    _Atomic(u64table *) table;
-    size_t count;
-    u64table **retired;
-    size_t nretired;
-} u64set;
-
-static uint64_t set_mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x ? x : 1; /* 0 marks an empty slot */
-}
-
-static u64table *table_new(size_t cap)
-{
-    u64table *t = calloc(1, sizeof(*t) + cap * sizeof(uint64_t));
-    if (t) t->cap = cap;
-    return t;
-}
-
-static bool table_has(const u64table *t, uint64_t v)
-{
-    size_t mask = t->cap - 1;
-    for (size_t i = v & mask;; i = (i + 1) & mask) {
-        uint64_t x = atomic_load_explicit(&((u64table *)t)->slots[i], memory_order_acquire);
-        if (x == v) return true;
-        if (x == 0) return false;
-    }
-}
-
-static void table_put(u64table *t, uint64_t v)
-{
-    size_t mask = t->cap - 1;
-    for (size_t i = v & mask;; i = (i + 1) & mask) {
-        uint64_t x = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
-        if (x == v) return;
-        if (x == 0) {
-            atomic_store_explicit(&t->slots[i], v, memory_order_release);
-            return;
-        }
-    }
-}
-
-static bool u64set_has(u64set *s, uint64_t key)
-{
-    u64table *t = atomic_load_explicit(&s->table, memory_order_acquire);
-    return t && table_has(t, set_mix(key));
-}
-
-/* Writer mutex held (or single-threaded open). */
-static int u64set_add(u64set *s, uint64_t key)
-{
-    uint64_t v = set_mix(key);
-    u64table *t = atomic_load_explicit(&s->table, memory_order_relaxed);
-    if (t && table_has(t, v)) return IDL_OK;
-    if (!t || (s->count + 1) * 2 > t->cap) {
-        u64table *n = table_new(t ? t->cap * 2 : 1024);
-        u64table **r = t ? realloc(s->retired, (s->nretired + 1) * sizeof(*r)) : s->retired;
-        if (!n || (t && !r)) {
-            free(n);
-            if (r) s->retired = r;
-            return IDL_INTERNAL;
-        }
-        if (t) {
-            for (size_t i = 0; i < t->cap; i++) {
-                uint64_t x = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
-                if (x) table_put(n, x);
-            }
-            s->retired = r;
-            s->retired[s->nretired++] = t;
-        }
-        atomic_store_explicit(&s->table, n, memory_order_release);
-        t = n;
-    }
-    table_put(t, v);
-    s->count++;
-    return IDL_OK;
-}
-
-static void u64set_free(u64set *s)
-{
-    free(atomic_load(&s->table));
-    for (size_t i = 0; i < s->nretired; i++)
-        free(s->retired[i]);
-    free(s->retired);
-}
-
+/* An identifier key folded to the 64 bits the mirror holds. */
 static uint64_t hkey_u64(const uint8_t *b)
 {
     return idl_be64_get(b) ^ idl_be64_get(b + 8);
@@ -154,17 +59,39 @@ struct idl_store {
     bool secondary;
     bool bulk;
     _Atomic uint64_t persons_total, persons_suppressed, children_purged;
-    u64set supp_persons, supp_keys; /* in-memory mirror of the supp column family */
-    atomic_bool erase_pending;      /* a purge's physical erasure failed (erase_purged) */
-    bool renormalize;               /* a layout 2 store: migrate_renormalize at open */
+    idl_u64set supp_persons, supp_keys; /* in-memory mirror of the supp column family */
+    atomic_bool erase_pending;          /* a purge's physical erasure failed (erase_purged) */
+    bool renormalize;                   /* a layout 2 store: migrate_renormalize at open */
+    char *path;
+    uint64_t min_free;           /* the free-space floor, bytes (0: none) */
+    _Atomic bool write_failed;   /* a write failed: RocksDB must resume first */
+    _Atomic bool below_floor;    /* the last check found too little space */
+    pthread_mutex_t resume_lock; /* one resume attempt at a time */
+    uint64_t last_resume_us;     /* guarded by resume_lock */
+    unsigned resume_failures;    /* guarded by resume_lock */
 };
 
 static int erase_purged(idl_store *s, const uint64_t *pids, size_t n);
+
+/* Write admission (below, with the writes). */
+static int write_admit(idl_store *s);
+static int note_write_failure(idl_store *s, char *rerr);
 
 struct idl_store_batch {
     idl_store *s;
     rocksdb_writebatch_t *wb;
 };
+
+/* RocksDB's error text becomes our status here, once: a checksum mismatch
+ * or a malformed block is DATA_LOSS, anything else (I/O errors, a full disk,
+ * a store stopped by a background error) is UNAVAILABLE.  Frees rerr. */
+static int rocks_status(char *rerr)
+{
+    if (!rerr) return IDL_OK;
+    int rc = strncmp(rerr, "Corruption", 10) == 0 ? IDL_DATA_LOSS : IDL_UNAVAILABLE;
+    free(rerr);
+    return rc;
+}
 
 struct idl_store_iter {
     rocksdb_iterator_t *it;
@@ -172,155 +99,14 @@ struct idl_store_iter {
     char *hi;
 };
 
-void idl_be64_put(uint8_t *p, uint64_t v)
+/* The iterator's error, as a status, with RocksDB's text in err (when
+ * given) for the one line a caller prints. */
+static int iter_error(idl_store_iter *it, char err[IDL_ERR_MAX])
 {
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-uint64_t idl_be64_get(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-/* ---- keys ---- */
-
-static void hkey_parts(idl_hkey *k, const char *const *parts, size_t n)
-{
-    /* Parts are joined with ':' after the kind and '|' between values, as
-     * one streamed hash so no buffer has to hold the whole key. */
-    XXH3_state_t st;
-    XXH3_128bits_reset(&st);
-    for (size_t i = 0; i < n; i++) {
-        if (i == 1)
-            XXH3_128bits_update(&st, ":", 1);
-        else if (i > 1)
-            XXH3_128bits_update(&st, "|", 1);
-        XXH3_128bits_update(&st, parts[i], strlen(parts[i]));
-    }
-    XXH128_hash_t h = XXH3_128bits_digest(&st);
-    XXH128_canonical_t c;
-    XXH128_canonicalFromHash(&c, h);
-    memcpy(k->b, c.digest, 16);
-}
-
-void idl_hkey_make(idl_hkey *k, const char *kind, const char *norm)
-{
-    const char *p[2] = {kind, norm};
-    hkey_parts(k, p, 2);
-}
-
-void idl_hkey_addr(idl_hkey *k, const char *street, const char *zip)
-{
-    const char *p[3] = {"addr", street, zip};
-    hkey_parts(k, p, 3);
-}
-
-void idl_hkey_addrcs(idl_hkey *k, const char *street, const char *city, const char *state)
-{
-    const char *p[4] = {"addrcs", street, city, state};
-    hkey_parts(k, p, 4);
-}
-
-void idl_hkey_name(idl_hkey *k, const char *norm_last, const char *first_group)
-{
-    const char *p[3] = {"name", norm_last, first_group};
-    hkey_parts(k, p, 3);
-}
-
-void idl_hkey_pair(idl_hkey *k, const char *kind, const char *a, const char *b)
-{
-    const char *p[3] = {kind, a, b};
-    hkey_parts(k, p, 3);
-}
-
-void idl_initial(const char *s, char out[8])
-{
-    size_t n = 1;
-    unsigned char c = (unsigned char)s[0];
-    if (c >= 0xf0)
-        n = 4;
-    else if (c >= 0xe0)
-        n = 3;
-    else if (c >= 0xc0)
-        n = 2;
-    size_t i = 0;
-    for (; i < n && s[i]; i++)
-        out[i] = s[i];
-    out[i] = 0;
-}
-
-uint64_t idl_person_id(const char *source_id)
-{
-    return XXH3_64bits(source_id, strlen(source_id));
-}
-
-void idl_person_id_format(uint64_t pid, char out[19])
-{
-    snprintf(out, 19, "p_%016llx", (unsigned long long)pid);
-}
-
-int idl_person_id_parse(const char *s, size_t len, uint64_t *pid)
-{
-    if (len != 18 || s[0] != 'p' || s[1] != '_') return IDL_INVALID_ARGUMENT;
-    uint64_t v = 0;
-    for (size_t i = 2; i < 18; i++) {
-        char c = s[i];
-        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-        if (d < 0) return IDL_INVALID_ARGUMENT;
-        v = (v << 4) | (uint64_t)d;
-    }
-    *pid = v;
-    return IDL_OK;
-}
-
-size_t idl_record_keys(const idl_record *r, idl_hkey *keys, size_t max, bool names)
-{
-    size_t n = 0;
-#define ADD(expr)                                                                                  \
-    do {                                                                                           \
-        if (n < max) {                                                                             \
-            expr;                                                                                  \
-            n++;                                                                                   \
-        }                                                                                          \
-    } while (0)
-    for (int i = 0; i < r->n_emails; i++)
-        ADD(idl_hkey_make(&keys[n], "email", r->emails[i]));
-    for (int i = 0; i < r->n_phones; i++)
-        ADD(idl_hkey_make(&keys[n], "phone", r->phones[i].number));
-    for (int i = 0; i < r->n_ips; i++)
-        ADD(idl_hkey_make(&keys[n], "ip", r->ips[i]));
-    for (int i = 0; i < r->n_addrs; i++) {
-        const idl_address *a = &r->addrs[i];
-        if (a->zip[0]) ADD(idl_hkey_addr(&keys[n], a->street, a->zip));
-        if (a->city[0] && a->state[0]) ADD(idl_hkey_addrcs(&keys[n], a->street, a->city, a->state));
-    }
-    if (names) {
-        const char *groups[16];
-        size_t ng = idl_nick_groups(r->norm_first, groups, 16);
-        char fi[8], li[8];
-        idl_initial(r->norm_first, fi);
-        idl_initial(r->norm_last, li);
-        for (size_t g = 0; g < ng; g++) {
-            ADD(idl_hkey_name(&keys[n], r->norm_last, groups[g]));
-            /* Verify tolerates one typo in the last name: the first name
-             * (or its nickname group) and the last initial find it. */
-            ADD(idl_hkey_pair(&keys[n], "fgl", groups[g], li));
-        }
-        /* ... and one typo in the first name: the last name and the first
-         * initial find it. */
-        ADD(idl_hkey_pair(&keys[n], "lnf", r->norm_last, fi));
-        if (r->dob_y) {
-            char dob[16];
-            snprintf(dob, sizeof dob, "%04d-%02d-%02d", r->dob_y, r->dob_m, r->dob_d);
-            ADD(idl_hkey_pair(&keys[n], "dob", dob, ""));
-        }
-    }
-#undef ADD
-    return n;
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it->it, &rerr);
+    if (rerr && err) snprintf(err, IDL_ERR_MAX, "%s", rerr);
+    return rocks_status(rerr);
 }
 
 /* ---- the index's merge operator ----
@@ -446,14 +232,19 @@ static const char *idx_merge_name(void *state)
 
 /* A store written with another layout would answer every lookup with
  * nobody: refuse it, and stamp a new empty store with this layout. */
-static int check_format(idl_store *s, const char *path, char err[256])
+static int check_format(idl_store *s, const char *path, char err[IDL_ERR_MAX])
 {
     char *v = NULL;
     size_t vl = 0;
     uint64_t have = 0;
-    if (idl_store_raw_get(s, IDL_CF_META, META_FORMAT, strlen(META_FORMAT), &v, &vl) == IDL_OK) {
+    int g = idl_store_raw_get(s, IDL_CF_META, META_FORMAT, strlen(META_FORMAT), &v, &vl);
+    if (g == IDL_OK) {
         have = vl == 8 ? idl_be64_get((const uint8_t *)v) : UINT64_MAX;
         free(v);
+    } else if (g != IDL_NOT_FOUND) {
+        snprintf(err, IDL_ERR_MAX, "cannot read the layout version of %s: %s", path,
+                 idl_status_name(g));
+        return g;
     }
     if (have == STORE_FORMAT) return IDL_OK;
     if (have == STORE_FORMAT_RENORMALIZE) {
@@ -461,7 +252,7 @@ static int check_format(idl_store *s, const char *path, char err[256])
             s->renormalize = true; /* once the suppression mirror is loaded */
             return IDL_OK;
         }
-        snprintf(err, 256,
+        snprintf(err, IDL_ERR_MAX,
                  "store %s has layout %d: start the daemon (or an ingest) on it once to bring it "
                  "to layout %d",
                  path, STORE_FORMAT_RENORMALIZE, STORE_FORMAT);
@@ -471,7 +262,13 @@ static int check_format(idl_store *s, const char *path, char err[256])
         idl_store_iter *it;
         if (idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
         bool empty = !idl_store_iter_valid(it);
+        char why[IDL_ERR_MAX] = "";
+        int ir = iter_error(it, why);
         idl_store_iter_close(it);
+        if (ir) {
+            snprintf(err, IDL_ERR_MAX, "cannot read the persons of %s: %.159s", path, why);
+            return ir;
+        }
         if (empty && !s->secondary) {
             uint8_t b[8];
             idl_be64_put(b, STORE_FORMAT);
@@ -479,13 +276,13 @@ static int check_format(idl_store *s, const char *path, char err[256])
             rocksdb_put_cf(s->db, s->wopts, s->cf[IDL_CF_META], META_FORMAT, strlen(META_FORMAT),
                            (const char *)b, 8, &rerr);
             if (!rerr) return IDL_OK;
-            snprintf(err, 256, "cannot write to store %s: %s", path, rerr);
+            snprintf(err, IDL_ERR_MAX, "cannot write to store %s: %s", path, rerr);
             free(rerr);
             return IDL_UNAVAILABLE;
         }
         if (empty) return IDL_OK;
     }
-    snprintf(err, 256,
+    snprintf(err, IDL_ERR_MAX,
              "store %s has layout %llu, this build reads layout %d: ingest the data again into "
              "a new directory",
              path, have == UINT64_MAX ? 0ull : (unsigned long long)(have ? have : 1), STORE_FORMAT);
@@ -557,18 +354,21 @@ static rocksdb_options_t *cf_options(idl_store *s, idl_cf cf, bool bulk)
     return o;
 }
 
-static void load_counters(idl_store *s)
+/* Returns 0, or the read error (an absent counter is zero). */
+static int load_counters(idl_store *s)
 {
     const char *names[3] = {CTR_PERSONS, CTR_SUPPRESSED, CTR_PURGED};
     _Atomic uint64_t *dst[3] = {&s->persons_total, &s->persons_suppressed, &s->children_purged};
     for (int i = 0; i < 3; i++) {
         char *v = NULL;
         size_t vl = 0;
-        if (idl_store_raw_get(s, IDL_CF_META, names[i], strlen(names[i]), &v, &vl) == IDL_OK) {
-            if (vl == 8) atomic_store(dst[i], idl_be64_get((const uint8_t *)v));
-            free(v);
-        }
+        int rc = idl_store_raw_get(s, IDL_CF_META, names[i], strlen(names[i]), &v, &vl);
+        if (rc == IDL_NOT_FOUND) continue;
+        if (rc) return rc;
+        if (vl == 8) atomic_store(dst[i], idl_be64_get((const uint8_t *)v));
+        free(v);
     }
+    return IDL_OK;
 }
 
 /* Layout 2 -> 3: every stored person whose emails or addresses normalize
@@ -579,7 +379,7 @@ static void load_counters(idl_store *s)
  * those keep hiding the old form and cannot be carried over (README).  A
  * crash midway leaves layout 2, and the next open runs it again; records
  * already moved do not change again (the normalizers are idempotent). */
-static int migrate_renormalize(idl_store *s, char err[256])
+static int migrate_renormalize(idl_store *s, char err[IDL_ERR_MAX])
 {
     enum { CHUNK = 256 };
     idl_record *recs = malloc(CHUNK * sizeof(*recs));
@@ -587,7 +387,7 @@ static int migrate_renormalize(idl_store *s, char err[256])
     int rc = IDL_INTERNAL;
     size_t n = 0;
     if (!recs || idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it)) {
-        snprintf(err, 256, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         goto fail;
     }
     rc = IDL_OK;
@@ -597,6 +397,9 @@ static int migrate_renormalize(idl_store *s, char err[256])
         bool changed = false;
         if (idl_record_unpack(v, vl, &recs[n]) != IDL_OK) continue; /* left as it is */
         idl_record_renormalize(&recs[n], &changed);
+        /* Layout 3 also drops a suppressed person's name entries
+         * (unindex_names); upserting it again does that. */
+        changed |= idl_store_person_suppressed(s, idl_person_id(recs[n].source_id));
         if (changed && ++n == CHUNK) {
             rc = idl_store_upsert(s, recs, n, NULL, false);
             n = 0;
@@ -605,8 +408,8 @@ static int migrate_renormalize(idl_store *s, char err[256])
     char *rerr = NULL;
     if (rc == IDL_OK) rocksdb_iter_get_error(it->it, &rerr);
     if (rerr) {
-        snprintf(err, 256, "cannot read the persons to bring them to layout %d: %s", STORE_FORMAT,
-                 rerr);
+        snprintf(err, IDL_ERR_MAX, "cannot read the persons to bring them to layout %d: %s",
+                 STORE_FORMAT, rerr);
         free(rerr);
         rc = IDL_DATA_LOSS;
         goto fail;
@@ -623,42 +426,61 @@ static int migrate_renormalize(idl_store *s, char err[256])
         }
     }
     if (rc != IDL_OK && !err[0])
-        snprintf(err, 256, "cannot bring the store to layout %d: the write failed", STORE_FORMAT);
+        snprintf(err, IDL_ERR_MAX, "cannot bring the store to layout %d: the write failed",
+                 STORE_FORMAT);
 fail:
     idl_store_iter_close(it);
     free(recs);
     return rc;
 }
 
-/* Fills the in-memory mirror from the supp column family. */
-static int load_suppression(idl_store *s)
+/* Fills the in-memory mirror from the supp column family.  The whole family
+ * must be read: an iterator that stops at a damaged block looks exactly like
+ * the end of the list, and serving with part of the list would find
+ * opted-out persons again.  err gets RocksDB's text on a read error. */
+static int load_suppression(idl_store *s, char err[IDL_ERR_MAX])
 {
     idl_store_iter *it;
-    if (idl_store_iter_open(s, IDL_CF_SUPP, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
+    if (idl_store_iter_open(s, IDL_CF_SUPP, NULL, 0, NULL, 0, &it)) {
+        snprintf(err, IDL_ERR_MAX, "out of memory");
+        return IDL_INTERNAL;
+    }
     int rc = IDL_OK;
     for (; idl_store_iter_valid(it) && rc == IDL_OK; idl_store_iter_next(it)) {
         size_t kl;
         const uint8_t *k = (const uint8_t *)idl_store_iter_key(it, &kl);
         if (kl == 9 && k[0] == 'p')
-            rc = u64set_add(&s->supp_persons, idl_be64_get(k + 1));
+            rc = idl_u64set_add(&s->supp_persons, idl_be64_get(k + 1));
         else if (kl == 17 && k[0] == 'k')
-            rc = u64set_add(&s->supp_keys, hkey_u64(k + 1));
+            rc = idl_u64set_add(&s->supp_keys, hkey_u64(k + 1));
     }
+    if (rc)
+        snprintf(err, IDL_ERR_MAX, "out of memory");
+    else
+        rc = iter_error(it, err);
     idl_store_iter_close(it);
     return rc;
 }
 
-int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts, char err[256])
+int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts,
+                   char err[IDL_ERR_MAX])
 {
     idl_store_opts def = {0};
     if (!opts) opts = &def;
     idl_store *s = calloc(1, sizeof(*s));
     if (!s) {
-        snprintf(err, 256, "out of memory");
+        snprintf(err, IDL_ERR_MAX, "out of memory");
         return IDL_INTERNAL;
     }
     pthread_mutex_init(&s->wlock, NULL);
+    pthread_mutex_init(&s->resume_lock, NULL);
     int rc = IDL_INTERNAL;
+    s->path = strdup(path);
+    s->min_free = opts->secondary ? 0 : opts->min_free_bytes;
+    if (!s->path) {
+        snprintf(err, IDL_ERR_MAX, "out of memory");
+        goto fail;
+    }
     char *rerr = NULL;
     s->bulk = opts->bulk && !opts->secondary;
     s->cache = rocksdb_cache_create_lru((opts->cache_mb ? opts->cache_mb : 256) << 20);
@@ -668,6 +490,13 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     rocksdb_options_increase_parallelism(s->dbopts, 2);
     rocksdb_options_set_max_background_jobs(s->dbopts, 2);
     rocksdb_options_set_info_log_level(s->dbopts, 2 /* WARN */);
+    /* A damaged file found by a flush or compaction stops writes instead of
+     * being compacted into the rest (the default, stated). */
+    rocksdb_options_set_paranoid_checks(s->dbopts, 1);
+    if (opts->info_log && strcmp(opts->info_log, "-") == 0)
+        idl_rocksx_log_to_stderr(s->dbopts);
+    else if (opts->info_log)
+        rocksdb_options_set_db_log_dir(s->dbopts, opts->info_log);
     /* Hashed memtables (idx, persons) take one writer at a time. */
     rocksdb_options_set_allow_concurrent_memtable_write(s->dbopts, 0);
     rocksdb_options_set_keep_log_file_num(s->dbopts, 3);
@@ -696,20 +525,31 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     if (!s->db) {
         if (rerr && (strstr(rerr, "lock") || strstr(rerr, "Resource temporarily unavailable")))
             rc = IDL_UNAVAILABLE;
-        snprintf(err, 256, "cannot open store %s: %s%s", path, rerr ? rerr : "unknown error",
+        snprintf(err, IDL_ERR_MAX, "cannot open store %s: %s%s", path,
+                 rerr ? rerr : "unknown error",
                  rc == IDL_UNAVAILABLE ? " (is a daemon or another ingest using it?)" : "");
         free(rerr);
         goto fail;
     }
     s->ropts = rocksdb_readoptions_create();
+    /* RocksDB's default, stated: a damaged block is an error, never data. */
+    rocksdb_readoptions_set_verify_checksums(s->ropts, 1);
     s->wopts = rocksdb_writeoptions_create();
     s->wopts_sync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->wopts_sync, 1);
     if ((rc = check_format(s, path, err))) goto fail;
     rc = IDL_INTERNAL;
-    load_counters(s);
-    if (load_suppression(s)) {
-        snprintf(err, 256, "cannot read the suppression list of %s", path);
+    if ((rc = load_counters(s))) {
+        snprintf(err, IDL_ERR_MAX, "cannot read the counters of %s: %s", path, idl_status_name(rc));
+        goto fail;
+    }
+    /* RocksDB's text is cut at 159 bytes so the path still fits the line. */
+    char why[IDL_ERR_MAX] = "";
+    if ((rc = load_suppression(s, why))) {
+        snprintf(
+            err, IDL_ERR_MAX,
+            "cannot read the suppression list of %s whole, refusing to serve without it: %.159s",
+            path, why);
         goto fail;
     }
     if (s->renormalize) {
@@ -756,9 +596,11 @@ void idl_store_close(idl_store *s)
     if (s->wopts_sync) rocksdb_writeoptions_destroy(s->wopts_sync);
     if (s->cache) rocksdb_cache_destroy(s->cache);
     if (s->env) rocksdb_env_destroy(s->env);
-    u64set_free(&s->supp_persons);
-    u64set_free(&s->supp_keys);
+    idl_u64set_free(&s->supp_persons);
+    idl_u64set_free(&s->supp_keys);
     pthread_mutex_destroy(&s->wlock);
+    pthread_mutex_destroy(&s->resume_lock);
+    free(s->path);
     free(s);
 }
 
@@ -772,7 +614,8 @@ int idl_store_catch_up(idl_store *s)
     }
     /* The mirror is insert-only, like the list: reading it again adds what
      * the primary suppressed since. */
-    return load_suppression(s) ? IDL_INTERNAL : IDL_OK;
+    char why[IDL_ERR_MAX];
+    return load_suppression(s, why);
 }
 
 int idl_store_compact(idl_store *s)
@@ -793,24 +636,22 @@ int idl_store_raw_get(idl_store *s, idl_cf cf, const void *k, size_t kl, char **
     char *rerr = NULL;
     size_t n = 0;
     char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[cf], k, kl, &n, &rerr);
-    if (rerr) {
-        free(rerr);
-        return IDL_UNAVAILABLE;
-    }
+    if (rerr) return rocks_status(rerr);
     if (!v) return IDL_NOT_FOUND;
     *val = v;
     *vl = n;
     return IDL_OK;
 }
 
-static bool exists(idl_store *s, idl_cf cf, const void *k, size_t kl)
+/* Whether k is stored; a read error is returned, never taken for "no". */
+static int exists(idl_store *s, idl_cf cf, const void *k, size_t kl, bool *yes)
 {
     char *rerr = NULL;
     rocksdb_pinnableslice_t *p = rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[cf], k, kl, &rerr);
-    free(rerr);
-    if (!p) return false;
-    rocksdb_pinnableslice_destroy(p);
-    return true;
+    if (rerr) return rocks_status(rerr);
+    *yes = p != NULL;
+    if (p) rocksdb_pinnableslice_destroy(p);
+    return IDL_OK;
 }
 
 idl_store_batch *idl_store_batch_new(idl_store *s)
@@ -847,12 +688,11 @@ void idl_store_batch_delete_range(idl_store_batch *b, idl_cf cf, const void *lo,
 
 int idl_store_batch_commit(idl_store *s, idl_store_batch *b, bool sync)
 {
+    int adm = write_admit(s);
+    if (adm) return adm;
     char *rerr = NULL;
     rocksdb_write(s->db, sync ? s->wopts_sync : s->wopts, b->wb, &rerr);
-    if (rerr) {
-        free(rerr);
-        return IDL_UNAVAILABLE;
-    }
+    if (rerr) return note_write_failure(s, rerr);
     rocksdb_writebatch_clear(b->wb);
     return IDL_OK;
 }
@@ -870,6 +710,7 @@ int idl_store_iter_open(idl_store *s, idl_cf cf, const void *lo, size_t lol, con
     idl_store_iter *it = calloc(1, sizeof(*it));
     if (!it) return IDL_INTERNAL;
     it->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_verify_checksums(it->ro, 1);
     /* Full-order scans over families whose memtables are hashed on a prefix
      * (idx, persons) need this, or they miss unflushed entries. */
     rocksdb_readoptions_set_total_order_seek(it->ro, 1);
@@ -890,6 +731,11 @@ int idl_store_iter_open(idl_store *s, idl_cf cf, const void *lo, size_t lol, con
         rocksdb_iter_seek_to_first(it->it);
     *out = it;
     return IDL_OK;
+}
+
+int idl_store_iter_status(idl_store_iter *it)
+{
+    return iter_error(it, NULL);
 }
 
 bool idl_store_iter_valid(idl_store_iter *it)
@@ -923,19 +769,31 @@ void idl_store_iter_close(idl_store_iter *it)
 
 /* ---- reads ---- */
 
-int idl_store_probe(idl_store *s, const idl_hkey *k, uint64_t *pids, size_t max, size_t *n,
-                    bool *more)
+/* The pid list filed under k: *p is NULL when nothing is (the caller
+ * destroys a non-NULL *p after reading *v, *total entries). */
+static int pidlist_get(idl_store *s, const idl_hkey *k, rocksdb_pinnableslice_t **p,
+                       const uint8_t **v, size_t *total)
 {
     char *rerr = NULL;
-    rocksdb_pinnableslice_t *p = rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[IDL_CF_IDX],
-                                                       (const char *)k->b, sizeof k->b, &rerr);
+    *p = rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[IDL_CF_IDX], (const char *)k->b, sizeof k->b,
+                               &rerr);
     if (rerr) {
         free(rerr);
         return IDL_UNAVAILABLE;
     }
-    size_t count = 0, vl = 0;
-    const uint8_t *v = p ? (const uint8_t *)rocksdb_pinnableslice_value(p, &vl) : NULL;
-    size_t total = vl / 8;
+    size_t vl = 0;
+    *v = *p ? (const uint8_t *)rocksdb_pinnableslice_value(*p, &vl) : NULL;
+    *total = vl / 8;
+    return IDL_OK;
+}
+
+int idl_store_probe(idl_store *s, const idl_hkey *k, uint64_t *pids, size_t max, size_t *n,
+                    bool *more)
+{
+    rocksdb_pinnableslice_t *p;
+    const uint8_t *v;
+    size_t total, count = 0;
+    if (pidlist_get(s, k, &p, &v, &total)) return IDL_UNAVAILABLE;
     for (; count < total && count < max; count++)
         pids[count] = idl_be64_get(v + 8 * count);
     if (p) rocksdb_pinnableslice_destroy(p);
@@ -946,16 +804,10 @@ int idl_store_probe(idl_store *s, const idl_hkey *k, uint64_t *pids, size_t max,
 
 int idl_store_probe_all(idl_store *s, const idl_hkey *k, uint64_t **pids, size_t *n)
 {
-    char *rerr = NULL;
-    rocksdb_pinnableslice_t *p = rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[IDL_CF_IDX],
-                                                       (const char *)k->b, sizeof k->b, &rerr);
-    if (rerr) {
-        free(rerr);
-        return IDL_UNAVAILABLE;
-    }
-    size_t vl = 0;
-    const uint8_t *v = p ? (const uint8_t *)rocksdb_pinnableslice_value(p, &vl) : NULL;
-    size_t total = vl / 8;
+    rocksdb_pinnableslice_t *p;
+    const uint8_t *v;
+    size_t total;
+    if (pidlist_get(s, k, &p, &v, &total)) return IDL_UNAVAILABLE;
     uint64_t *out = malloc((total ? total : 1) * sizeof(*out));
     if (!out) {
         if (p) rocksdb_pinnableslice_destroy(p);
@@ -1015,12 +867,86 @@ static void supp_kkey(uint8_t k[17], const idl_hkey *h)
 
 bool idl_store_key_suppressed(idl_store *s, const idl_hkey *h)
 {
-    return u64set_has(&s->supp_keys, hkey_u64(h->b));
+    return idl_u64set_has(&s->supp_keys, hkey_u64(h->b));
 }
 
 bool idl_store_person_suppressed(idl_store *s, uint64_t pid)
 {
-    return u64set_has(&s->supp_persons, pid);
+    return idl_u64set_has(&s->supp_persons, pid);
+}
+
+/* ---- write admission ----
+ * RocksDB on a full disk fails a WAL write and then refuses every write
+ * until resumed; on Debian it may also abort on a later append to a file
+ * that failed once.  So writes are refused before the disk is full (the
+ * floor), and after any failed write RocksDB is asked to resume. */
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static bool space_ok(idl_store *s)
+{
+    if (!s->min_free) return true;
+    struct statvfs v;
+    bool ok = statvfs(s->path, &v) == 0 && (uint64_t)v.f_bavail * v.f_frsize >= s->min_free;
+    bool was_below = atomic_exchange(&s->below_floor, !ok);
+    /* One line per change, not one per refused write. */
+    if (ok == was_below)
+        fprintf(stderr, "idlookup: store %s: %s\n", s->path,
+                ok ? "free space is back above the floor: writes are taken again"
+                   : "free space is below the floor: writes are refused");
+    return ok;
+}
+
+/* After a failed write: asks RocksDB to resume, at most once a second. */
+static int try_resume(idl_store *s)
+{
+    int rc = IDL_UNAVAILABLE;
+    pthread_mutex_lock(&s->resume_lock);
+    if (!atomic_load(&s->write_failed)) {
+        rc = IDL_OK; /* another thread resumed it */
+    } else if (mono_us() - s->last_resume_us >= 1000000u) {
+        s->last_resume_us = mono_us();
+        char why[IDL_ERR_MAX] = "";
+        rc = idl_rocksx_resume(s->db, why);
+        if (rc == IDL_OK) {
+            atomic_store(&s->write_failed, false);
+            s->resume_failures = 0;
+            fprintf(stderr, "idlookup: store %s: writes resumed\n", s->path);
+        } else if (s->resume_failures++ % 60 == 0) {
+            fprintf(stderr, "idlookup: store %s: cannot resume writes yet: %s\n", s->path, why);
+        }
+    }
+    pthread_mutex_unlock(&s->resume_lock);
+    return rc;
+}
+
+/* 0 when a write may go to RocksDB now, else IDL_UNAVAILABLE. */
+static int write_admit(idl_store *s)
+{
+    if (s->secondary) return IDL_FAILED_PRECONDITION;
+    if (!space_ok(s)) return IDL_UNAVAILABLE;
+    return atomic_load(&s->write_failed) ? try_resume(s) : IDL_OK;
+}
+
+/* A failed write: RocksDB now refuses writes until resumed. */
+static int note_write_failure(idl_store *s, char *rerr)
+{
+    if (!atomic_exchange(&s->write_failed, true))
+        fprintf(stderr,
+                "idlookup: store %s: a write failed, writes are refused until it resumes: %s\n",
+                s->path, rerr);
+    free(rerr);
+    return IDL_UNAVAILABLE;
+}
+
+bool idl_store_writable(idl_store *s)
+{
+    return write_admit(s) == IDL_OK;
 }
 
 /* ---- sorted batches ----
@@ -1107,6 +1033,12 @@ static int cmp_sop(const void *a, const void *b)
 static int sb_commit(idl_store *s, sbatch *b, bool sync)
 {
     if (b->failed || b->vals.failed) return IDL_INTERNAL;
+    int adm = write_admit(s);
+    if (adm) {
+        b->n = 0;
+        idl_buf_reset(&b->vals);
+        return adm;
+    }
     qsort(b->ops, b->n, sizeof(*b->ops), cmp_sop);
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     for (size_t i = 0; i < b->n; i++) {
@@ -1125,10 +1057,7 @@ static int sb_commit(idl_store *s, sbatch *b, bool sync)
     rocksdb_writebatch_destroy(wb);
     b->n = 0;
     idl_buf_reset(&b->vals);
-    if (rerr) {
-        free(rerr);
-        return IDL_UNAVAILABLE;
-    }
+    if (rerr) return note_write_failure(s, rerr);
     return IDL_OK;
 }
 
@@ -1168,19 +1097,22 @@ static void put_counters(idl_store *s, sbatch *b, uint64_t total, uint64_t supp,
     sb_counter(b, CTR_PURGED, purged);
 }
 
-static void index_delete(sbatch *b, const idl_record *r, uint64_t pid)
+/* names: the person is filed under its name keys too (it is not
+ * suppressed); a '-' for an entry that is not there would leave a merge
+ * operand that every later read of that key must fold. */
+static void index_delete(sbatch *b, const idl_record *r, uint64_t pid, bool names)
 {
     idl_hkey keys[IDL_RECORD_KEYS_MAX];
-    size_t n = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, true);
+    size_t n = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, names);
     for (size_t i = 0; i < n; i++)
         sb_index(b, &keys[i], pid, false);
 }
 
-static void person_delete(sbatch *b, const idl_record *r, uint64_t pid)
+static void person_delete(idl_store *s, sbatch *b, const idl_record *r, uint64_t pid)
 {
     uint8_t k[8];
     idl_be64_put(k, pid);
-    index_delete(b, r, pid);
+    index_delete(b, r, pid, !idl_store_person_suppressed(s, pid));
     sb_del(b, IDL_CF_PERSONS, k, 8);
 }
 
@@ -1219,7 +1151,7 @@ static void mirror_new_suppressions(idl_store *s, int rc, uint64_t *pids, size_t
 {
     if (rc == IDL_OK)
         for (size_t i = 0; i < *n; i++)
-            u64set_add(&s->supp_persons, pids[i]);
+            idl_u64set_add(&s->supp_persons, pids[i]);
     *n = 0;
 }
 
@@ -1287,7 +1219,7 @@ int idl_store_upsert_stamped(idl_store *s, const idl_record *recs, size_t n, idl
         if (idl_record_is_child(r, y, m, d)) {
             out.outcome = IDL_UP_CHILD;
             if (had) {
-                person_delete(b, old, pid);
+                person_delete(s, b, old, pid);
                 total--;
                 if (was_supp) supp--;
                 purged++;
@@ -1297,7 +1229,7 @@ int idl_store_upsert_stamped(idl_store *s, const idl_record *recs, size_t n, idl
                 sb_del(b, IDL_CF_PERSONS, pk, 8);
             }
         } else {
-            if (had) index_delete(b, old, pid);
+            if (had) index_delete(b, old, pid, !was_supp);
             bool now_supp = was_supp || carries_suppressed(s, r);
             if (now_supp && !was_supp) {
                 uint8_t sk[9], tv[8];
@@ -1315,8 +1247,12 @@ int idl_store_upsert_stamped(idl_store *s, const idl_record *recs, size_t n, idl
                 break;
             }
             sb_put(b, IDL_CF_PERSONS, pk, 8, buf.data, buf.len);
+            /* A suppressed person keeps its identifier entries (OptOut and
+             * Disclosures by identifier still reach it) but has no name
+             * entries, so a name search costs what it costs for a stranger
+             * (API.md §5; see unindex_names). */
             idl_hkey keys[IDL_RECORD_KEYS_MAX];
-            size_t nk = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, true);
+            size_t nk = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, !now_supp);
             for (size_t k = 0; k < nk; k++)
                 sb_index(b, &keys[k], pid, true);
             if (now_supp) nsk = sb_suppress_keys(s, b, r, suppkeys);
@@ -1336,7 +1272,7 @@ int idl_store_upsert_stamped(idl_store *s, const idl_record *recs, size_t n, idl
             mirror_new_suppressions(s, rc, newsupp, &nns);
             if (rc == IDL_OK)
                 for (size_t k = 0; k < nsk; k++)
-                    u64set_add(&s->supp_keys, hkey_u64(suppkeys[k].b));
+                    idl_u64set_add(&s->supp_keys, hkey_u64(suppkeys[k].b));
             nsk = 0;
             nb = 0;
         }
@@ -1447,7 +1383,7 @@ int idl_store_purge_child_stamped(idl_store *s, uint64_t pid, const idl_store_st
         uint64_t total = atomic_load(&s->persons_total) - 1;
         uint64_t supp = atomic_load(&s->persons_suppressed) - (was_supp ? 1 : 0);
         uint64_t purged = atomic_load(&s->children_purged) + 1;
-        person_delete(b, r, pid);
+        person_delete(s, b, r, pid);
         put_counters(s, b, total, supp, purged);
         sb_stamp(b, stamp);
         rc = sb_commit(s, b, false);
@@ -1471,6 +1407,34 @@ out:
     sb_free(b);
     free(r);
     return rc;
+}
+
+/* Takes a newly suppressed person out of the name entries (name, fgl, lnf,
+ * dob keys).  Suppressed identifiers are probed as absent keys at lookup;
+ * names are never suppressed keys, so without this a name search for an
+ * opted-out person would read a filed entry where a stranger's reads none,
+ * and the time it takes would tell them apart. */
+static void unindex_names(idl_store *s, idl_store_batch *b, const idl_record *r, uint64_t pid)
+{
+    idl_hkey keys[IDL_RECORD_KEYS_MAX];
+    size_t nid = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, false);
+    size_t nall = idl_record_keys(r, keys, IDL_RECORD_KEYS_MAX, true);
+    uint8_t op[IDX_OP_LEN];
+    op[0] = '-';
+    idl_be64_put(op + 1, pid);
+    for (size_t i = nid; i < nall; i++) {
+        /* The sole holder's entry is deleted outright: a '-' operand would
+         * leave a key that every read must find and fold to nothing, which
+         * costs more than a key that is not there.  A tombstone costs no
+         * more, and the bottommost compaction drops it. */
+        uint64_t held[2];
+        size_t n = 0;
+        if (idl_store_probe(s, &keys[i], held, 2, &n, NULL) == IDL_OK && n == 1 && held[0] == pid)
+            rocksdb_writebatch_delete_cf(b->wb, s->cf[IDL_CF_IDX], (const char *)keys[i].b, 16);
+        else
+            rocksdb_writebatch_merge_cf(b->wb, s->cf[IDL_CF_IDX], (const char *)keys[i].b, 16,
+                                        (const char *)op, IDX_OP_LEN);
+    }
 }
 
 static int cmp_pid(const void *a, const void *b)
@@ -1542,6 +1506,7 @@ int idl_store_suppress_stamped(idl_store *s, const uint64_t *given, size_t npids
                 mirror[nmirror++] = pk16[k];
             }
             if (!was) {
+                unindex_names(s, b, r, pids[i]);
                 count++;
                 supp++;
             }
@@ -1557,11 +1522,11 @@ int idl_store_suppress_stamped(idl_store *s, const uint64_t *given, size_t npids
         /* Mirror exactly what was committed, under the same lock, so the
          * next request on any thread sees it. */
         for (size_t i = 0; i < nkeys; i++)
-            u64set_add(&s->supp_keys, hkey_u64(keys[i].b));
+            idl_u64set_add(&s->supp_keys, hkey_u64(keys[i].b));
         for (size_t i = 0; i < nmirror; i++)
-            u64set_add(&s->supp_keys, hkey_u64(mirror[i].b));
+            idl_u64set_add(&s->supp_keys, hkey_u64(mirror[i].b));
         for (size_t i = 0; i < npids; i++)
-            u64set_add(&s->supp_persons, pids[i]);
+            idl_u64set_add(&s->supp_persons, pids[i]);
         atomic_store(&s->persons_suppressed, supp);
         *newly = count;
     }
@@ -1590,9 +1555,11 @@ int idl_store_mark_all_once(idl_store *s, const void *keys, size_t klen, size_t 
     const char *k = keys;
     pthread_mutex_lock(&s->wlock);
     bool any = false;
-    for (size_t i = 0; i < n && !any; i++)
-        any = exists(s, IDL_CF_META, k + i * klen, klen);
-    if (any) {
+    for (size_t i = 0; i < n && !any && rc == IDL_OK; i++)
+        rc = exists(s, IDL_CF_META, k + i * klen, klen, &any);
+    if (rc) {
+        /* unreadable: neither set nor refused */
+    } else if (any) {
         *was_set = true;
     } else {
         uint8_t tv[8];
@@ -1610,4 +1577,161 @@ int idl_store_mark_all_once(idl_store *s, const void *keys, size_t klen, size_t 
 int idl_store_mark_once(idl_store *s, const void *key, size_t klen, bool *was_set)
 {
     return idl_store_mark_all_once(s, key, klen, 1, was_set);
+}
+
+/* ---- consistency check ---- */
+
+/* One index entry, as the check keeps it: the person and a 64-bit digest of
+ * the key (16 bytes an entry). */
+typedef struct {
+    uint64_t pid, key;
+} check_entry;
+
+static int cmp_check_entry(const void *a, const void *b)
+{
+    const check_entry *x = a, *y = b;
+    if (x->pid != y->pid) return x->pid < y->pid ? -1 : 1;
+    return x->key < y->key ? -1 : x->key > y->key;
+}
+
+typedef struct {
+    check_entry *v;
+    size_t n, cap;
+} check_entries;
+
+/* idl_store_get for the check: a damaged block is DATA_LOSS (the store's
+ * fault, not a passing I/O error), a record that does not decode counts as
+ * absent (its own scan reports it unreadable). */
+static int check_get(idl_store *s, uint64_t pid, idl_record *rec)
+{
+    uint8_t k[8];
+    idl_be64_put(k, pid);
+    char *rerr = NULL;
+    rocksdb_pinnableslice_t *p =
+        rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[IDL_CF_PERSONS], (const char *)k, 8, &rerr);
+    if (rerr) return rocks_status(rerr);
+    if (!p) return IDL_NOT_FOUND;
+    size_t vl;
+    const char *v = rocksdb_pinnableslice_value(p, &vl);
+    int rc = idl_record_unpack(v, vl, rec) == IDL_OK ? IDL_OK : IDL_NOT_FOUND;
+    rocksdb_pinnableslice_destroy(p);
+    return rc;
+}
+
+/* Every index entry: a sorted list of persons that exist and hold the key.
+ * The entries are also collected, so that the persons' scan finds each of
+ * their keys by a binary search: a point read per key would refold the merge
+ * operands of a key thousands share (a date of birth) at each holder. */
+static int check_index(idl_store *s, idl_store_check_report *r, idl_record *rec, check_entries *ce)
+{
+    idl_store_iter *it;
+    if (idl_store_iter_open(s, IDL_CF_IDX, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
+    int rc = IDL_OK;
+    for (; idl_store_iter_valid(it) && rc == IDL_OK; idl_store_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = idl_store_iter_key(it, &kl);
+        const uint8_t *v = (const uint8_t *)idl_store_iter_value(it, &vl);
+        if (kl != 16 || vl % 8) {
+            r->entries++;
+            r->dangling++;
+            continue;
+        }
+        for (size_t e = 0; e < vl && rc == IDL_OK; e += 8) {
+            r->entries++;
+            uint64_t pid = idl_be64_get(v + e);
+            if (e && idl_be64_get(v + e - 8) >= pid) r->unsorted++;
+            if (ce->n == ce->cap) {
+                size_t cap = ce->cap ? ce->cap * 2 : 4096;
+                check_entry *nv = realloc(ce->v, cap * sizeof(*nv));
+                if (!nv) {
+                    rc = IDL_INTERNAL;
+                    break;
+                }
+                ce->v = nv;
+                ce->cap = cap;
+            }
+            ce->v[ce->n++] = (check_entry){pid, hkey_u64((const uint8_t *)k)};
+            int g = check_get(s, pid, rec);
+            if (g == IDL_NOT_FOUND) {
+                r->dangling++;
+                continue;
+            }
+            if (g) {
+                rc = g;
+                break;
+            }
+            idl_hkey keys[IDL_RECORD_KEYS_MAX];
+            size_t nk = idl_record_keys(rec, keys, IDL_RECORD_KEYS_MAX, true);
+            bool mine = false;
+            for (size_t i = 0; i < nk && !mine; i++)
+                mine = memcmp(keys[i].b, k, 16) == 0;
+            r->foreign += !mine;
+        }
+    }
+    if (rc == IDL_OK) rc = idl_store_iter_status(it);
+    idl_store_iter_close(it);
+    return rc;
+}
+
+/* Every stored person: decodable, filed under its own id, and listed under
+ * each of its keys (in the sorted entries of check_index). */
+static int check_persons(idl_store *s, idl_store_check_report *r, idl_record *rec,
+                         const check_entries *ce)
+{
+    idl_store_iter *it;
+    if (idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it)) return IDL_INTERNAL;
+    for (; idl_store_iter_valid(it); idl_store_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = idl_store_iter_key(it, &kl);
+        const char *v = idl_store_iter_value(it, &vl);
+        if (kl != 8 || idl_record_unpack(v, vl, rec) != IDL_OK) {
+            r->unreadable++;
+            continue;
+        }
+        uint64_t pid = idl_be64_get((const uint8_t *)k);
+        r->persons++;
+        r->bad_id += idl_person_id(rec->source_id) != pid;
+        bool supp = idl_store_person_suppressed(s, pid);
+        r->suppressed += supp;
+        /* A suppressed person is filed under its identifiers only, never
+         * under its name keys (unindex_names): one there counts as wrong. */
+        idl_hkey keys[IDL_RECORD_KEYS_MAX];
+        size_t nid = idl_record_keys(rec, keys, IDL_RECORD_KEYS_MAX, false);
+        size_t nk = idl_record_keys(rec, keys, IDL_RECORD_KEYS_MAX, true);
+        for (size_t i = 0; i < nk; i++) {
+            check_entry want = {pid, hkey_u64(keys[i].b)};
+            bool filed = bsearch(&want, ce->v, ce->n, sizeof want, cmp_check_entry) != NULL;
+            r->missing += filed != (i < nid || !supp);
+        }
+    }
+    int rc = idl_store_iter_status(it);
+    idl_store_iter_close(it);
+    return rc;
+}
+
+int idl_store_check(idl_store *s, idl_store_check_report *out)
+{
+    idl_store_check_report r;
+    memset(&r, 0, sizeof r);
+    check_entries ce = {0};
+    idl_record *rec = malloc(sizeof(*rec));
+    if (!rec) return IDL_INTERNAL;
+    int rc = check_index(s, &r, rec, &ce);
+    if (rc == IDL_OK) {
+        if (ce.n) qsort(ce.v, ce.n, sizeof *ce.v, cmp_check_entry);
+        rc = check_persons(s, &r, rec, &ce);
+    }
+    free(ce.v);
+    free(rec);
+    if (rc) return rc;
+    idl_store_counts_get(s, &r.counts);
+    *out = r;
+    return IDL_OK;
+}
+
+bool idl_store_check_ok(const idl_store_check_report *r)
+{
+    return !r->unreadable && !r->bad_id && !r->missing && !r->dangling && !r->foreign &&
+           !r->unsorted && r->counts.persons + r->counts.suppressed == r->persons &&
+           r->counts.suppressed == r->suppressed;
 }

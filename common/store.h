@@ -18,7 +18,9 @@
 #ifndef IDL_STORE_H
 #define IDL_STORE_H
 
+#include "hkey.h"
 #include "record.h"
+#include "status.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -35,6 +37,15 @@ typedef struct {
      * lowers the pool of RocksDB's process-wide default env, so it holds for
      * every store the process opens afterwards. */
     bool yield_compactions;
+    /* Where RocksDB's info log goes: NULL = a LOG file in the store's
+     * directory (RocksDB's default), "-" = stderr, else a directory for it.
+     * Debian's RocksDB keeps its assertions, and a LOG file on a full disk
+     * aborts the process: a serving daemon keeps it off the data disk. */
+    const char *info_log;
+    /* Free-space floor of the store's filesystem, in bytes (0 = none): below
+     * it every write is refused with IDL_UNAVAILABLE before RocksDB would
+     * meet a full disk, while reads go on. */
+    uint64_t min_free_bytes;
 } idl_store_opts;
 
 typedef enum {
@@ -52,9 +63,13 @@ typedef enum {
  * person whose emails or addresses normalize differently now).  Returns 0,
  * IDL_UNAVAILABLE when another process holds it (err says so),
  * IDL_FAILED_PRECONDITION when it was written with another layout (or is
- * layout 2 and opened as a secondary), IDL_INTERNAL otherwise; err (256
- * bytes) is filled on failure. */
-int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts, char err[256]);
+ * layout 2 and opened as a secondary), IDL_DATA_LOSS or IDL_UNAVAILABLE when
+ * the suppression list (or the counters) cannot be read whole, IDL_INTERNAL
+ * otherwise; err is filled on failure with one line naming the
+ * cause.  It fails closed: a store whose opt-outs cannot all be read is not
+ * opened, since serving it would find opted-out persons again. */
+int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts,
+                   char err[IDL_ERR_MAX]);
 /* Closes the store; NULL is fine.  No call may be running on it. */
 void idl_store_close(idl_store *s);
 /* Secondary instances only: catch up with the primary's writes. */
@@ -64,39 +79,11 @@ int idl_store_catch_up(idl_store *s);
  * the whole store. */
 int idl_store_compact(idl_store *s);
 
-/* ---- keys ---- */
-
-typedef struct {
-    uint8_t b[16];
-} idl_hkey;
-
-/* XXH3-128 of kind ":" norm; kinds: email, phone, ip, addr (STREET|ZIP),
- * addrcs (STREET|CITY|ST), name (last|first-group). */
-void idl_hkey_make(idl_hkey *k, const char *kind, const char *norm);
-void idl_hkey_addr(idl_hkey *k, const char *street, const char *zip);
-void idl_hkey_addrcs(idl_hkey *k, const char *street, const char *city, const char *state);
-void idl_hkey_name(idl_hkey *k, const char *norm_last, const char *first_group);
-/* kind ":" a "|" b, for the keys Verify uses to find a name with one typo:
- * "lnf" (last name | first initial), "fgl" (first-name group | last initial)
- * and "dob" (date, b = ""). */
-void idl_hkey_pair(idl_hkey *k, const char *kind, const char *a, const char *b);
-/* The first UTF-8 character of s, NUL-terminated, into out. */
-void idl_initial(const char *s, char out[8]);
-
-/* "p_" + hex(XXH3-64(source_id)) */
-uint64_t idl_person_id(const char *source_id);
-void idl_person_id_format(uint64_t pid, char out[19]);
-int idl_person_id_parse(const char *s, size_t len, uint64_t *pid);
-
-/* Every index key of a record: identifiers (email, phone, ip, addr, addrcs)
- * and, when names is true, the name keys.  Returns the count (<= max). */
-size_t idl_record_keys(const idl_record *r, idl_hkey *keys, size_t max, bool names);
-#define IDL_RECORD_KEYS_MAX 64
-
 /* ---- reads (thread-safe, lock-free) ---- */
 
 /* Up to max person ids filed under k, ascending; *n the count.  *more is set
- * when there were more than max. */
+ * when there were more than max.  IDL_UNAVAILABLE when the index cannot be
+ * read: never an empty list. */
 int idl_store_probe(idl_store *s, const idl_hkey *k, uint64_t *pids, size_t max, size_t *n,
                     bool *more);
 /* Every person id filed under k, ascending, however many: *pids is
@@ -108,12 +95,25 @@ int idl_store_probe_all(idl_store *s, const idl_hkey *k, uint64_t **pids, size_t
  * opted-out identifier costs what a never-stored one costs (API.md §5:
  * suppression is never observable, in timing either). */
 int idl_store_probe_absent(idl_store *s, const idl_hkey *k);
-/* Reads a person.  IDL_NOT_FOUND when absent, IDL_DATA_LOSS when unreadable. */
+/* Reads a person.  IDL_NOT_FOUND when absent, IDL_DATA_LOSS when the stored
+ * bytes do not decode, IDL_UNAVAILABLE when RocksDB cannot read them (an I/O
+ * error, a block failing its checksum).  Only IDL_NOT_FOUND means absent:
+ * callers must turn any other error into an error reply, never into "nobody"
+ * (that would show a person an opt-out or a damaged file should not). */
 int idl_store_get(idl_store *s, uint64_t pid, idl_record *r);
 bool idl_store_key_suppressed(idl_store *s, const idl_hkey *k);
 bool idl_store_person_suppressed(idl_store *s, uint64_t pid);
 
-/* ---- writes (serialized by the writer mutex) ---- */
+/* ---- writes (serialized by the writer mutex) ----
+ * Every write (upsert, opt-out, purge, marks, raw batches) first checks the
+ * free-space floor and, after a failed write (RocksDB stops taking writes
+ * after one, e.g. on a full disk), asks RocksDB to resume once space is back,
+ * at most once a second: a store that refused writes takes them again
+ * without a restart.  Refused writes return IDL_UNAVAILABLE. */
+
+/* Whether writes would be taken now (the floor and the failed-write state,
+ * resuming when it can).  For health checks; thread-safe. */
+bool idl_store_writable(idl_store *s);
 
 typedef enum { IDL_UP_STORED, IDL_UP_UPDATED, IDL_UP_CHILD } idl_upsert_outcome;
 
@@ -197,13 +197,41 @@ typedef struct idl_store_iter idl_store_iter;
 int idl_store_iter_open(idl_store *s, idl_cf cf, const void *lo, size_t lol, const void *hi,
                         size_t hil, idl_store_iter **out);
 bool idl_store_iter_valid(idl_store_iter *it);
+/* Why the iteration stopped, to ask once idl_store_iter_valid is false: 0 at
+ * the end of the range, IDL_DATA_LOSS when a block failed its checksum or did
+ * not parse, IDL_UNAVAILABLE on an I/O error.  An iterator that hits a bad
+ * block simply turns invalid, exactly as at the end, so a scan that does not
+ * ask this cannot tell a damaged store from a short one. */
+int idl_store_iter_status(idl_store_iter *it);
 void idl_store_iter_next(idl_store_iter *it);
 const char *idl_store_iter_key(idl_store_iter *it, size_t *len);
 const char *idl_store_iter_value(idl_store_iter *it, size_t *len);
 void idl_store_iter_close(idl_store_iter *it);
 
-/* Big-endian helpers shared by the key layouts above. */
-void idl_be64_put(uint8_t *p, uint64_t v);
-uint64_t idl_be64_get(const uint8_t *p);
+/* ---- consistency check ---- */
+
+typedef struct {
+    uint64_t persons;        /* records scanned */
+    uint64_t suppressed;     /* of them, suppressed */
+    uint64_t entries;        /* index entries (key, pid) scanned */
+    uint64_t unreadable;     /* records that do not decode, or with a bad key */
+    uint64_t bad_id;         /* records filed under another id than their source_id's */
+    uint64_t missing;        /* (person, key) pairs the index does not list */
+    uint64_t dangling;       /* index entries naming no stored person */
+    uint64_t foreign;        /* index entries under a key their person does not hold */
+    uint64_t unsorted;       /* index lists out of order */
+    idl_store_counts counts; /* the stored counters, to compare with the scan */
+} idl_store_check_report;
+
+/* Scans every person and every index entry (for tests and maintenance: it
+ * reads the whole store and holds 16 bytes per index entry in memory; no
+ * writer should run meanwhile, or the report may
+ * count a write caught half way between the two scans).  Returns 0 with *out
+ * filled, or the read error that stopped the scan (IDL_DATA_LOSS for a
+ * damaged file).  idl_store_check_ok says whether the report is clean:
+ * nothing unreadable, dangling, missing, foreign or unsorted, and counters
+ * equal to what the scan found. */
+int idl_store_check(idl_store *s, idl_store_check_report *out);
+bool idl_store_check_ok(const idl_store_check_report *r);
 
 #endif

@@ -14,13 +14,13 @@ typedef struct {
     size_t pos;
     size_t objects;
     size_t max_objects;
-    char *msg;
+    char *err;
 } checker;
 
 static int need(checker *c, size_t n)
 {
     if (c->len - c->pos < n) {
-        snprintf(c->msg, IDL_WIRE_MSG_MAX, "truncated msgpack: %zu bytes declared, %zu left", n,
+        snprintf(c->err, IDL_ERR_MAX, "truncated msgpack: %zu bytes declared, %zu left", n,
                  c->len - c->pos);
         return IDL_INVALID_ARGUMENT;
     }
@@ -40,22 +40,20 @@ static int check_value(checker *c, int depth);
 static int check_children(checker *c, uint64_t n, int per, int depth)
 {
     if (depth >= IDL_WIRE_MAX_DEPTH) {
-        snprintf(c->msg, IDL_WIRE_MSG_MAX, "msgpack nested deeper than %d levels",
-                 IDL_WIRE_MAX_DEPTH);
+        snprintf(c->err, IDL_ERR_MAX, "msgpack nested deeper than %d levels", IDL_WIRE_MAX_DEPTH);
         return IDL_INVALID_ARGUMENT;
     }
     /* Every element takes at least one byte, so a count larger than what is
      * left is a lie we refuse before anyone allocates for it. */
     if (n > (c->len - c->pos) / (uint64_t)per) {
-        snprintf(c->msg, IDL_WIRE_MSG_MAX,
+        snprintf(c->err, IDL_ERR_MAX,
                  "msgpack container declares %llu entries but only %zu bytes follow",
                  (unsigned long long)n, c->len - c->pos);
         return IDL_INVALID_ARGUMENT;
     }
     c->objects += n * (uint64_t)per;
     if (c->objects > c->max_objects) {
-        snprintf(c->msg, IDL_WIRE_MSG_MAX, "msgpack message has more than %zu objects",
-                 c->max_objects);
+        snprintf(c->err, IDL_ERR_MAX, "msgpack message has more than %zu objects", c->max_objects);
         return IDL_INVALID_ARGUMENT;
     }
     for (uint64_t i = 0; i < n * (uint64_t)per; i++) {
@@ -169,35 +167,33 @@ static int check_value(checker *c, int depth)
         return check_children(c, n, b >= 0xde ? 2 : 1, depth);
     }
     default:
-        snprintf(c->msg, IDL_WIRE_MSG_MAX, "not msgpack: byte 0x%02x at offset %zu", b, c->pos - 1);
+        snprintf(c->err, IDL_ERR_MAX, "not msgpack: byte 0x%02x at offset %zu", b, c->pos - 1);
         return IDL_INVALID_ARGUMENT;
     }
 }
 
-int idl_wire_check(const void *buf, size_t len, char msg[IDL_WIRE_MSG_MAX])
+int idl_wire_check(const void *buf, size_t len, char err[IDL_ERR_MAX])
 {
-    return idl_wire_check_limits(buf, len, IDL_WIRE_MAX_MSG, IDL_WIRE_MAX_OBJECTS, msg);
+    return idl_wire_check_limits(buf, len, IDL_WIRE_MAX_MSG, IDL_WIRE_MAX_OBJECTS, err);
 }
 
 int idl_wire_check_limits(const void *buf, size_t len, size_t max_len, size_t max_objects,
-                          char msg[IDL_WIRE_MSG_MAX])
+                          char err[IDL_ERR_MAX])
 {
     if (len == 0) {
-        snprintf(msg, IDL_WIRE_MSG_MAX, "empty message: expected one msgpack map");
+        snprintf(err, IDL_ERR_MAX, "empty message: expected one msgpack map");
         return IDL_INVALID_ARGUMENT;
     }
     if (len > max_len) {
-        snprintf(msg, IDL_WIRE_MSG_MAX, "message of %zu bytes exceeds the %zu byte limit", len,
-                 max_len);
+        snprintf(err, IDL_ERR_MAX, "message of %zu bytes exceeds the %zu byte limit", len, max_len);
         return IDL_INVALID_ARGUMENT;
     }
     checker c = {
-        .p = buf, .len = len, .pos = 0, .objects = 1, .max_objects = max_objects, .msg = msg};
+        .p = buf, .len = len, .pos = 0, .objects = 1, .max_objects = max_objects, .err = err};
     int rc = check_value(&c, 0);
     if (rc) return rc;
     if (c.pos != len) {
-        snprintf(msg, IDL_WIRE_MSG_MAX, "%zu trailing bytes after the msgpack message",
-                 len - c.pos);
+        snprintf(err, IDL_ERR_MAX, "%zu trailing bytes after the msgpack message", len - c.pos);
         return IDL_INVALID_ARGUMENT;
     }
     return IDL_OK;
@@ -219,20 +215,20 @@ static bool key_is(const msgpack_object *k, const char *s)
 }
 
 int idl_wire_decode_request(const void *buf, size_t len, msgpack_zone *zone, idl_request *req,
-                            char msg[IDL_WIRE_MSG_MAX])
+                            char err[IDL_ERR_MAX])
 {
     memset(req, 0, sizeof(*req));
-    int rc = idl_wire_check(buf, len, msg);
+    int rc = idl_wire_check(buf, len, err);
     if (rc) return rc;
     msgpack_object root;
     size_t off = 0;
     msgpack_unpack_return ur = msgpack_unpack(buf, len, &off, zone, &root);
     if (ur != MSGPACK_UNPACK_SUCCESS) {
-        snprintf(msg, IDL_WIRE_MSG_MAX, "undecodable msgpack message");
+        snprintf(err, IDL_ERR_MAX, "undecodable msgpack message");
         return IDL_INVALID_ARGUMENT;
     }
     if (root.type != MSGPACK_OBJECT_MAP) {
-        snprintf(msg, IDL_WIRE_MSG_MAX, "the message must be a msgpack map, not another type");
+        snprintf(err, IDL_ERR_MAX, "the message must be a msgpack map, not another type");
         return IDL_INVALID_ARGUMENT;
     }
     const msgpack_object_map *m = &root.via.map;
@@ -259,30 +255,30 @@ int idl_wire_decode_request(const void *buf, size_t len, msgpack_zone *zone, idl
     }
     if (!req->has_id) {
         req->id = 0;
-        snprintf(msg, IDL_WIRE_MSG_MAX,
+        snprintf(err, IDL_ERR_MAX,
                  id_bad ? "field 'id' must be a non-negative integer"
                         : "missing required field 'id'");
         return IDL_INVALID_ARGUMENT;
     }
     if (!method) {
-        snprintf(msg, IDL_WIRE_MSG_MAX, "missing required field 'method'");
+        snprintf(err, IDL_ERR_MAX, "missing required field 'method'");
         return IDL_INVALID_ARGUMENT;
     }
     if (method->type != MSGPACK_OBJECT_STR) {
-        snprintf(msg, IDL_WIRE_MSG_MAX, "field 'method' must be a string");
+        snprintf(err, IDL_ERR_MAX, "field 'method' must be a string");
         return IDL_INVALID_ARGUMENT;
     }
     req->method = method->via.str.ptr;
     req->method_len = method->via.str.size;
     if (meta && meta->type != MSGPACK_OBJECT_NIL) {
         if (meta->type != MSGPACK_OBJECT_MAP) {
-            snprintf(msg, IDL_WIRE_MSG_MAX, "field 'meta' must be a map of strings");
+            snprintf(err, IDL_ERR_MAX, "field 'meta' must be a map of strings");
             return IDL_INVALID_ARGUMENT;
         }
         for (uint32_t i = 0; i < meta->via.map.size; i++) {
             const msgpack_object *k = &meta->via.map.ptr[i].key, *v = &meta->via.map.ptr[i].val;
             if (k->type != MSGPACK_OBJECT_STR || v->type != MSGPACK_OBJECT_STR) {
-                snprintf(msg, IDL_WIRE_MSG_MAX, "field 'meta' must be a map of strings");
+                snprintf(err, IDL_ERR_MAX, "field 'meta' must be a map of strings");
                 return IDL_INVALID_ARGUMENT;
             }
             if (key_is(k, "authorization")) {
@@ -293,7 +289,7 @@ int idl_wire_decode_request(const void *buf, size_t len, msgpack_zone *zone, idl
     }
     if (timeout && timeout->type != MSGPACK_OBJECT_NIL) {
         if (timeout->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
-            snprintf(msg, IDL_WIRE_MSG_MAX, "field 'timeout_ms' must be a non-negative integer");
+            snprintf(err, IDL_ERR_MAX, "field 'timeout_ms' must be a non-negative integer");
             return IDL_INVALID_ARGUMENT;
         }
         req->has_timeout = true;
@@ -437,14 +433,14 @@ static void safe_name(const char *p, size_t n, char out[64])
     if (utf8_escape(p, n, out, 61, true) < n) strcat(out, "..");
 }
 
-int idl_wire_fields(const msgpack_object *body, idl_field *fields, size_t n,
-                    char msg[IDL_WIRE_MSG_MAX], char field_out[64])
+int idl_wire_fields(const msgpack_object *body, idl_field *fields, size_t n, char err[IDL_ERR_MAX],
+                    char field_out[64])
 {
     for (size_t f = 0; f < n; f++)
         fields[f].val = NULL;
     if (!body || body->type == MSGPACK_OBJECT_NIL) return IDL_OK;
     if (body->type != MSGPACK_OBJECT_MAP) {
-        snprintf(msg, IDL_WIRE_MSG_MAX, "the body must be a map");
+        snprintf(err, IDL_ERR_MAX, "the body must be a map");
         if (field_out) strcpy(field_out, "body");
         return IDL_INVALID_ARGUMENT;
     }
@@ -454,7 +450,7 @@ int idl_wire_fields(const msgpack_object *body, idl_field *fields, size_t n,
         const msgpack_object *k = &body->via.map.ptr[i].key, *v = &body->via.map.ptr[i].val;
         char name[64];
         if (k->type != MSGPACK_OBJECT_STR) {
-            snprintf(msg, IDL_WIRE_MSG_MAX, "body keys must be strings");
+            snprintf(err, IDL_ERR_MAX, "body keys must be strings");
             if (field_out) strcpy(field_out, "body");
             return IDL_INVALID_ARGUMENT;
         }
@@ -463,19 +459,19 @@ int idl_wire_fields(const msgpack_object *body, idl_field *fields, size_t n,
             if (key_is(k, fields[f].name)) break;
         if (f == n) {
             safe_name(k->via.str.ptr, k->via.str.size, name);
-            snprintf(msg, IDL_WIRE_MSG_MAX, "unknown field '%s'", name);
+            snprintf(err, IDL_ERR_MAX, "unknown field '%s'", name);
             if (field_out) strcpy(field_out, name);
             return IDL_INVALID_ARGUMENT;
         }
         if (f < 64 && (seen & (1ull << f))) {
-            snprintf(msg, IDL_WIRE_MSG_MAX, "field '%s' given twice", fields[f].name);
+            snprintf(err, IDL_ERR_MAX, "field '%s' given twice", fields[f].name);
             if (field_out) snprintf(field_out, 64, "%s", fields[f].name);
             return IDL_INVALID_ARGUMENT;
         }
         if (f < 64) seen |= 1ull << f;
         if (v->type == MSGPACK_OBJECT_NIL) continue;
         if (!type_ok(v, fields[f].type)) {
-            snprintf(msg, IDL_WIRE_MSG_MAX, "field '%s' must be %s", fields[f].name,
+            snprintf(err, IDL_ERR_MAX, "field '%s' must be %s", fields[f].name,
                      type_word(fields[f].type));
             if (field_out) snprintf(field_out, 64, "%s", fields[f].name);
             return IDL_INVALID_ARGUMENT;

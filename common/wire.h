@@ -9,6 +9,8 @@
 #ifndef IDL_WIRE_H
 #define IDL_WIRE_H
 
+#include "status.h"
+
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -21,7 +23,6 @@
  * (API.md §1), and decoding one costs at most 1.5 MiB of msgpack_objects.
  * The count matters for callers with larger size limits (ingest). */
 #define IDL_WIRE_MAX_OBJECTS 65536
-#define IDL_WIRE_MSG_MAX 256 /* error sentences */
 
 /* A decoded request.  Pointers point into the request bytes or the zone
  * passed to idl_wire_decode_request, and live as long as both. */
@@ -42,18 +43,18 @@ typedef struct {
 
 /* Checks the structure of one msgpack object that must span buf exactly:
  * declared lengths against the bytes left, depth, object count.  Returns 0 or
- * IDL_INVALID_ARGUMENT with a sentence in msg. */
-int idl_wire_check(const void *buf, size_t len, char msg[IDL_WIRE_MSG_MAX]);
+ * IDL_INVALID_ARGUMENT with a sentence in err. */
+int idl_wire_check(const void *buf, size_t len, char err[IDL_ERR_MAX]);
 /* The same with other limits (replies and stored entries may be larger
  * than a request; depth stays capped at IDL_WIRE_MAX_DEPTH). */
 int idl_wire_check_limits(const void *buf, size_t len, size_t max_len, size_t max_objects,
-                          char msg[IDL_WIRE_MSG_MAX]);
+                          char err[IDL_ERR_MAX]);
 
-/* Decodes an envelope.  On IDL_INVALID_ARGUMENT, msg says why and req->id /
+/* Decodes an envelope.  On IDL_INVALID_ARGUMENT, err says why and req->id /
  * req->has_id tell whether the id could still be read (the reply echoes it
  * when it could: "missing method" keeps the id, "not a map" does not). */
 int idl_wire_decode_request(const void *buf, size_t len, msgpack_zone *zone, idl_request *req,
-                            char msg[IDL_WIRE_MSG_MAX]);
+                            char err[IDL_ERR_MAX]);
 
 /* Body field parsing: the table lists every field a method accepts with its
  * type.  Unknown keys, non-string keys, duplicate keys and wrong types are
@@ -76,8 +77,8 @@ typedef struct {
 
 /* body may be NULL (empty).  field_out, when set, receives the offending
  * field name (static or pointing into the message) for details.field. */
-int idl_wire_fields(const msgpack_object *body, idl_field *fields, size_t n,
-                    char msg[IDL_WIRE_MSG_MAX], char field_out[64]);
+int idl_wire_fields(const msgpack_object *body, idl_field *fields, size_t n, char err[IDL_ERR_MAX],
+                    char field_out[64]);
 
 /* Copies a msgpack str into a NUL-terminated buffer; IDL_INVALID_ARGUMENT when
  * it does not fit. */

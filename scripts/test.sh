@@ -6,7 +6,8 @@
 # public conformance run in ../shared, and
 # -- unless IDL_SKIP_ASAN=1 -- the unit and e2e suites again under
 # AddressSanitizer + UndefinedBehaviorSanitizer, and, when clang is there,
-# each fuzz target (tests/fuzz/) for IDL_FUZZ_SECONDS (default 10; 0 skips).
+# each fuzz target (tests/fuzz/) on IDL_FUZZ_RUNS inputs from a fixed seed
+# (default 100000, at most IDL_FUZZ_SECONDS each, default 60; 0 skips).
 # Ends with "N passed, N failed" (", N skipped" when a step was skipped).
 # A missing ../shared/conformance is a skip outside CI and a failure under
 # CI=true, where the public suite must run.
@@ -83,7 +84,7 @@ if [[ "${IDL_SKIP_ASAN:-0}" != "1" ]]; then
   fi
 fi
 
-fuzz_secs=${IDL_FUZZ_SECONDS:-10}
+fuzz_secs=${IDL_FUZZ_SECONDS:-60}
 if [[ "$fuzz_secs" == "0" ]]; then
   echo "fuzz: skipped (IDL_FUZZ_SECONDS=0)"
   skipped=$((skipped + 1))
@@ -91,8 +92,12 @@ elif ! command -v clang >/dev/null || ! command -v clang++ >/dev/null; then
   echo "fuzz: skipped (clang not found)"
   skipped=$((skipped + 1))
 else
-  echo "== fuzz (libFuzzer, ${fuzz_secs}s per target)"
-  scripts/fuzz.sh "$fuzz_secs" 2>&1 | tee build-fuzz.log
+  # Repeatable: a fixed seed and a fixed number of inputs per target, so
+  # that a run here and CI's explore the same inputs (and CI cannot fail on
+  # a finding nobody could have seen); the seconds are only a cap.
+  runs=${IDL_FUZZ_RUNS:-100000}
+  echo "== fuzz (libFuzzer, $runs inputs per target from seed ${IDL_FUZZ_SEED:-1}, at most ${fuzz_secs}s)"
+  IDL_FUZZ_RUNS=$runs scripts/fuzz.sh "$fuzz_secs" 2>&1 | tee build-fuzz.log
   ok=$(grep -cE '^fuzz [a-z_]+: ok' build-fuzz.log)
   bad=$(grep -cE '^fuzz [a-z_]+: FAILED' build-fuzz.log)
   passed=$((passed + ok))

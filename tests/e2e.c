@@ -242,7 +242,7 @@ idl_reply *e2e_call_t(e2e_env *e, const char *key, const char *method, const cha
                       int timeout_ms)
 {
     idl_buf body = {0};
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     if (json && idl_json_to_msgpack(json, strlen(json), &body, msg)) {
         fprintf(stderr, "e2e harness: bad JSON in test: %s: %s\n", json, msg);
         die("bad JSON in the test");

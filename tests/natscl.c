@@ -125,7 +125,7 @@ void natscl_start_one(natscl *c, int i)
 
 void natscl_wait_ready(natscl *c)
 {
-    char err[256];
+    char err[IDL_ERR_MAX];
     for (int t = 0; t < 150; t++) {
         idl_natsconn *nc = NULL;
         if (idl_natsconn_open(&nc, c->urls, "natscl", true, err) == IDL_OK) {

@@ -123,31 +123,31 @@ static void scopes_format(void)
 
 static void customer_names(void)
 {
-    const char *why = NULL;
-    CHECK_INT(idl_auth_validate_customer("acme-co", &why), IDL_OK);
-    CHECK_INT(idl_auth_validate_customer("Ünïcödé Gmbh & Co. KG", &why), IDL_OK);
+    char why[IDL_ERR_MAX] = "";
+    CHECK_INT(idl_auth_validate_customer("acme-co", why), IDL_OK);
+    CHECK_INT(idl_auth_validate_customer("Ünïcödé Gmbh & Co. KG", why), IDL_OK);
     char longest[IDL_AUTH_CUSTOMER_MAX];
     memset(longest, 'x', sizeof longest - 1);
     longest[sizeof longest - 1] = '\0';
-    CHECK_INT(idl_auth_validate_customer(longest, &why), IDL_OK);
+    CHECK_INT(idl_auth_validate_customer(longest, why), IDL_OK);
 
     char too_long[IDL_AUTH_CUSTOMER_MAX + 1];
     memset(too_long, 'x', sizeof too_long - 1);
     too_long[sizeof too_long - 1] = '\0';
-    CHECK_INT(idl_auth_validate_customer(too_long, &why), IDL_INVALID_ARGUMENT);
+    CHECK_INT(idl_auth_validate_customer(too_long, why), IDL_INVALID_ARGUMENT);
     CHECK_STR(why, "longer than 127 bytes");
-    CHECK_INT(idl_auth_validate_customer("", &why), IDL_INVALID_ARGUMENT);
+    CHECK_INT(idl_auth_validate_customer("", why), IDL_INVALID_ARGUMENT);
     CHECK_STR(why, "empty");
-    CHECK_INT(idl_auth_validate_customer("a\tb", &why), IDL_INVALID_ARGUMENT);
+    CHECK_INT(idl_auth_validate_customer("a\tb", why), IDL_INVALID_ARGUMENT);
     CHECK_STR(why, "contains a TAB");
-    CHECK_INT(idl_auth_validate_customer("a\nb", &why), IDL_INVALID_ARGUMENT);
+    CHECK_INT(idl_auth_validate_customer("a\nb", why), IDL_INVALID_ARGUMENT);
     CHECK_STR(why, "contains a newline");
-    CHECK_INT(idl_auth_validate_customer("a\rb", &why), IDL_INVALID_ARGUMENT);
+    CHECK_INT(idl_auth_validate_customer("a\rb", why), IDL_INVALID_ARGUMENT);
     CHECK_STR(why, "contains a control character");
-    CHECK_INT(idl_auth_validate_customer("caf\xc3", &why), IDL_INVALID_ARGUMENT);
+    CHECK_INT(idl_auth_validate_customer("caf\xc3", why), IDL_INVALID_ARGUMENT);
     CHECK_STR(why, "not valid UTF-8");
-    CHECK_INT(idl_auth_validate_customer("\xc0\xaf", &why), IDL_INVALID_ARGUMENT); /* overlong */
-    CHECK_INT(idl_auth_validate_customer("\xed\xa0\x80", &why),
+    CHECK_INT(idl_auth_validate_customer("\xc0\xaf", why), IDL_INVALID_ARGUMENT); /* overlong */
+    CHECK_INT(idl_auth_validate_customer("\xed\xa0\x80", why),
               IDL_INVALID_ARGUMENT); /* UTF-16 half */
 }
 
@@ -170,14 +170,14 @@ static void key_file_round_trip(void)
     const char *path = path_in_tmp("round.keys");
     char s1[IDL_AUTH_SECRET_MAX], s2[IDL_AUTH_SECRET_MAX];
     char id1[IDL_AUTH_ID_MAX], id2[IDL_AUTH_ID_MAX];
-    char *err = NULL;
+    char err[IDL_ERR_MAX] = "";
 
-    CHECK_INT(idl_keyfile_add(path, "acme", IDL_SCOPE_LOOKUP, 100, s1, id1, &err), IDL_OK);
-    CHECK(err == NULL);
+    CHECK_INT(idl_keyfile_add(path, "acme", IDL_SCOPE_LOOKUP, 100, s1, id1, err), IDL_OK);
+    CHECK(err[0] == 0);
     struct stat st;
     CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
     CHECK_INT(
-        idl_keyfile_add(path, "globex corp", IDL_SCOPE_PRIVACY | IDL_SCOPE_ADMIN, 5, s2, id2, &err),
+        idl_keyfile_add(path, "globex corp", IDL_SCOPE_PRIVACY | IDL_SCOPE_ADMIN, 5, s2, id2, err),
         IDL_OK);
     CHECK(secret_well_formed(s1, id1));
     CHECK(secret_well_formed(s2, id2));
@@ -189,8 +189,8 @@ static void key_file_round_trip(void)
     free(text);
 
     idl_keyring *kr = NULL;
-    CHECK_INT(idl_keyring_load(path, &kr, &err), IDL_OK);
-    CHECK(err == NULL);
+    CHECK_INT(idl_keyring_load(path, &kr, err), IDL_OK);
+    CHECK(err[0] == 0);
     CHECK_INT(idl_keyring_count(kr), 2);
     const idl_key_info *a = idl_keyring_info(kr, 0), *b = idl_keyring_info(kr, 1);
     CHECK(a && b && idl_keyring_info(kr, 2) == NULL);
@@ -259,10 +259,10 @@ static void key_file_round_trip(void)
     CHECK(k && idl_key_get_info(k) == a);
 
     /* Revoke: the loaded keyring is a snapshot; a reload sees the revocation. */
-    CHECK_INT(idl_keyfile_revoke(path, id1, &err), IDL_OK);
+    CHECK_INT(idl_keyfile_revoke(path, id1, err), IDL_OK);
     CHECK_INT(check_bearer(kr, s1, &k), IDL_OK);
     idl_keyring *kr2 = NULL;
-    CHECK_INT(idl_keyring_load(path, &kr2, &err), IDL_OK);
+    CHECK_INT(idl_keyring_load(path, &kr2, err), IDL_OK);
     CHECK_INT(idl_keyring_count(kr2), 2);
     CHECK(idl_keyring_info(kr2, 0) && idl_keyring_info(kr2, 0)->revoked);
     CHECK(idl_keyring_info(kr2, 1) && !idl_keyring_info(kr2, 1)->revoked);
@@ -274,20 +274,17 @@ static void key_file_round_trip(void)
     idl_keyring_free(kr2);
 
     /* Revoking twice is fine; unknown ids and files are NOT_FOUND. */
-    CHECK_INT(idl_keyfile_revoke(path, id1, &err), IDL_OK);
-    CHECK(err == NULL);
-    CHECK_INT(idl_keyfile_revoke(path, "k0123456789ab", &err), IDL_NOT_FOUND);
-    CHECK(err && strstr(err, "k0123456789ab") && strstr(err, path));
-    free(err);
-    err = NULL;
-    CHECK_INT(idl_keyfile_revoke(path, s1, &err), IDL_NOT_FOUND); /* a secret, not an id */
-    CHECK(err && !strstr(err, s1));                               /* never echoed */
-    free(err);
-    err = NULL;
-    CHECK_INT(idl_keyfile_revoke(path_in_tmp("absent.keys"), id1, &err), IDL_NOT_FOUND);
-    CHECK(err && strstr(err, "absent.keys"));
-    free(err);
-    err = NULL;
+    CHECK_INT(idl_keyfile_revoke(path, id1, err), IDL_OK);
+    CHECK(err[0] == 0);
+    CHECK_INT(idl_keyfile_revoke(path, "k0123456789ab", err), IDL_NOT_FOUND);
+    CHECK(err[0] && strstr(err, "k0123456789ab") && strstr(err, path));
+    err[0] = 0;
+    CHECK_INT(idl_keyfile_revoke(path, s1, err), IDL_NOT_FOUND); /* a secret, not an id */
+    CHECK(err[0] && !strstr(err, s1));                           /* never echoed */
+    err[0] = 0;
+    CHECK_INT(idl_keyfile_revoke(path_in_tmp("absent.keys"), id1, err), IDL_NOT_FOUND);
+    CHECK(err[0] && strstr(err, "absent.keys"));
+    err[0] = 0;
     CHECK(access(path_in_tmp("absent.keys"), F_OK) != 0);
 
     CHECK_INT(entries_named(".tmp-"), 0); /* no temp file left behind */
@@ -300,28 +297,25 @@ static void missing_and_bad_arguments(void)
 {
     static int marker;
     idl_keyring *kr = (idl_keyring *)&marker; /* must stay untouched */
-    char *err = NULL;
+    char err[IDL_ERR_MAX] = "";
     const char *absent = path_in_tmp("nope.keys");
-    CHECK_INT(idl_keyring_load(absent, &kr, &err), IDL_NOT_FOUND);
+    CHECK_INT(idl_keyring_load(absent, &kr, err), IDL_NOT_FOUND);
     CHECK(kr == (idl_keyring *)&marker);
-    CHECK(err && strstr(err, absent));
-    free(err);
-    err = NULL;
+    CHECK(err[0] && strstr(err, absent));
+    err[0] = 0;
     /* err may be NULL. */
     CHECK_INT(idl_keyring_load(absent, &kr, NULL), IDL_NOT_FOUND);
     /* A directory is not a key file. */
-    CHECK_INT(idl_keyring_load(tmpdir, &kr, &err), IDL_INTERNAL);
+    CHECK_INT(idl_keyring_load(tmpdir, &kr, err), IDL_INTERNAL);
     CHECK(kr == (idl_keyring *)&marker);
-    CHECK(err && strstr(err, tmpdir));
-    free(err);
-    err = NULL;
+    CHECK(err[0] && strstr(err, tmpdir));
+    err[0] = 0;
 
     char s[IDL_AUTH_SECRET_MAX] = "untouched", id[IDL_AUTH_ID_MAX] = "untouched";
     const char *path = path_in_tmp("args.keys");
-    CHECK_INT(idl_keyfile_add(path, "", IDL_SCOPE_LOOKUP, 10, s, id, &err), IDL_INVALID_ARGUMENT);
+    CHECK_INT(idl_keyfile_add(path, "", IDL_SCOPE_LOOKUP, 10, s, id, err), IDL_INVALID_ARGUMENT);
     CHECK(starts_with(err, "customer: "));
-    free(err);
-    err = NULL;
+    err[0] = 0;
     CHECK_INT(idl_keyfile_add(path, "a\tb", IDL_SCOPE_LOOKUP, 10, s, id, NULL),
               IDL_INVALID_ARGUMENT);
     CHECK_INT(idl_keyfile_add(path, "a", 0, 10, s, id, NULL), IDL_INVALID_ARGUMENT);
@@ -363,8 +357,8 @@ static void hand_written_file(void)
     write_file(path, text, (size_t)n);
 
     idl_keyring *kr = NULL;
-    char *err = NULL;
-    CHECK_INT(idl_keyring_load(path, &kr, &err), IDL_OK);
+    char err[IDL_ERR_MAX] = "";
+    CHECK_INT(idl_keyring_load(path, &kr, err), IDL_OK);
     CHECK_INT(idl_keyring_count(kr), 2);
     const idl_key_info *a = idl_keyring_info(kr, 0), *b = idl_keyring_info(kr, 1);
     CHECK(a && b);
@@ -385,7 +379,7 @@ static void hand_written_file(void)
 
     /* Revoke rewrites only the state field, and add never glues its line to
      * a last line without a newline. */
-    CHECK_INT(idl_keyfile_revoke(path, "k00000000002a", &err), IDL_OK);
+    CHECK_INT(idl_keyfile_revoke(path, "k00000000002a", err), IDL_OK);
     char *after = read_file(path);
     char *expect = strdup(text);
     char *state = strstr(expect, "7\tactive\t");
@@ -401,8 +395,8 @@ static void hand_written_file(void)
 
     char s[IDL_AUTH_SECRET_MAX], id[IDL_AUTH_ID_MAX];
     kr = NULL;
-    CHECK_INT(idl_keyfile_add(path, "hooli", IDL_SCOPE_LOOKUP, 3, s, id, &err), IDL_OK);
-    CHECK_INT(idl_keyring_load(path, &kr, &err), IDL_OK);
+    CHECK_INT(idl_keyfile_add(path, "hooli", IDL_SCOPE_LOOKUP, 3, s, id, err), IDL_OK);
+    CHECK_INT(idl_keyring_load(path, &kr, err), IDL_OK);
     CHECK_INT(idl_keyring_count(kr), 3);
     CHECK(idl_keyring_info(kr, 1) && idl_keyring_info(kr, 1)->revoked);
     CHECK_INT(check_bearer(kr, s, &k), IDL_OK);
@@ -470,29 +464,27 @@ static void malformed_files(void)
         write_file(path, text, (size_t)n);
 
         idl_keyring *kr = NULL;
-        char *err = NULL;
+        char err[IDL_ERR_MAX] = "";
         char want[300];
         snprintf(want, sizeof want, "%s:3: ", path);
-        CHECK_INT(idl_keyring_load(path, &kr, &err), IDL_INVALID_ARGUMENT);
+        CHECK_INT(idl_keyring_load(path, &kr, err), IDL_INVALID_ARGUMENT);
         CHECK(kr == NULL);
         bool named = starts_with(err, want) && strstr(err, cases[i].cause) && !strchr(err, '\n');
         CHECK(named);
         if (!named)
-            fprintf(stderr, "  case %zu: err \"%s\", want \"%s...%s\"\n", i, err ? err : "(null)",
-                    want, cases[i].cause);
-        free(err);
-        err = NULL;
+            fprintf(stderr, "  case %zu: err \"%s\", want \"%s...%s\"\n", i, err, want,
+                    cases[i].cause);
+        err[0] = 0;
 
         /* The editors refuse the file and leave it as it was. */
         char s[IDL_AUTH_SECRET_MAX], id[IDL_AUTH_ID_MAX];
-        CHECK_INT(idl_keyfile_add(path, "x", IDL_SCOPE_LOOKUP, 1, s, id, &err),
+        CHECK_INT(idl_keyfile_add(path, "x", IDL_SCOPE_LOOKUP, 1, s, id, err),
                   IDL_INVALID_ARGUMENT);
         CHECK(starts_with(err, want));
-        free(err);
-        err = NULL;
-        CHECK_INT(idl_keyfile_revoke(path, "k000000000001", &err), IDL_INVALID_ARGUMENT);
+        err[0] = 0;
+        CHECK_INT(idl_keyfile_revoke(path, "k000000000001", err), IDL_INVALID_ARGUMENT);
         CHECK(starts_with(err, want));
-        free(err);
+        err[0] = 0;
         char *after = read_file(path);
         CHECK(after && strlen(after) == (size_t)n && memcmp(after, text, (size_t)n) == 0);
         free(after);
@@ -506,22 +498,20 @@ static void malformed_files(void)
     const char *path = path_in_tmp("nul.keys");
     write_file(path, text, (size_t)n);
     idl_keyring *kr = NULL;
-    char *err = NULL;
-    CHECK_INT(idl_keyring_load(path, &kr, &err), IDL_INVALID_ARGUMENT);
-    CHECK(err && strstr(err, "nul.keys:1: ") && strstr(err, "NUL"));
-    free(err);
-    err = NULL;
+    char err[IDL_ERR_MAX] = "";
+    CHECK_INT(idl_keyring_load(path, &kr, err), IDL_INVALID_ARGUMENT);
+    CHECK(err[0] && strstr(err, "nul.keys:1: ") && strstr(err, "NUL"));
+    err[0] = 0;
     memset(text, 'x', 1500);
     text[1500] = '\n';
     write_file(path, text, 1501);
-    CHECK_INT(idl_keyring_load(path, &kr, &err), IDL_INVALID_ARGUMENT);
-    CHECK(err && strstr(err, "nul.keys:1: ") && strstr(err, "longer"));
-    free(err);
-    err = NULL;
+    CHECK_INT(idl_keyring_load(path, &kr, err), IDL_INVALID_ARGUMENT);
+    CHECK(err[0] && strstr(err, "nul.keys:1: ") && strstr(err, "longer"));
+    err[0] = 0;
 
     /* Empty and comment-only files are valid and hold no key. */
     write_file(path, "", 0);
-    CHECK_INT(idl_keyring_load(path, &kr, &err), IDL_OK);
+    CHECK_INT(idl_keyring_load(path, &kr, err), IDL_OK);
     CHECK_INT(idl_keyring_count(kr), 0);
     idl_key *k = NULL;
     CHECK_INT(check_bearer(kr, "idl_k000000000001_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &k),
@@ -529,7 +519,7 @@ static void malformed_files(void)
     idl_keyring_free(kr);
     kr = NULL;
     write_file(path, "# nothing\n\n", 11);
-    CHECK_INT(idl_keyring_load(path, &kr, &err), IDL_OK);
+    CHECK_INT(idl_keyring_load(path, &kr, err), IDL_OK);
     CHECK_INT(idl_keyring_count(kr), 0);
     idl_keyring_free(kr);
     unlink(path);
@@ -567,6 +557,12 @@ static void bucket_arithmetic(void)
     retry = 0;
     CHECK_INT(idl_key_take(k, t, &left, &retry), IDL_RESOURCE_EXHAUSTED);
     CHECK_INT(retry, 100); /* one token per 100 ms */
+    /* has_token says the same as take, and takes nothing. */
+    retry = 0;
+    CHECK_INT(idl_key_has_token(k, t + 30000, &retry), IDL_RESOURCE_EXHAUSTED);
+    CHECK_INT(retry, 70);
+    CHECK_INT(idl_key_has_token(k, t + 100000, &retry), IDL_OK);
+    CHECK_INT(idl_key_has_token(k, t + 100000, NULL), IDL_OK);
     CHECK_INT(idl_key_take(k, t + 30000, &left, &retry), IDL_RESOURCE_EXHAUSTED);
     CHECK_INT(retry, 70);
     CHECK_INT(idl_key_take(k, t + 99999, &left, &retry), IDL_RESOURCE_EXHAUSTED);

@@ -1112,7 +1112,8 @@ static void mix_latency_report(void)
     json_int_t bp50 = json_integer_value(json_object_get(b, "p50"));
     CHECK(bp50 >= 5050 && bp50 <= 5055);
     /* The overall p99 falls among the batches. */
-    json_int_t p99 = json_integer_value(json_object_get(json_object_get(root, "latency_us"), "p99"));
+    json_int_t p99 =
+        json_integer_value(json_object_get(json_object_get(root, "latency_us"), "p99"));
     CHECK(p99 >= 5090 && p99 <= 5095);
     json_decref(root);
     free(buf);

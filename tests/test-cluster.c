@@ -78,7 +78,7 @@ static const msgpack_object *stats_cluster(e2e_env *e, idl_reply **keep)
 /* Every message of a stream, concatenated with a NUL between them. */
 static char *read_stream(const char *subject, const char *stream, size_t *len)
 {
-    char err[256];
+    char err[IDL_ERR_MAX];
     idl_natsconn *nc = NULL;
     if (idl_natsconn_open(&nc, cl.urls, "test", true, err)) return NULL;
     uint64_t last = 0;
@@ -186,7 +186,7 @@ static void no_identifier_in_clear_on_nats(void)
 /* The index of the server leading IDL_CHANGES (-1: unknown). */
 static int changes_leader(void)
 {
-    char err[256];
+    char err[IDL_ERR_MAX];
     idl_natsconn *nc = NULL;
     int out = -1;
     if (idl_natsconn_open(&nc, cl.urls, "test", true, err)) return -1;
@@ -304,7 +304,7 @@ static void nats_down_writes_refused_reads_served(void)
     CHECK_INT(found(&B, B.lookup_key, "k9.1@example.com"), 1);
     /* Each entry exactly once in the stream (the publisher may have resent
      * some: the message ids make JetStream drop them). */
-    char err[256];
+    char err[IDL_ERR_MAX];
     uint64_t t0 = now_ms();
     int missing = rc.n;
     do {

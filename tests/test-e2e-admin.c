@@ -536,7 +536,7 @@ static void upsert_survives_kill9(void)
 static long long summary_get(const char *out, const char *key)
 {
     idl_buf b = {0};
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     if (!out || idl_json_to_msgpack(out, strlen(out), &b, msg)) return -1;
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);

@@ -24,7 +24,7 @@ typedef struct {
     msgpack_zone z;
     msgpack_object o;
     int rc;
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
 } conv;
 
 static void conv_text(conv *c, const char *text, size_t len)
@@ -144,7 +144,7 @@ static void objects_strings_literals(void)
 
     /* Two conversions append to the same buffer. */
     idl_buf out = {0};
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     CHECK_INT(idl_json_to_msgpack(BYTES("[1]"), &out, msg), IDL_OK);
     CHECK_INT(idl_json_to_msgpack(BYTES("{}"), &out, msg), IDL_OK);
     CHECK(out.len == 3 && memcmp(out.data, "\x91\x01\x80", 3) == 0);
@@ -197,7 +197,7 @@ static void integers_and_floats(void)
     conv_free(&c);
     /* Non-negative integers are packed unsigned, in the smallest width. */
     idl_buf out = {0};
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     CHECK_INT(idl_json_to_msgpack(BYTES("[5, 200, 9223372036854775807, -5]"), &out, msg), IDL_OK);
     CHECK(out.len == 1 + 1 + 2 + 9 + 1);
     CHECK(memcmp(out.data, "\x94\x05\xcc\xc8\xcf\x7f\xff\xff\xff\xff\xff\xff\xff\xfb", 14) == 0);
@@ -227,7 +227,7 @@ static void invalid_json_names_line_and_column(void)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         idl_buf out = {0};
-        char msg[IDL_WIRE_MSG_MAX] = "";
+        char msg[IDL_ERR_MAX] = "";
         int rc = idl_json_to_msgpack(cases[i].text, strlen(cases[i].text), &out, msg);
         CHECK_INT(rc, IDL_INVALID_ARGUMENT);
         CHECK(strstr(msg, cases[i].where) != NULL);
@@ -239,7 +239,7 @@ static void invalid_json_names_line_and_column(void)
     }
     /* The column is the one jansson reports for the offending token. */
     idl_buf out = {0};
-    char msg[IDL_WIRE_MSG_MAX] = "";
+    char msg[IDL_ERR_MAX] = "";
     CHECK_INT(idl_json_to_msgpack(BYTES("{\"a\": tru}"), &out, msg), IDL_INVALID_ARGUMENT);
     json_error_t err;
     json_t *j = json_loads("{\"a\": tru}", 0, &err);

@@ -23,6 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The method whose returned persons the log records for Disclosures. */
+#define SEARCH_METHOD "idlookup.v1.Lookup/Search"
+
 /* ---- helpers ---- */
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -46,7 +49,7 @@ typedef struct {
 
 static bool env_open_store(env *e)
 {
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     int rc = idl_store_open(&e->s, e->db, NULL, err);
     CHECK_INT(rc, IDL_OK);
     if (rc) fprintf(stderr, "  store: %s\n", err);
@@ -55,7 +58,7 @@ static bool env_open_store(env *e)
 
 static bool env_open_log(env *e, unsigned retention_days)
 {
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     int rc = idl_qlog_open(&e->q, e->s, e->secret, 50, retention_days, err);
     CHECK_INT(rc, IDL_OK);
     if (rc) fprintf(stderr, "  qlog: %s\n", err);
@@ -222,7 +225,7 @@ static void secret_file(void)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         write_text(e.secret, bad[i]);
         idl_qlog *q = (idl_qlog *)&e;
-        char err[256] = "";
+        char err[IDL_ERR_MAX] = "";
         int rc = idl_qlog_open(&q, e.s, e.secret, 50, 0, err);
         CHECK_INT(rc, IDL_INVALID_ARGUMENT);
         CHECK(q == (idl_qlog *)&e);
@@ -230,7 +233,7 @@ static void secret_file(void)
     }
     /* A directory that does not exist. */
     idl_qlog *q = NULL;
-    char err[256] = "", path[160];
+    char err[IDL_ERR_MAX] = "", path[160];
     snprintf(path, sizeof path, "%s/missing/dir/key", e.dir);
     CHECK(idl_qlog_open(&q, e.s, path, 50, 0, err) != IDL_OK);
     CHECK(q == NULL && err[0] != 0);
@@ -406,7 +409,7 @@ static void append_flush_decode(void)
      * pid + time + seq, valued with the customer. */
     size_t want_logp = 0;
     for (int i = 0; i < TOTAL; i++)
-        if (strcmp(expect[i].method, IDL_QLOG_SEARCH_METHOD) == 0 && expect[i].code == 0)
+        if (strcmp(expect[i].method, SEARCH_METHOD) == 0 && expect[i].code == 0)
             want_logp += expect[i].n_pids;
     CHECK(want_logp > 0);
     CHECK_INT(count_cf(e.s, IDL_CF_LOGP), want_logp);
@@ -426,7 +429,7 @@ static void append_flush_decode(void)
             has_pid |= x->pids[j] == pid;
         matched += has_pid && idl_be64_get((const uint8_t *)k + 8) == x->time_us &&
                    vl == strlen(x->customer) && memcmp(v, x->customer, vl) == 0 &&
-                   strcmp(x->method, IDL_QLOG_SEARCH_METHOD) == 0 && x->code == 0;
+                   strcmp(x->method, SEARCH_METHOD) == 0 && x->code == 0;
     }
     idl_store_iter_close(it);
     CHECK_INT(matched, want_logp);
@@ -478,13 +481,13 @@ static void logp_only_for_successful_search(void)
     /* A Search that returned nobody. */
     memset(en, 0, sizeof *en);
     idl_qlog_next_id(e.q, &en->time_us, &en->seq);
-    snprintf(en->method, sizeof en->method, IDL_QLOG_SEARCH_METHOD);
+    snprintf(en->method, sizeof en->method, SEARCH_METHOD);
     idl_qlog_append(e.q, en);
     /* The most pids an entry keeps. */
     memset(en, 0, sizeof *en);
     idl_qlog_next_id(e.q, &en->time_us, &en->seq);
     snprintf(en->customer, sizeof en->customer, "bigco");
-    snprintf(en->method, sizeof en->method, IDL_QLOG_SEARCH_METHOD);
+    snprintf(en->method, sizeof en->method, SEARCH_METHOD);
     en->n_persons = 250;
     en->n_pids = IDL_QLOG_MAX_PIDS;
     for (int j = 0; j < IDL_QLOG_MAX_PIDS; j++)
@@ -540,7 +543,7 @@ static void close_flushes_pending(void)
     }
     /* A long flush interval, so only close can have written them. */
     idl_qlog_close(e.q);
-    char err[256];
+    char err[IDL_ERR_MAX];
     CHECK_INT(idl_qlog_open(&e.q, e.s, e.secret, 1000, 0, err), IDL_OK);
     idl_qlog_entry en;
     for (int i = 0; i < 10; i++) {
@@ -579,7 +582,7 @@ static void append_at(idl_qlog *q, uint64_t t, uint64_t seq)
     en.time_us = t;
     en.seq = seq;
     snprintf(en.customer, sizeof en.customer, "acme");
-    snprintf(en.method, sizeof en.method, IDL_QLOG_SEARCH_METHOD);
+    snprintf(en.method, sizeof en.method, SEARCH_METHOD);
     en.n_persons = en.n_pids = 2;
     en.pids[0] = 77;
     en.pids[1] = 1000 + seq;
@@ -642,6 +645,204 @@ static void delete_before_and_retention(void)
     CHECK(env_open_log(&e, 0));
     CHECK_INT(count_cf(e.s, IDL_CF_LOG), 5);
     env_free(&e);
+}
+
+/* Reads entries [from, to) back through the log's own scan. */
+static size_t scan_range(idl_store *s, uint64_t from, uint64_t to, uint64_t *times, size_t max,
+                         uint64_t *undecodable)
+{
+    idl_qlog_scan *sc = NULL;
+    CHECK_INT(idl_qlog_scan_open(s, from, to, &sc), IDL_OK);
+    if (!sc) return 0;
+    idl_qlog_entry *en = malloc(sizeof *en);
+    size_t n = 0;
+    bool got = true;
+    while (en && got) {
+        CHECK_INT(idl_qlog_scan_next(sc, en, &got), IDL_OK);
+        if (got && n < max) times[n] = en->time_us;
+        n += got;
+    }
+    *undecodable = idl_qlog_scan_undecodable(sc);
+    free(en);
+    idl_qlog_scan_close(sc);
+    return n;
+}
+
+static void scan_by_time_range(void)
+{
+    env e;
+    if (!env_init(&e)) {
+        env_free(&e);
+        return;
+    }
+    for (uint64_t i = 0; i < 10; i++)
+        append_at(e.q, 1000 + i * 100, i); /* 1000, 1100, ..., 1900 */
+    CHECK_INT(idl_qlog_flush(e.q), IDL_OK);
+    /* Two keys that are no entry: skipped and counted, not an error. */
+    idl_store_batch *b = idl_store_batch_new(e.s);
+    uint8_t k[16];
+    idl_be64_put(k, 1250);
+    idl_be64_put(k + 8, 0);
+    idl_store_batch_put(b, IDL_CF_LOG, k, 16, "junk", 4);
+    idl_store_batch_put(b, IDL_CF_LOG, "\x00\x01", 2, "x", 1);
+    CHECK_INT(idl_store_batch_commit(e.s, b, false), IDL_OK);
+    idl_store_batch_free(b);
+    uint64_t t[16], bad = 0;
+    CHECK_INT(scan_range(e.s, 0, UINT64_MAX, t, 16, &bad), 10);
+    CHECK_INT(bad, 2);
+    CHECK_INT(t[0], 1000);
+    CHECK_INT(t[9], 1900);
+    /* The lower bound is inclusive, the upper exclusive. */
+    CHECK_INT(scan_range(e.s, 1100, 1500, t, 16, &bad), 4);
+    CHECK_INT(t[0], 1100);
+    CHECK_INT(t[3], 1400);
+    CHECK_INT(bad, 1);
+    CHECK_INT(scan_range(e.s, 1101, 1501, t, 16, &bad), 4);
+    CHECK_INT(t[0], 1200);
+    CHECK_INT(t[3], 1500);
+    CHECK_INT(scan_range(e.s, 1950, UINT64_MAX, t, 16, &bad), 0);
+    /* The two-byte key sorts after every entry of the 1970s (0x00 0x01 >
+     * 0x00 0x00 ...): outside this range. */
+    CHECK_INT(scan_range(e.s, 0, 1000, t, 16, &bad), 0);
+    CHECK_INT(bad, 0);
+    idl_qlog_scan_close(NULL);
+    env_free(&e);
+}
+
+static void recipients_of_persons(void)
+{
+    env e;
+    if (!env_init(&e)) {
+        env_free(&e);
+        return;
+    }
+    /* Person 77 is in every entry; person 1000+seq in one each.  Customers
+     * alternate: "zeta" for even seq, "acme" (append_at's) for odd. */
+    for (uint64_t i = 0; i < 6; i++) {
+        idl_qlog_entry en;
+        memset(&en, 0, sizeof en);
+        en.time_us = 5000 + i * 10;
+        en.seq = i;
+        snprintf(en.customer, sizeof en.customer, "%s", i % 2 ? "acme" : "zeta");
+        snprintf(en.method, sizeof en.method, "idlookup.v1.Lookup/Search");
+        en.n_persons = en.n_pids = 2;
+        en.pids[0] = 77;
+        en.pids[1] = 1000 + i;
+        idl_qlog_append(e.q, &en);
+    }
+    CHECK_INT(idl_qlog_flush(e.q), IDL_OK);
+    idl_qlog_recipient *rs = NULL;
+    size_t nr = 99;
+    uint64_t p77 = 77;
+    CHECK_INT(idl_qlog_recipients(e.s, &p77, 1, 0, UINT64_MAX, &rs, &nr), IDL_OK);
+    CHECK_INT(nr, 2);
+    if (rs && nr == 2) {
+        CHECK_STR(rs[0].customer, "acme"); /* ascending by customer */
+        CHECK_INT(rs[0].count, 3);
+        CHECK_INT(rs[0].first, 5010);
+        CHECK_INT(rs[0].last, 5050);
+        CHECK_STR(rs[1].customer, "zeta");
+        CHECK_INT(rs[1].count, 3);
+        CHECK_INT(rs[1].first, 5000);
+        CHECK_INT(rs[1].last, 5040);
+    }
+    free(rs);
+    /* Bounds: [5010, 5040) holds seq 1, 2, 3. */
+    rs = NULL;
+    CHECK_INT(idl_qlog_recipients(e.s, &p77, 1, 5010, 5040, &rs, &nr), IDL_OK);
+    CHECK_INT(nr, 2);
+    if (rs && nr == 2) {
+        CHECK_INT(rs[0].count, 2);
+        CHECK_INT(rs[1].count, 1);
+        CHECK_INT(rs[1].first, 5020);
+        CHECK_INT(rs[1].last, 5020);
+    }
+    free(rs);
+    /* Several persons: their entries add up per customer. */
+    uint64_t two[2] = {1002, 1003};
+    rs = NULL;
+    CHECK_INT(idl_qlog_recipients(e.s, two, 2, 0, UINT64_MAX, &rs, &nr), IDL_OK);
+    CHECK_INT(nr, 2);
+    if (rs && nr == 2) {
+        CHECK_STR(rs[0].customer, "acme");
+        CHECK_INT(rs[0].first, 5030);
+        CHECK_STR(rs[1].customer, "zeta");
+        CHECK_INT(rs[1].first, 5020);
+    }
+    free(rs);
+    /* Nobody received an unknown person, or anyone outside the range. */
+    uint64_t other = 78;
+    rs = NULL;
+    CHECK_INT(idl_qlog_recipients(e.s, &other, 1, 0, UINT64_MAX, &rs, &nr), IDL_OK);
+    CHECK_INT(nr, 0);
+    free(rs);
+    rs = NULL;
+    CHECK_INT(idl_qlog_recipients(e.s, &p77, 1, 6000, 7000, &rs, &nr), IDL_OK);
+    CHECK_INT(nr, 0);
+    free(rs);
+    env_free(&e);
+}
+
+/* Cluster mode: other nodes' entries filed into logp are recipients like
+ * this node's own; two nodes' entries with the same time and sequence stay
+ * apart by their tags; failed calls and methods whose persons are not
+ * logged file nothing. */
+static void remote_entries_file_recipients(void)
+{
+    env e;
+    if (!env_init(&e)) {
+        env_free(&e);
+        return;
+    }
+    idl_store_batch *b = idl_store_batch_new(e.s);
+    CHECK(b != NULL);
+    if (!b) {
+        env_free(&e);
+        return;
+    }
+    idl_qlog_entry en;
+    memset(&en, 0, sizeof en);
+    en.time_us = 9000;
+    en.seq = 4;
+    snprintf(en.method, sizeof en.method, "idlookup.v1.Lookup/Search");
+    en.n_persons = en.n_pids = 1;
+    en.pids[0] = 55;
+    snprintf(en.customer, sizeof en.customer, "acme");
+    idl_qlog_file_remote(b, &en, 0x1111000000000000ull);
+    idl_qlog_file_remote(b, &en, 0x2222000000000000ull); /* another node, same time and seq */
+    en.code = 8;                                         /* refused: returned nobody */
+    snprintf(en.customer, sizeof en.customer, "refused");
+    idl_qlog_file_remote(b, &en, 0x3333000000000000ull);
+    en.code = 0;
+    snprintf(en.method, sizeof en.method, "idlookup.v1.Lookup/Verify");
+    snprintf(en.customer, sizeof en.customer, "verifier");
+    idl_qlog_file_remote(b, &en, 0x4444000000000000ull);
+    CHECK_INT(idl_store_batch_commit(e.s, b, false), IDL_OK);
+    idl_store_batch_free(b);
+    idl_qlog_recipient *rs = NULL;
+    size_t nr = 99;
+    uint64_t p55 = 55;
+    CHECK_INT(idl_qlog_recipients(e.s, &p55, 1, 0, UINT64_MAX, &rs, &nr), IDL_OK);
+    CHECK_INT(nr, 1);
+    if (rs && nr == 1) {
+        CHECK_STR(rs[0].customer, "acme");
+        CHECK_INT(rs[0].count, 2);
+        CHECK_INT(rs[0].first, 9000);
+        CHECK_INT(rs[0].last, 9000);
+    }
+    free(rs);
+    env_free(&e);
+}
+
+static void disclosure_mark_layout(void)
+{
+    uint8_t m[IDL_QLOG_MARK_LEN];
+    idl_qlog_disclosure_mark(0x0102030405060708ull, 2026, m);
+    static const uint8_t want[IDL_QLOG_MARK_LEN] = {'d', ':', 1, 2, 3, 4, 5, 6, 7, 8, 0x07, 0xea};
+    CHECK(memcmp(m, want, sizeof want) == 0);
+    uint8_t m2[IDL_QLOG_MARK_LEN];
+    idl_qlog_disclosure_mark(0x0102030405060708ull, 2027, m2);
+    CHECK(memcmp(m, m2, sizeof m) != 0);
 }
 
 static void decode_garbage(void)
@@ -772,7 +973,7 @@ static void no_identifier_in_clear(void)
     idl_qlog_next_id(e.q, &en.time_us, &en.seq);
     snprintf(en.customer, sizeof en.customer, "acme");
     snprintf(en.key_id, sizeof en.key_id, "k_1");
-    snprintf(en.method, sizeof en.method, IDL_QLOG_SEARCH_METHOD);
+    snprintf(en.method, sizeof en.method, SEARCH_METHOD);
     en.n_persons = en.n_pids = 1;
     en.pids[0] = 42;
     en.fps[en.n_fps++] = idl_qlog_fingerprint(e.q, "email", email);
@@ -825,6 +1026,10 @@ int main(void)
     RUN(logp_only_for_successful_search);
     RUN(close_flushes_pending);
     RUN(delete_before_and_retention);
+    RUN(scan_by_time_range);
+    RUN(recipients_of_persons);
+    RUN(remote_entries_file_recipients);
+    RUN(disclosure_mark_layout);
     RUN(decode_garbage);
     RUN(no_identifier_in_clear);
     return test_summary();

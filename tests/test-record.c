@@ -39,10 +39,10 @@ static int count_warnings_with(const warnings *w, const char *word)
 }
 
 /* Parses one record given as JSON text. */
-static int parse_json(const char *json, idl_record *r, warnings *w, char reason[256])
+static int parse_json(const char *json, idl_record *r, warnings *w, char reason[IDL_ERR_MAX])
 {
     idl_buf buf = {0};
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     int rc = idl_json_to_msgpack(json, strlen(json), &buf, msg);
     if (rc != IDL_OK) {
         fprintf(stderr, "  bad test JSON: %s\n", msg);
@@ -115,7 +115,7 @@ static void data_md_example(void)
 {
     idl_record r;
     warnings w;
-    char reason[256];
+    char reason[IDL_ERR_MAX];
     CHECK_INT(parse_json(example, &r, &w, reason), IDL_OK);
     CHECK_INT(w.n, 0);
     CHECK_STR(r.source_id, "crm-000123");
@@ -162,7 +162,7 @@ static void normalization_in_records(void)
 {
     idl_record r;
     warnings w;
-    char reason[256];
+    char reason[IDL_ERR_MAX];
     CHECK_INT(parse_json("{\"source_id\": \"  s-1\\t\", \"first_name\": \"  Zo\xc3\xab \","
                          " \"last_name\": \"O'Brien-Smith\","
                          " \"emails\": [\" Jane.Doe+x@GoogleMail.com \", \"JANEDOE@gmail.com\","
@@ -198,7 +198,7 @@ static void normalization_in_records(void)
 static void middle_name_optional(void)
 {
     idl_record r;
-    char reason[256];
+    char reason[IDL_ERR_MAX];
     static const char *const cases[] = {
         "{\"source_id\": \"s\", \"first_name\": \"A\", \"last_name\": \"B\"}",
         "{\"source_id\": \"s\", \"first_name\": \"A\", \"last_name\": \"B\", \"middle_name\": "
@@ -235,7 +235,7 @@ static void middle_name_must_be_utf8(void)
 {
     idl_record r;
     warnings w;
-    char reason[256];
+    char reason[IDL_ERR_MAX];
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
@@ -273,7 +273,7 @@ static void middle_name_must_be_utf8(void)
 static void dates(void)
 {
     idl_record r;
-    char reason[256], json[512];
+    char reason[IDL_ERR_MAX], json[512];
     int y, m, d;
     idl_today(&y, &m, &d);
     int ty = y, tm = m, td = d;
@@ -319,7 +319,7 @@ static void dates(void)
 static void required_fields(void)
 {
     idl_record r;
-    char reason[256];
+    char reason[IDL_ERR_MAX];
     static const struct {
         const char *json, *field;
     } cases[] = {
@@ -361,7 +361,7 @@ static void required_fields(void)
 static void wrong_types(void)
 {
     idl_record r;
-    char reason[256];
+    char reason[IDL_ERR_MAX];
     static const struct {
         const char *extra, *field, *type;
     } cases[] = {
@@ -406,7 +406,7 @@ static void unknown_fields_warn(void)
 {
     idl_record r;
     warnings w;
-    char reason[256];
+    char reason[IDL_ERR_MAX];
     CHECK_INT(
         parse_json("{\"source_id\": \"s\", \"first_name\": \"A\", \"last_name\": \"B\","
                    " \"nickname\": \"Al\", \"ssn\": \"000-00-0000\", \"extra\": {\"x\": [1]}}",
@@ -459,7 +459,7 @@ static void invalid_identifiers_dropped(void)
 {
     idl_record r;
     warnings w;
-    char reason[256];
+    char reason[IDL_ERR_MAX];
     CHECK_INT(parse_json("{\"source_id\": \"s\", \"first_name\": \"A\", \"last_name\": \"B\","
                          " \"emails\": [\"not-an-email\", \"ok@example.com\", 5, \"a@b\"],"
                          " \"phones\": [\"123\", {\"number\": \"+1 212 555 0100\", \"line_type\":"
@@ -508,7 +508,7 @@ static void empty_strings(void)
 {
     idl_record r;
     warnings w;
-    char reason[256];
+    char reason[IDL_ERR_MAX];
     CHECK_INT(parse_json(
                   "{\"source_id\": \"s\", \"first_name\": \"A\", \"last_name\": \"B\","
                   " \"middle_name\": \"\", \"emails\": [\"\"], \"ips\": [\"\"],"
@@ -533,7 +533,7 @@ static void duplicates_collapse(void)
 {
     idl_record r;
     warnings w;
-    char reason[256];
+    char reason[IDL_ERR_MAX];
     CHECK_INT(parse_json("{\"source_id\": \"s\", \"first_name\": \"A\", \"last_name\": \"B\","
                          " \"emails\": [\"a@example.com\", \"A@Example.com \", \"a@example.com\"],"
                          " \"phones\": [\"(415) 555-2671\", \"+14155552671\", \"415.555.2671\"],"
@@ -556,7 +556,7 @@ static void duplicate_address_after_another(void)
 {
     idl_record r;
     warnings w;
-    char reason[256];
+    char reason[IDL_ERR_MAX];
     CHECK_INT(parse_json("{\"source_id\": \"s\", \"first_name\": \"A\", \"last_name\": \"B\","
                          " \"addresses\": ["
                          "{\"street\": \"1 Main St\", \"zip\": \"62701\"},"
@@ -594,7 +594,7 @@ static void limits_per_kind(void)
     snprintf(json + n, sizeof json - n, "]}");
     idl_record r;
     warnings w;
-    char reason[256];
+    char reason[IDL_ERR_MAX];
     CHECK_INT(parse_json(json, &r, &w, reason), IDL_OK);
     CHECK_INT(r.n_emails, IDL_REC_MAX_EMAILS);
     CHECK_INT(r.n_phones, IDL_REC_MAX_PHONES);
@@ -656,7 +656,7 @@ static void child_relative_to_today(void)
         return;
     }
     idl_record r;
-    char reason[256], json[256];
+    char reason[IDL_ERR_MAX], json[256];
     snprintf(json, sizeof json,
              "{\"source_id\": \"s\", \"first_name\": \"A\", \"last_name\": \"B\","
              " \"dob\": \"%04d-%02d-%02d\"}",
@@ -726,7 +726,7 @@ static void pack(const idl_record *r, idl_buf *b)
 static void pack_unpack_round_trip(void)
 {
     idl_record r, back;
-    char reason[256];
+    char reason[IDL_ERR_MAX];
     CHECK_INT(parse_json(example, &r, NULL, reason), IDL_OK);
     idl_buf b = {0};
     pack(&r, &b);
@@ -837,7 +837,7 @@ static void unpack_garbage(void)
     }
     /* More identifiers than a record holds. */
     idl_record full;
-    char reason[256];
+    char reason[IDL_ERR_MAX];
     CHECK_INT(parse_json(example, &full, NULL, reason), IDL_OK);
     full.n_emails = 0;
     full.n_phones = 0;

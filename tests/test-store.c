@@ -51,7 +51,7 @@ static void make_tmpdir(char out[64])
 static idl_store *open_store(const char *dir)
 {
     idl_store *s = NULL;
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     int rc = idl_store_open(&s, dir, NULL, err);
     CHECK_INT(rc, IDL_OK);
     if (rc) fprintf(stderr, "  open %s: %s\n", dir, err);
@@ -62,7 +62,7 @@ static idl_store *open_store(const char *dir)
 static bool rec_json(idl_record *r, const char *json)
 {
     idl_buf buf = {0};
-    char msg[IDL_WIRE_MSG_MAX], reason[256];
+    char msg[IDL_ERR_MAX], reason[IDL_ERR_MAX];
     bool ok = false;
     if (idl_json_to_msgpack(json, strlen(json), &buf, msg) == IDL_OK) {
         msgpack_zone z;
@@ -228,7 +228,7 @@ static void second_open_is_unavailable(void)
     char dir[64];
     make_tmpdir(dir);
     idl_store *s = open_store(dir), *t = (idl_store *)&s;
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     CHECK_INT(idl_store_open(&t, dir, NULL, err), IDL_UNAVAILABLE);
     CHECK(t == (idl_store *)&s); /* not written on failure */
     CHECK(strlen(err) > 10);
@@ -439,7 +439,7 @@ static void other_layout_is_refused(void)
     CHECK_INT(idl_store_batch_commit(s, b, false), IDL_OK);
     idl_store_batch_free(b);
     idl_store_close(s);
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     s = NULL;
     CHECK_INT(idl_store_open(&s, dir, NULL, err), IDL_FAILED_PRECONDITION);
     CHECK(s == NULL);
@@ -509,7 +509,7 @@ static void layout_2_is_renormalized(void)
     idl_store_close(s);
 
     /* A secondary (the analytics job) refuses it until a primary has run. */
-    char err[256] = "", sec[80];
+    char err[IDL_ERR_MAX] = "", sec[80];
     snprintf(sec, sizeof sec, "%s-secondary", dir);
     idl_store_opts so = {.secondary = sec};
     s = NULL;
@@ -1060,6 +1060,14 @@ static void later_identifiers_of_suppressed_person(void)
     idl_hkey phone;
     idl_hkey_make(&phone, "phone", "+12125550100");
     CHECK(!idl_store_key_suppressed(s, &phone));
+    /* Its name entries are gone: a name probe finds what it finds for a
+     * stranger. */
+    idl_hkey name;
+    idl_hkey_name(&name, "b", "a");
+    uint64_t got[4];
+    size_t ngot = 9;
+    CHECK_INT(idl_store_probe(s, &name, got, 4, &ngot, NULL), IDL_OK);
+    CHECK_INT(ngot, 0);
     /* The same person comes back with a phone; another source shares it
      * (same call, so the second must see the first's write). */
     CHECK(rec_json(&r[0], "{\"source_id\": \"sup-a\", \"first_name\": \"A\", \"last_name\": "
@@ -1399,7 +1407,8 @@ static void iterators_see_unflushed_writes(void)
     CHECK_INT(upsert1(s, &r).outcome, IDL_UP_STORED);
     uint64_t pid = idl_person_id("scan-me");
     idl_hkey keys[IDL_RECORD_KEYS_MAX];
-    size_t nk = idl_record_keys(&r, keys, IDL_RECORD_KEYS_MAX, true);
+    /* Suppressed below: its identifier entries stay, its name entries go. */
+    size_t nk = idl_record_keys(&r, keys, IDL_RECORD_KEYS_MAX, false);
     uint32_t newly;
     CHECK_INT(idl_store_suppress(s, &pid, 1, NULL, 0, &newly), IDL_OK);
     CHECK_INT(count_cf(s, IDL_CF_PERSONS), 1);
@@ -1443,7 +1452,7 @@ static void secondary_catches_up_with_suppression(void)
     CHECK_INT(upsert1(s, &r).outcome, IDL_UP_STORED);
     CHECK_INT(idl_store_mark_once(s, "flush-me", 8, &(bool){false}), IDL_OK);
     idl_store *sec = NULL;
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     idl_store_opts o = {.secondary = scratch};
     CHECK_INT(idl_store_open(&sec, db, &o, err), IDL_OK);
     if (!sec) {
@@ -1512,7 +1521,7 @@ enum { CRASH_IDS = 250 };
 static int crash_writer(const char *dir, int progress_fd)
 {
     idl_store *s = NULL;
-    char err[256];
+    char err[IDL_ERR_MAX];
     if (idl_store_open(&s, dir, NULL, err) != IDL_OK) {
         fprintf(stderr, "writer: %s\n", err);
         return 2;
@@ -1548,72 +1557,16 @@ static int crash_writer(const char *dir, int progress_fd)
     }
 }
 
-/* What a consistency scan found. */
-typedef struct {
-    size_t persons, supp, missing, bad_id, unreadable, entries, dangling, foreign, unsorted;
-    idl_store_counts counts;
-} scan;
-
-/* Scans records, index entries and counters of the store in dir. */
-static scan scan_store(const char *dir)
+/* The store's own consistency scan (idl_store_check) of the store in dir. */
+static idl_store_check_report scan_store(const char *dir)
 {
-    scan sc;
-    memset(&sc, 0, sizeof sc);
+    idl_store_check_report r;
+    memset(&r, 0, sizeof r);
     idl_store *s = open_store(dir);
-    if (!s) return sc;
-    idl_store_iter *it = NULL;
-    CHECK_INT(idl_store_iter_open(s, IDL_CF_PERSONS, NULL, 0, NULL, 0, &it), IDL_OK);
-    for (; it && idl_store_iter_valid(it); idl_store_iter_next(it)) {
-        size_t kl, vl;
-        const char *k = idl_store_iter_key(it, &kl);
-        const char *v = idl_store_iter_value(it, &vl);
-        idl_record r;
-        if (kl != 8 || idl_record_unpack(v, vl, &r) != IDL_OK) {
-            sc.unreadable++;
-            continue;
-        }
-        uint64_t pid = idl_be64_get((const uint8_t *)k);
-        sc.persons++;
-        sc.bad_id += idl_person_id(r.source_id) != pid;
-        sc.supp += idl_store_person_suppressed(s, pid);
-        idl_hkey keys[IDL_RECORD_KEYS_MAX];
-        size_t nk = idl_record_keys(&r, keys, IDL_RECORD_KEYS_MAX, true);
-        for (size_t i = 0; i < nk; i++)
-            sc.missing += !probe_finds(s, &keys[i], pid);
-    }
-    idl_store_iter_close(it);
-    CHECK_INT(idl_store_iter_open(s, IDL_CF_IDX, NULL, 0, NULL, 0, &it), IDL_OK);
-    for (; it && idl_store_iter_valid(it); idl_store_iter_next(it)) {
-        size_t kl, vl;
-        const char *k = idl_store_iter_key(it, &kl);
-        const uint8_t *v = (const uint8_t *)idl_store_iter_value(it, &vl);
-        if (kl != 16 || vl % 8) {
-            sc.entries++;
-            sc.dangling++;
-            continue;
-        }
-        for (size_t e = 0; e < vl; e += 8) {
-            sc.entries++;
-            uint64_t pid = idl_be64_get(v + e);
-            if (e && idl_be64_get(v + e - 8) >= pid) sc.unsorted++;
-            idl_record r;
-            if (idl_store_get(s, pid, &r) != IDL_OK) {
-                sc.dangling++;
-                continue;
-            }
-            /* The entry's hash must be one of that person's current keys. */
-            idl_hkey keys[IDL_RECORD_KEYS_MAX];
-            size_t nk = idl_record_keys(&r, keys, IDL_RECORD_KEYS_MAX, true);
-            bool mine = false;
-            for (size_t i = 0; i < nk && !mine; i++)
-                mine = memcmp(keys[i].b, k, 16) == 0;
-            sc.foreign += !mine;
-        }
-    }
-    idl_store_iter_close(it);
-    idl_store_counts_get(s, &sc.counts);
+    if (!s) return r;
+    CHECK_INT(idl_store_check(s, &r), IDL_OK);
     idl_store_close(s);
-    return sc;
+    return r;
 }
 
 /* Reads the nice value of every thread of this process named name. */
@@ -1654,7 +1607,7 @@ static void compactions_yield(void)
     char dir[64];
     make_tmpdir(dir);
     idl_store *s = NULL;
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     idl_store_opts o = {.yield_compactions = true};
     CHECK_INT(idl_store_open(&s, dir, &o, err), IDL_OK);
     if (!s) return;
@@ -1684,7 +1637,7 @@ static void compactions_yield(void)
 
 static void check_consistent(const char *dir)
 {
-    scan sc = scan_store(dir);
+    idl_store_check_report sc = scan_store(dir);
     CHECK(sc.persons > 0);
     CHECK(sc.entries > 0);
     CHECK_INT(sc.unreadable, 0);
@@ -1694,10 +1647,12 @@ static void check_consistent(const char *dir)
     CHECK_INT(sc.foreign, 0);
     CHECK_INT(sc.unsorted, 0);
     CHECK_INT(sc.counts.persons + sc.counts.suppressed, sc.persons);
-    CHECK_INT(sc.counts.suppressed, sc.supp);
+    CHECK_INT(sc.counts.suppressed, sc.suppressed);
+    CHECK(idl_store_check_ok(&sc));
     CHECK(sc.counts.children_purged > 0);
-    printf("     after SIGKILL: %zu persons (%zu suppressed), %zu index entries, %llu purged\n",
-           sc.persons, sc.supp, sc.entries, (unsigned long long)sc.counts.children_purged);
+    printf("     after SIGKILL: %llu persons (%llu suppressed), %llu index entries, %llu purged\n",
+           (unsigned long long)sc.persons, (unsigned long long)sc.suppressed,
+           (unsigned long long)sc.entries, (unsigned long long)sc.counts.children_purged);
 }
 
 /* The scan itself catches damage: one index entry removed, one orphan and
@@ -1734,10 +1689,11 @@ static void scan_detects_damage(const char *dir)
     CHECK_INT(idl_store_batch_commit(s, b, false), IDL_OK);
     idl_store_batch_free(b);
     idl_store_close(s);
-    scan sc = scan_store(dir);
+    idl_store_check_report sc = scan_store(dir);
     CHECK_INT(sc.missing, 1);
     CHECK_INT(sc.dangling, 1);
     CHECK_INT(sc.foreign, 1);
+    CHECK(!idl_store_check_ok(&sc));
 }
 
 static void crash_consistency(void)

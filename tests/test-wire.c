@@ -23,8 +23,8 @@
 /* A message the reply can carry: non-empty, printable, more than one word. */
 static bool is_sentence(const char *m)
 {
-    size_t n = strnlen(m, IDL_WIRE_MSG_MAX);
-    if (n == 0 || n >= IDL_WIRE_MSG_MAX) return false;
+    size_t n = strnlen(m, IDL_ERR_MAX);
+    if (n == 0 || n >= IDL_ERR_MAX) return false;
     bool space = false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)m[i];
@@ -51,7 +51,7 @@ typedef struct {
     int rc;
     bool has_id;
     uint64_t id;
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
 } outcome;
 
 static outcome decode(const void *buf, size_t len)
@@ -119,7 +119,7 @@ static void round_trip_from_client_encoder(void)
         msgpack_zone z;
         msgpack_zone_init(&z, 1024);
         idl_request req;
-        char msg[IDL_WIRE_MSG_MAX] = "";
+        char msg[IDL_ERR_MAX] = "";
         CHECK_INT(idl_wire_decode_request(enc, len, &z, &req, msg), IDL_OK);
         CHECK(req.has_id);
         CHECK(req.id == ids[i]);
@@ -150,7 +150,7 @@ static void round_trip_from_client_encoder(void)
     msgpack_zone z;
     msgpack_zone_init(&z, 1024);
     idl_request req;
-    char msg[IDL_WIRE_MSG_MAX] = "";
+    char msg[IDL_ERR_MAX] = "";
     CHECK_INT(idl_wire_decode_request(enc, len, &z, &req, msg), IDL_OK);
     CHECK(req.has_id && req.id == 9);
     CHECK(req.auth == NULL && req.auth_len == 0);
@@ -266,7 +266,7 @@ static void meta_timeout_body_fields(void)
         msgpack_zone z;
         msgpack_zone_init(&z, 1024);
         idl_request req;
-        char msg[IDL_WIRE_MSG_MAX];
+        char msg[IDL_ERR_MAX];
         CHECK_INT(idl_wire_decode_request(b.sb.data, b.sb.size, &z, &req, msg), IDL_OK);
         CHECK(req.id == 300 && req.has_id);
         CHECK(req.auth_len == 20 && memcmp(req.auth, "Bearer idl_k1_secret", 20) == 0);
@@ -293,7 +293,7 @@ static void meta_timeout_body_fields(void)
         msgpack_zone z;
         msgpack_zone_init(&z, 1024);
         idl_request req;
-        char msg[IDL_WIRE_MSG_MAX];
+        char msg[IDL_ERR_MAX];
         CHECK_INT(idl_wire_decode_request(b.sb.data, b.sb.size, &z, &req, msg), IDL_OK);
         CHECK(req.auth == NULL && !req.has_timeout && req.body == NULL);
         msgpack_zone_destroy(&z);
@@ -380,7 +380,7 @@ static void meta_timeout_body_fields(void)
         msgpack_zone z;
         msgpack_zone_init(&z, 1024);
         idl_request req;
-        char msg[IDL_WIRE_MSG_MAX];
+        char msg[IDL_ERR_MAX];
         CHECK_INT(idl_wire_decode_request(b.sb.data, b.sb.size, &z, &req, msg), IDL_OK);
         CHECK(req.body_not_map && req.body == NULL && req.id == 78);
         msgpack_zone_destroy(&z);
@@ -681,7 +681,7 @@ static void too_many_objects(void)
     msgpack_pack_array(&nb.pk, 100);
     for (int i = 0; i < 100; i++)
         msgpack_pack_nil(&nb.pk);
-    char m[IDL_WIRE_MSG_MAX];
+    char m[IDL_ERR_MAX];
     CHECK_INT(idl_wire_check_limits(nb.sb.data, nb.sb.size, 1 << 20, 101, m), IDL_OK);
     CHECK_INT(idl_wire_check_limits(nb.sb.data, nb.sb.size, 1 << 20, 100, m), IDL_INVALID_ARGUMENT);
     CHECK(is_sentence(m));
@@ -745,7 +745,7 @@ static void every_type_passes_the_check(void)
     msgpack_pack_str(&b.pk, 300);
     msgpack_pack_str_body(&b.pk, big, 300);
     msgpack_pack_map(&b.pk, 0);
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     CHECK_INT(idl_wire_check(b.sb.data, b.sb.size, msg), IDL_OK);
     msgpack_zone z;
     msgpack_zone_init(&z, 1024);
@@ -802,7 +802,7 @@ static void fields_table(idl_field f[F_N])
 /* Runs idl_wire_fields over a body built by `fill` (a map of `pairs`). */
 typedef void (*filler)(builder *b);
 
-static int run_fields(filler fill, idl_field f[F_N], char msg[IDL_WIRE_MSG_MAX], char field[64],
+static int run_fields(filler fill, idl_field f[F_N], char msg[IDL_ERR_MAX], char field[64],
                       parsed *p)
 {
     builder b;
@@ -812,7 +812,7 @@ static int run_fields(filler fill, idl_field f[F_N], char msg[IDL_WIRE_MSG_MAX],
     fields_table(f);
     for (int i = 0; i < F_N; i++)
         f[i].val = (const msgpack_object *)&f; /* must be reset to NULL */
-    memset(msg, 0, IDL_WIRE_MSG_MAX);
+    memset(msg, 0, IDL_ERR_MAX);
     memset(field, 0, 64);
     return idl_wire_fields(&p->obj, f, F_N, msg, field);
 }
@@ -953,7 +953,7 @@ static void fill_not_map(builder *b)
 static void body_fields(void)
 {
     idl_field f[F_N];
-    char msg[IDL_WIRE_MSG_MAX], field[64];
+    char msg[IDL_ERR_MAX], field[64];
     parsed p;
 
     CHECK_INT(run_fields(fill_all_ok, f, msg, field, &p), IDL_OK);
@@ -1367,7 +1367,7 @@ static void unknown_field_escaped(void)
         msgpack_unpacked_init(&up);
         CHECK(msgpack_unpack_next(&up, b.sb.data, b.sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
         idl_field f[1] = {{"email", IDL_FT_STR, NULL}};
-        char msg[IDL_WIRE_MSG_MAX], field[64], want[IDL_WIRE_MSG_MAX];
+        char msg[IDL_ERR_MAX], field[64], want[IDL_ERR_MAX];
         CHECK_INT(idl_wire_fields(&up.data, f, 1, msg, field), IDL_INVALID_ARGUMENT);
         snprintf(want, sizeof want, "unknown field '%s'", cases[i].shown);
         CHECK_STR(msg, want);
@@ -1389,7 +1389,7 @@ static void unknown_field_escaped(void)
     msgpack_unpacked_init(&up);
     CHECK(msgpack_unpack_next(&up, b.sb.data, b.sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
     idl_field f[1] = {{"email", IDL_FT_STR, NULL}};
-    char msg[IDL_WIRE_MSG_MAX], field[64];
+    char msg[IDL_ERR_MAX], field[64];
     CHECK_INT(idl_wire_fields(&up.data, f, 1, msg, field), IDL_INVALID_ARGUMENT);
     CHECK_INT(strlen(field), 15 * 4 + 2);
     CHECK(strncmp(field, "\\xFF\\xFF", 8) == 0 && strcmp(field + 60, "..") == 0);

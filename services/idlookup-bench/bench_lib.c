@@ -4,6 +4,7 @@
  */
 #include "bench_lib.h"
 #include "args.h"
+#include "methods.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -21,9 +22,9 @@ static const char *const method_names[IDL_BENCH_NMETHODS] = {
     "health", "search", "validate", "verify", "batch",
 };
 
-static const char *const method_wire[IDL_BENCH_NMETHODS] = {
-    "grpc.health.v1.Health/Check", "idlookup.v1.Lookup/Search", "idlookup.v1.Lookup/Validate",
-    "idlookup.v1.Lookup/Verify",   "idlookup.v1.Lookup/Batch",
+/* The rows of common/methods.h the bench drives, in its own order. */
+static const idl_method_id method_row[IDL_BENCH_NMETHODS] = {
+    IDL_METHOD_HEALTH, IDL_METHOD_SEARCH, IDL_METHOD_VALIDATE, IDL_METHOD_VERIFY, IDL_METHOD_BATCH,
 };
 
 const char *idl_bench_method_name(int m)
@@ -33,7 +34,7 @@ const char *idl_bench_method_name(int m)
 
 const char *idl_bench_method_wire(int m)
 {
-    return m >= 0 && m < IDL_BENCH_NMETHODS ? method_wire[m] : NULL;
+    return m >= 0 && m < IDL_BENCH_NMETHODS ? idl_method_name(method_row[m]) : NULL;
 }
 
 static int method_by_name(const char *s, size_t n)
@@ -214,79 +215,71 @@ enum {
     F_HELP,
 };
 
-static const struct flag {
-    const char *name;
-    char short_name;
-    bool has_arg;
-    int id;
-    const char *arg;
-    const char *help;
-} flags[] = {
-    {"url", 0, true, F_URL, "URL",
-     "service address, or a comma-separated list of nodes (default tcp://127.0.0.1:7411)"},
-    {"key", 0, true, F_KEY, "KEY", "API key sent as Bearer (health needs none)"},
-    {"method", 0, true, F_METHOD, "M", "one workload: health, search, validate, verify or batch"},
-    {"mix", 0, true, F_MIX, "SPEC",
+static const idl_args_flag flags[] = {
+    {"url", 0, "URL",
+     "service address, or a comma-separated list of nodes (default tcp://127.0.0.1:7411)", F_URL},
+    {"key", 0, "KEY", "API key sent as Bearer (health needs none)", F_KEY},
+    {"method", 0, "M", "one workload: health, search, validate, verify or batch", F_METHOD},
+    {"mix", 0, "SPEC",
      "weighted workloads, e.g. search=70,validate=15,verify=10,batch=5\n"
-     "                        (the default when neither --method nor --mix is given)"},
-    {"data", 0, true, F_DATA, "FILE",
+     "(the default when neither --method nor --mix is given)",
+     F_MIX},
+    {"data", 0, "FILE",
      "NDJSON persons (as `idlookup gen` writes) to query; needed by\n"
-     "                        every workload but health"},
-    {"miss-ratio", 0, true, F_MISS, "R",
-     "share 0..1 of lookups for made-up identifiers not in --data (default 0)"},
-    {"search-by", 0, true, F_SEARCH_BY, "KIND",
+     "every workload but health",
+     F_DATA},
+    {"miss-ratio", 0, "R",
+     "share 0..1 of lookups for made-up identifiers not in --data (default 0)", F_MISS},
+    {"search-by", 0, "KIND",
      "what Search and Batch's Searches ask for: email (default; persons\n"
-     "                        with an email), phone (persons with a phone) or any\n"
-     "                        (email, else phone); misses are made-up emails or phones"},
-    {"batch-size", 0, true, F_BATCH, "N", "Search calls per Batch request, 1..100 (default 100)"},
-    {"concurrency", 'c', true, F_CONC, "N", "requests in flight = nng contexts (default 8)"},
-    {"sockets", 0, true, F_SOCKETS, "K",
-     "client connections, contexts spread over them (default 1, at most -c)"},
-    {"duration", 'z', true, F_DURATION, "SECS",
-     "measured run time: 10, 2.5s, 500ms, 1m (default 10 s)"},
-    {"requests", 'n', true, F_REQUESTS, "N", "measured requests instead of a duration"},
-    {"warmup", 0, true, F_WARMUP, "SECS", "run this long first without counting (default 0)"},
-    {"rate", 0, true, F_RATE, "R",
+     "with an email), phone (persons with a phone) or any\n"
+     "(email, else phone); misses are made-up emails or phones",
+     F_SEARCH_BY},
+    {"batch-size", 0, "N", "Search calls per Batch request, 1..100 (default 100)", F_BATCH},
+    {"concurrency", 'c', "N", "requests in flight = nng contexts (default 8)", F_CONC},
+    {"sockets", 0, "K", "client connections, contexts spread over them (default 1, at most -c)",
+     F_SOCKETS},
+    {"duration", 'z', "SECS", "measured run time: 10, 2.5s, 500ms, 1m (default 10 s)", F_DURATION},
+    {"requests", 'n', "N", "measured requests instead of a duration", F_REQUESTS},
+    {"warmup", 0, "SECS", "run this long first without counting (default 0)", F_WARMUP},
+    {"rate", 0, "R",
      "open loop: R requests/s in total, request i due at start + i/R;\n"
-     "                        latency counts from the due time (coordinated omission\n"
-     "                        corrected). Without --rate: closed loop"},
-    {"timeout-ms", 0, true, F_TIMEOUT, "MS", "how long to wait for each reply (default 5000)"},
-    {"deadline-ms", 0, true, F_DEADLINE, "MS",
-     "send timeout_ms = MS with every request (default none)"},
-    {"format", 0, true, F_FORMAT, "FMT", "text (default) or json: one JSON object on stdout"},
-    {"progress", 0, false, F_PROGRESS, NULL,
-     "live progress line on stderr even when it is not a terminal"},
-    {"max-errors", 0, true, F_MAXERR, "F",
+     "latency counts from the due time (coordinated omission\n"
+     "corrected). Without --rate: closed loop",
+     F_RATE},
+    {"timeout-ms", 0, "MS", "how long to wait for each reply (default 5000)", F_TIMEOUT},
+    {"deadline-ms", 0, "MS", "send timeout_ms = MS with every request (default none)", F_DEADLINE},
+    {"format", 0, "FMT", "text (default) or json: one JSON object on stdout", F_FORMAT},
+    {"progress", 0, NULL, "live progress line on stderr even when it is not a terminal",
+     F_PROGRESS},
+    {"max-errors", 0, "F",
      "exit 1 when the share of non-OK requests exceeds F, 0..1 (default 0);\n"
-     "                        with --rate, requests never sent count as failed"},
-    {"baseline", 0, false, F_BASELINE, NULL,
+     "with --rate, requests never sent count as failed",
+     F_MAXERR},
+    {"baseline", 0, NULL,
      "first measure Health/Check (closed loop, same -c/--sockets/-z/-n/--warmup)\n"
-     "                        and report the workload as a ratio of that ceiling"},
-    {"seed", 0, true, F_SEED, "N", "seed for picking persons and made-up identifiers (default 1)"},
-    {"help", 'h', false, F_HELP, NULL, "this text"},
+     "and report the workload as a ratio of that ceiling",
+     F_BASELINE},
+    {"seed", 0, "N", "seed for picking persons and made-up identifiers (default 1)", F_SEED},
+    {"help", 'h', NULL, "this text", F_HELP},
 };
-#define NFLAGS (sizeof(flags) / sizeof(flags[0]))
+
+static const idl_args_spec spec = {
+    .prog = "idlookup-bench",
+    .head = "usage: idlookup-bench [--url URL] [--key KEY] [--method M | --mix SPEC]\n"
+            "                      [--data FILE] [-c N] [-z SECS | -n N] [--rate R] ...\n"
+            "Load generator for idlookupd: sends requests, reports throughput, status codes\n"
+            "and the latency distribution (HDR histogram).  Exit 0, 1 when the error share\n"
+            "exceeds --max-errors (or the run cannot start), 2 for bad usage.\n\n",
+    .flags = flags,
+    .nflags = sizeof flags / sizeof flags[0],
+    .indent = 2,
+    .column = 24,
+};
 
 void idl_bench_usage(FILE *f)
 {
-    fprintf(f, "usage: idlookup-bench [--url URL] [--key KEY] [--method M | --mix SPEC]\n"
-               "                      [--data FILE] [-c N] [-z SECS | -n N] [--rate R] ...\n"
-               "Load generator for idlookupd: sends requests, reports throughput, status codes\n"
-               "and the latency distribution (HDR histogram).  Exit 0, 1 when the error share\n"
-               "exceeds --max-errors (or the run cannot start), 2 for bad usage.\n\n");
-    for (size_t i = 0; i < NFLAGS; i++) {
-        char lhs[48];
-        if (flags[i].short_name)
-            snprintf(lhs, sizeof(lhs), "-%c, --%s%s%s", flags[i].short_name, flags[i].name,
-                     flags[i].arg ? " " : "", flags[i].arg ? flags[i].arg : "");
-        else
-            snprintf(lhs, sizeof(lhs), "    --%s%s%s", flags[i].name, flags[i].arg ? " " : "",
-                     flags[i].arg ? flags[i].arg : "");
-        if (strlen(lhs) > 22)
-            fprintf(f, "  %s\n  %-22s%s\n", lhs, "", flags[i].help);
-        else
-            fprintf(f, "  %-22s%s\n", lhs, flags[i].help);
-    }
+    idl_args_usage(&spec, f);
 }
 
 static void defaults(idl_bench_opts *o)
@@ -302,7 +295,7 @@ static void defaults(idl_bench_opts *o)
 }
 
 /* One flag with its value; writes err naming the flag on a bad value. */
-static int apply_flag(idl_bench_opts *o, const struct flag *fl, const char *v, bool *have,
+static int apply_flag(idl_bench_opts *o, const idl_args_flag *fl, const char *v, bool *have,
                       char *err, size_t errlen)
 {
     uint64_t u;
@@ -485,47 +478,11 @@ int idl_bench_parse_args(int argc, char **argv, idl_bench_opts *o, char *err, si
 {
     bool have[F_HELP + 1] = {false};
     defaults(o);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const struct flag *fl = NULL;
-        const char *value = NULL;
-        if (a[0] == '-' && a[1] == '-' && a[2]) {
-            const char *eq = strchr(a + 2, '=');
-            size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-            for (size_t k = 0; k < NFLAGS && !fl; k++)
-                if (strlen(flags[k].name) == n && !memcmp(flags[k].name, a + 2, n)) fl = &flags[k];
-            if (!fl) {
-                set_err(err, errlen, "unknown flag --%.*s (see --help)", (int)n, a + 2);
-                return IDL_INVALID_ARGUMENT;
-            }
-            if (eq && !fl->has_arg) {
-                set_err(err, errlen, "--%s: takes no value", fl->name);
-                return IDL_INVALID_ARGUMENT;
-            }
-            value = eq ? eq + 1 : NULL;
-        } else if (a[0] == '-' && a[1] && a[1] != '-') {
-            for (size_t k = 0; k < NFLAGS && !fl; k++)
-                if (flags[k].short_name == a[1]) fl = &flags[k];
-            if (!fl) {
-                set_err(err, errlen, "unknown flag -%c (see --help)", a[1]);
-                return IDL_INVALID_ARGUMENT;
-            }
-            if (a[2] && !fl->has_arg) {
-                set_err(err, errlen, "-%c/--%s: takes no value", a[1], fl->name);
-                return IDL_INVALID_ARGUMENT;
-            }
-            value = a[2] ? a + 2 : NULL; /* -c8 as well as -c 8 */
-        } else {
-            set_err(err, errlen, "unexpected argument \"%s\" (see --help)", a);
-            return IDL_INVALID_ARGUMENT;
-        }
-        if (fl->has_arg && !value) {
-            if (i + 1 >= argc) {
-                set_err(err, errlen, "--%s: missing value %s", fl->name, fl->arg);
-                return IDL_INVALID_ARGUMENT;
-            }
-            value = argv[++i];
-        }
+    idl_args args;
+    const idl_args_flag *fl;
+    const char *value;
+    idl_args_start(&args, &spec, argc, argv);
+    while (idl_args_next(&args, &fl, &value)) {
         if (fl->id == F_HELP) {
             o->help = 1;
             return 0;
@@ -535,6 +492,10 @@ int idl_bench_parse_args(int argc, char **argv, idl_bench_opts *o, char *err, si
             return IDL_INVALID_ARGUMENT;
         }
         if (apply_flag(o, fl, value, have, err, errlen)) return IDL_INVALID_ARGUMENT;
+    }
+    if (args.status) {
+        set_err(err, errlen, "%s", args.err);
+        return IDL_INVALID_ARGUMENT;
     }
 
     if (have[F_METHOD] && have[F_MIX]) {
@@ -949,7 +910,7 @@ static void pack_body(msgpack_packer *pk, const idl_bench_pool *p, int m, size_t
         msgpack_pack_array(pk, batch_size);
         for (unsigned k = 0; k < batch_size; k++) {
             msgpack_pack_map(pk, 2);
-            pack_kv(pk, "method", method_wire[IDL_BENCH_SEARCH]);
+            pack_kv(pk, "method", idl_method_name(IDL_METHOD_SEARCH));
             pack_cstr(pk, "body");
             pack_search(pk, p, by, is_miss(j * batch_size + k, ratio), rng);
         }

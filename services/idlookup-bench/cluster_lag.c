@@ -57,7 +57,7 @@ static int call_email(idl_client *c, const char *method, const char *e, long lon
     char json[512];
     snprintf(json, sizeof json, "{\"email\": \"%s\"}", e);
     idl_buf body = {0};
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     if (idl_json_to_msgpack(json, strlen(json), &body, msg)) return -1;
     idl_reply *r = NULL;
     int rc = idl_client_call(c, method, body.data, body.len, -1, 20000, &r);
@@ -99,35 +99,85 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+enum { F_A, F_B, F_KEY, F_EMAILS, F_RATE, F_SECONDS, F_EVERY, F_HELP };
+
+static const idl_args_flag flags[] = {
+    {"a", 0, "URL", "the node that takes the opt-outs", F_A},
+    {"b", 0, "URL", "the node probed until it hides each one", F_B},
+    {"key", 0, "KEY", "API key with the privacy and lookup scopes", F_KEY},
+    {"emails", 0, "FILE", "one email per line: the load's, then the probes' (last 10%)", F_EMAILS},
+    {"rate", 0, "R", "opt-outs per second in total through --a (default 1000)", F_RATE},
+    {"seconds", 0, "S", "how long the load runs (default 30)", F_SECONDS},
+    {"probes-every", 0, "MS", "one probe every MS milliseconds (default 100)", F_EVERY},
+    {"help", 'h', NULL, "this text", F_HELP},
+};
+
+static const idl_args_spec spec = {
+    .prog = "idlookup-clusterlag",
+    .head = "usage: idlookup-clusterlag --a URL --b URL --key KEY --emails FILE\n"
+            "                           [--rate R] [--seconds S] [--probes-every MS]\n"
+            "How long an opt-out taken by node A takes to be applied by node B, under a\n"
+            "steady opt-out load.  Exit 0 when every call was OK, 1 when one was not, 2 for\n"
+            "bad usage.\n\n",
+    .flags = flags,
+    .nflags = sizeof flags / sizeof flags[0],
+    .indent = 2,
+    .column = 22,
+};
+
+/* A positive number for a flag's value, or a usage error naming the flag. */
+static bool positive(const char *flag, const char *v, double *out)
+{
+    char *end = NULL;
+    double d = strtod(v, &end);
+    if (!*v || *end || !(d > 0)) {
+        fprintf(stderr, "idlookup-clusterlag: --%s: expected a positive number, got \"%s\"\n", flag,
+                v);
+        return false;
+    }
+    *out = d;
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     const char *file = NULL;
     double every_ms = 100;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--a"))
-            url_a = argv[i + 1];
-        else if (!strcmp(argv[i], "--b"))
-            url_b = argv[i + 1];
-        else if (!strcmp(argv[i], "--key"))
-            key = argv[i + 1];
-        else if (!strcmp(argv[i], "--emails"))
-            file = argv[i + 1];
-        else if (!strcmp(argv[i], "--rate"))
-            rate = atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "--seconds"))
-            seconds = atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "--probes-every"))
-            every_ms = atof(argv[i + 1]);
-        else {
-            fprintf(stderr, "idlookup-clusterlag: unknown flag %s\n", argv[i]);
-            return 2;
+    idl_args args;
+    const idl_args_flag *fl;
+    const char *v;
+    idl_args_start(&args, &spec, argc, argv);
+    while (idl_args_next(&args, &fl, &v)) {
+        switch (fl->id) {
+        case F_A:
+            url_a = v;
+            break;
+        case F_B:
+            url_b = v;
+            break;
+        case F_KEY:
+            key = v;
+            break;
+        case F_EMAILS:
+            file = v;
+            break;
+        case F_RATE:
+            if (!positive(fl->name, v, &rate)) return IDL_ARGS_EXIT_USAGE;
+            break;
+        case F_SECONDS:
+            if (!positive(fl->name, v, &seconds)) return IDL_ARGS_EXIT_USAGE;
+            break;
+        case F_EVERY:
+            if (!positive(fl->name, v, &every_ms)) return IDL_ARGS_EXIT_USAGE;
+            break;
+        case F_HELP:
+            idl_args_usage(&spec, stdout);
+            return 0;
         }
     }
-    if (!url_a || !url_b || !key || !file || rate <= 0 || seconds <= 0 || every_ms <= 0) {
-        fprintf(stderr, "usage: idlookup-clusterlag --a URL --b URL --key KEY --emails FILE "
-                        "[--rate R] [--seconds S] [--probes-every MS]\n");
-        return 2;
-    }
+    if (args.status) return idl_args_fail(&spec, stderr, args.err);
+    if (!url_a || !url_b || !key || !file)
+        return idl_args_fail(&spec, stderr, "--a, --b, --key and --emails are required");
     FILE *f = fopen(file, "r");
     if (!f) {
         perror(file);

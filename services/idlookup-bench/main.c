@@ -672,7 +672,7 @@ fail:
 int main(int argc, char **argv)
 {
     idl_bench_opts o;
-    char err[256];
+    char err[IDL_ERR_MAX];
     int exit_code = 1;
     idl_bench_pool *pool = NULL;
     nng_socket *socks = NULL;

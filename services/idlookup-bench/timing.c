@@ -1,6 +1,7 @@
 /* idlookup-timing: does the time a reply takes tell identifier classes
  * apart?  (API.md §5: a suppressed identifier must cost what a never-stored
- * one costs.)  Each FILE is one class, one email per line; requests go one
+ * one costs.)  Each FILE is one class, one email per line (or "first|last"
+ * for a search by name); requests go one
  * at a time, one per class in turn in a shuffled order, so machine drift
  * and noise fall on every class alike.  Prints each class's median, mean
  * and spread in microseconds.
@@ -28,13 +29,27 @@ typedef struct {
     double *us; /* one latency per round */
 } klass;
 
-static int usage(const char *why)
-{
-    if (why) fprintf(stderr, "idlookup-timing: %s\n", why);
-    fprintf(stderr, "usage: idlookup-timing --url URL --key KEY [--method validate|search] "
-                    "[-n ROUNDS] CLASS=FILE...\n");
-    return 2;
-}
+enum { F_URL, F_KEY, F_METHOD, F_ROUNDS, F_HELP };
+
+static const idl_args_flag flags[] = {
+    {"url", 0, "URL", "the service (tcp://HOST:PORT or ipc:///PATH); required", F_URL},
+    {"key", 0, "KEY", "API key with the lookup scope; required", F_KEY},
+    {"method", 0, "M", "validate (default) or search", F_METHOD},
+    {"rounds", 'n', "ROUNDS", "requests per class, 1..10000000 (default 10000)", F_ROUNDS},
+    {"help", 'h', NULL, "this text", F_HELP},
+};
+
+static const idl_args_spec spec = {
+    .prog = "idlookup-timing",
+    .head = "usage: idlookup-timing --url URL --key KEY [--method validate|search] "
+            "[-n ROUNDS] CLASS=FILE...\n",
+    .tail = "  CLASS=FILE          one class of identifiers, one per line; at least two\n",
+    .flags = flags,
+    .nflags = sizeof flags / sizeof flags[0],
+    .indent = 2,
+    .column = 22,
+    .max_operands = MAX_CLASSES,
+};
 
 static int load(klass *k, const char *spec)
 {
@@ -95,28 +110,15 @@ int main(int argc, char **argv)
     klass ks[MAX_CLASSES];
     size_t nk = 0;
     memset(ks, 0, sizeof ks);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(NULL), 0;
-        if (!strcmp(a, "--url") && i + 1 < argc) {
-            url = argv[++i];
-        } else if (!strcmp(a, "--key") && i + 1 < argc) {
-            key = argv[++i];
-        } else if (!strcmp(a, "--method") && i + 1 < argc) {
-            const char *m = argv[++i];
-            if (!strcmp(m, "validate"))
-                method = "idlookup.v1.Lookup/Validate";
-            else if (!strcmp(m, "search"))
-                method = "idlookup.v1.Lookup/Search";
-            else
-                return usage("--method: validate or search");
-        } else if (!strcmp(a, "-n") && i + 1 < argc) {
-            if (idl_args_uint(argv[++i], 1, 10000000, &rounds))
-                return usage("-n: a whole number of rounds, 1..10000000");
-        } else if (a[0] != '-' && nk < MAX_CLASSES) {
-            int rc = load(&ks[nk], a);
+    idl_args args;
+    const idl_args_flag *fl;
+    const char *v;
+    idl_args_start(&args, &spec, argc, argv);
+    while (idl_args_next(&args, &fl, &v)) {
+        if (!fl) {
+            int rc = load(&ks[nk], v);
             if (rc) {
-                fprintf(stderr, "idlookup-timing: %s: %s\n", a,
+                fprintf(stderr, "idlookup-timing: %s: %s\n", v,
                         rc == IDL_INVALID_ARGUMENT ? "give CLASS=FILE"
                         : rc == IDL_NOT_FOUND      ? "cannot open the file"
                         : rc == IDL_INTERNAL       ? "out of memory"
@@ -124,11 +126,35 @@ int main(int argc, char **argv)
                 return 2;
             }
             nk++;
-        } else {
-            return usage("unknown or incomplete argument");
+            continue;
+        }
+        switch (fl->id) {
+        case F_URL:
+            url = v;
+            break;
+        case F_KEY:
+            key = v;
+            break;
+        case F_METHOD:
+            if (!strcmp(v, "validate"))
+                method = "idlookup.v1.Lookup/Validate";
+            else if (!strcmp(v, "search"))
+                method = "idlookup.v1.Lookup/Search";
+            else
+                return idl_args_fail(&spec, stderr, "--method: validate or search");
+            break;
+        case F_ROUNDS:
+            if (idl_args_uint(v, 1, 10000000, &rounds))
+                return idl_args_fail(&spec, stderr, "-n: a whole number of rounds, 1..10000000");
+            break;
+        case F_HELP:
+            idl_args_usage(&spec, stdout);
+            return 0;
         }
     }
-    if (!url || !key || nk < 2) return usage("--url, --key and at least two classes are needed");
+    if (args.status) return idl_args_fail(&spec, stderr, args.err);
+    if (!url || !key || nk < 2)
+        return idl_args_fail(&spec, stderr, "--url, --key and at least two classes are needed");
 
     int status = 0;
     idl_client *c = NULL;
@@ -161,9 +187,18 @@ int main(int argc, char **argv)
             msgpack_sbuffer_clear(&sb);
             msgpack_packer pk;
             msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-            msgpack_pack_map(&pk, 1);
-            msgpack_pack_str_with_body(&pk, "email", 5);
-            msgpack_pack_str_with_body(&pk, e, strlen(e));
+            const char *bar = strchr(e, '|');
+            if (bar) { /* "first|last": a name search */
+                msgpack_pack_map(&pk, 2);
+                msgpack_pack_str_with_body(&pk, "first_name", 10);
+                msgpack_pack_str_with_body(&pk, e, (size_t)(bar - e));
+                msgpack_pack_str_with_body(&pk, "last_name", 9);
+                msgpack_pack_str_with_body(&pk, bar + 1, strlen(bar + 1));
+            } else {
+                msgpack_pack_map(&pk, 1);
+                msgpack_pack_str_with_body(&pk, "email", 5);
+                msgpack_pack_str_with_body(&pk, e, strlen(e));
+            }
             idl_reply *rep = NULL;
             double t0 = now_us();
             int rc = idl_client_call(c, method, sb.data, sb.size, -1, 5000, &rep);

@@ -14,7 +14,6 @@
 
 #include <errno.h>
 #include <ftw.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,30 +21,85 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char analytics_usage[] =
-    "usage: idlookup analytics --data DIR [--from D] [--to D] [--format json|csv]\n"
-    "                          [--deidentified [--k N]]\n"
-    "       idlookup analytics export --data DIR --format ndjson|csv [--from D] [--to D]\n"
-    "       (either form with --nats URL[,URL...] instead of --data DIR)\n"
-    "\n"
-    "Reads the query log of the store at DIR (a daemon may be serving it), or with\n"
-    "--nats every cluster node's log from the IDL_QLOG stream, and prints,\n"
-    "per customer x method x UTC day: requests, errors by code, hit rate (share with at\n"
-    "least one person returned), latency p50/p95/p99 (nearest rank) and the number of\n"
-    "distinct query fingerprints.  Customer \"\" is calls without a valid key.\n"
-    "  --from D, --to D   first and last UTC day (YYYY-MM-DD), both included; default all\n"
-    "  --format F         json (default: one object) or csv (one row per group)\n"
-    "  --deidentified     leave out groups with fewer than k distinct fingerprints (for\n"
-    "                     partners); total_requests then covers the groups shown, and\n"
-    "                     suppressed_groups counts those left out\n"
-    "  --k N              the threshold (default 5, N >= 1); needs --deidentified\n"
-    "\n"
-    "`export` writes every log entry in range, one per line (NDJSON objects or CSV rows\n"
-    "with a header), for DuckDB or Spark: time_us, time, request_id, customer, key_id,\n"
-    "method, code, code_name, latency_us, persons, person_ids, fingerprints.  The log\n"
-    "holds fingerprints only, never identifiers.\n"
-    "Exit status: 0 success, 1 failure (no store at DIR, unreadable store, write error),\n"
-    "2 bad usage.\n";
+enum { F_DATA, F_NATS, F_FROM, F_TO, F_FORMAT, F_DEIDENTIFIED, F_K, F_HELP };
+
+/* The rows both commands take; the report's table adds its own. */
+#define ROW_DATA                                                                                   \
+    {                                                                                              \
+        "data", 0, "DIR", "the store (a daemon may be serving it)", F_DATA                         \
+    }
+#define ROW_NATS                                                                                   \
+    {                                                                                              \
+        "nats", 0, "URLS", "every cluster node's log, from the IDL_QLOG stream, instead of DIR",   \
+            F_NATS                                                                                 \
+    }
+#define ROW_FROM                                                                                   \
+    {                                                                                              \
+        "from", 0, "D", "first UTC day (YYYY-MM-DD), included; default all", F_FROM                \
+    }
+#define ROW_TO                                                                                     \
+    {                                                                                              \
+        "to", 0, "D", "last UTC day (YYYY-MM-DD), included; default all", F_TO                     \
+    }
+#define ROW_HELP                                                                                   \
+    {                                                                                              \
+        "help", 'h', NULL, "this text", F_HELP                                                     \
+    }
+
+static const idl_args_flag report_flags[] = {
+    ROW_DATA,
+    ROW_NATS,
+    ROW_FROM,
+    ROW_TO,
+    {"format", 0, "F",
+     "json (default: one object) or csv (one row per group);\n"
+     "export: ndjson or csv (required)",
+     F_FORMAT},
+    {"deidentified", 0, NULL,
+     "leave out groups with fewer than k distinct fingerprints (for\n"
+     "partners); total_requests then covers the groups shown, and\n"
+     "suppressed_groups counts those left out",
+     F_DEIDENTIFIED},
+    {"k", 0, "N", "the threshold (default 5, N >= 1); needs --deidentified", F_K},
+    ROW_HELP,
+};
+
+static const idl_args_flag export_flags[] = {
+    ROW_DATA, ROW_NATS, ROW_FROM, ROW_TO, {"format", 0, "F", "ndjson or csv (required)", F_FORMAT},
+    ROW_HELP,
+};
+
+/* One --help for both commands: the report's rows cover export's. */
+static const idl_args_spec report_spec = {
+    .prog = "idlookup analytics",
+    .head = "usage: idlookup analytics --data DIR [--from D] [--to D] [--format json|csv]\n"
+            "                          [--deidentified [--k N]]\n"
+            "       idlookup analytics export --data DIR --format ndjson|csv [--from D] [--to D]\n"
+            "       (either form with --nats URL[,URL...] instead of --data DIR)\n"
+            "\n"
+            "Reads the query log of the store at DIR (a daemon may be serving it), or with\n"
+            "--nats every cluster node's log from the IDL_QLOG stream, and prints,\n"
+            "per customer x method x UTC day: requests, errors by code, hit rate (share with at\n"
+            "least one person returned), latency p50/p95/p99 (nearest rank) and the number of\n"
+            "distinct query fingerprints.  Customer \"\" is calls without a valid key.\n",
+    .tail = "\n"
+            "`export` writes every log entry in range, one per line (NDJSON objects or CSV rows\n"
+            "with a header), for DuckDB or Spark: time_us, time, request_id, customer, key_id,\n"
+            "method, code, code_name, latency_us, persons, person_ids, fingerprints.  The log\n"
+            "holds fingerprints only, never identifiers.\n"
+            "Exit status: 0 success, 1 failure (no store at DIR, unreadable store, write error),\n"
+            "2 bad usage.\n",
+    .flags = report_flags,
+    .nflags = sizeof report_flags / sizeof report_flags[0],
+    .indent = 2,
+    .column = 22,
+};
+
+static const idl_args_spec export_spec = {
+    .prog = "idlookup analytics export",
+    .flags = export_flags,
+    .nflags = sizeof export_flags / sizeof export_flags[0],
+};
 
 typedef struct {
     const char *data;
@@ -72,72 +126,49 @@ static void on_signal(int sig)
  * exit status (0 after --help, 2 on bad usage). */
 static int parse_flags(int argc, char **argv, bool export, options *o)
 {
-    const char *prog = export ? "idlookup analytics export" : "idlookup analytics";
-    static const struct option report_opts[] = {{"data", required_argument, 0, 'd'},
-                                                {"from", required_argument, 0, 'f'},
-                                                {"to", required_argument, 0, 't'},
-                                                {"format", required_argument, 0, 'F'},
-                                                {"deidentified", no_argument, 0, 'D'},
-                                                {"k", required_argument, 0, 'k'},
-                                                {"nats", required_argument, 0, 'n'},
-                                                {"help", no_argument, 0, 'h'},
-                                                {0, 0, 0, 0}};
-    static const struct option export_opts[] = {{"data", required_argument, 0, 'd'},
-                                                {"from", required_argument, 0, 'f'},
-                                                {"to", required_argument, 0, 't'},
-                                                {"format", required_argument, 0, 'F'},
-                                                {"nats", required_argument, 0, 'n'},
-                                                {"help", no_argument, 0, 'h'},
-                                                {0, 0, 0, 0}};
+    const idl_args_spec *spec = export ? &export_spec : &report_spec;
+    const char *prog = spec->prog;
     const char *from = NULL, *to = NULL;
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":h", export ? export_opts : report_opts, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            o->data = optarg;
+    idl_args args;
+    const idl_args_flag *fl;
+    const char *v;
+    idl_args_start(&args, spec, argc, argv);
+    while (idl_args_next(&args, &fl, &v)) {
+        switch (fl->id) {
+        case F_DATA:
+            o->data = v;
             break;
-        case 'n':
-            o->nats = optarg;
+        case F_NATS:
+            o->nats = v;
             break;
-        case 'f':
-            from = optarg;
+        case F_FROM:
+            from = v;
             break;
-        case 't':
-            to = optarg;
+        case F_TO:
+            to = v;
             break;
-        case 'F':
-            o->format = optarg;
+        case F_FORMAT:
+            o->format = v;
             break;
-        case 'D':
+        case F_DEIDENTIFIED:
             o->deidentified = true;
             break;
-        case 'k': {
-            uint64_t v;
-            if (idl_args_uint(optarg, 1, 1000000000u, &v) != IDL_OK) {
-                fprintf(stderr, "%s: --k: expected a whole number >= 1, got '%s'\n", prog, optarg);
+        case F_K: {
+            uint64_t n;
+            if (idl_args_uint(v, 1, 1000000000u, &n) != IDL_OK) {
+                fprintf(stderr, "%s: --k: expected a whole number >= 1, got '%s'\n", prog, v);
                 return 2;
             }
-            o->k = (unsigned)v;
+            o->k = (unsigned)n;
             o->have_k = true;
             break;
         }
-        case 'h':
-            fputs(analytics_usage, stdout);
+        case F_HELP:
+            idl_args_usage(&report_spec, stdout);
             return 0;
-        case ':':
-            fprintf(stderr, "%s: %s: missing value\n", prog, argv[optind - 1]);
-            return 2;
-        default:
-            fprintf(stderr, "%s: unknown option '%s' (see --help)\n", prog, argv[optind - 1]);
-            return 2;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", prog, argv[optind]);
-        return 2;
-    }
+    if (args.status) return idl_args_fail(spec, stderr, args.err);
     if (!o->data && !o->nats) {
         fprintf(stderr, "%s: --data DIR is required (see --help)\n", prog);
         return 2;
@@ -209,13 +240,13 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 typedef struct {
     char scratch[64]; /* the secondary's own directory ("" until made) */
     idl_store *s;
-    idl_store_iter *it;
+    idl_qlog_scan *log;
 } scan;
 
 static void scan_close(scan *sc)
 {
-    idl_store_iter_close(sc->it);
-    sc->it = NULL;
+    idl_qlog_scan_close(sc->log);
+    sc->log = NULL;
     idl_store_close(sc->s);
     sc->s = NULL;
     if (sc->scratch[0]) {
@@ -227,7 +258,7 @@ static void scan_close(scan *sc)
 /* Opens the scan.  Returns 0, or 1 after printing one line naming the cause. */
 static int scan_open(scan *sc, const char *prog, const options *o)
 {
-    char err[256];
+    char err[IDL_ERR_MAX];
     struct stat st;
     /* Checked here because RocksDB's own message for a missing directory
      * talks about a CURRENT file, and create_if_missing must not apply. */
@@ -265,13 +296,8 @@ static int scan_open(scan *sc, const char *prog, const options *o)
                 o->data);
         goto fail;
     }
-    /* Keys are time_us(8 BE) + seq(8 BE): 8-byte bounds select whole days
-     * (a 16-byte key sorts after its own 8-byte prefix). */
-    uint8_t lo[8], hi[8];
-    idl_be64_put(lo, o->from_us);
-    idl_be64_put(hi, o->to_end_us);
-    if (idl_store_iter_open(sc->s, IDL_CF_LOG, o->have_from ? lo : NULL, 8, o->have_to ? hi : NULL,
-                            8, &sc->it)) {
+    if (idl_qlog_scan_open(sc->s, o->have_from ? o->from_us : 0,
+                           o->have_to ? o->to_end_us : UINT64_MAX, &sc->log)) {
         fprintf(stderr, "%s: %s: cannot read the query log\n", prog, o->data);
         goto fail;
     }
@@ -293,24 +319,27 @@ static int scan_run(scan *sc, const char *prog, entry_fn fn, void *ctx, uint64_t
         return 1;
     }
     int status = 0;
-    *bad = 0;
-    for (; idl_store_iter_valid(sc->it); idl_store_iter_next(sc->it)) {
+    int rc = IDL_OK;
+    for (;;) {
         if (interrupted) {
             fprintf(stderr, "%s: interrupted\n", prog);
             status = 1;
             break;
         }
-        size_t kl, vl;
-        const char *k = idl_store_iter_key(sc->it, &kl);
-        const char *v = idl_store_iter_value(sc->it, &vl);
-        if (idl_qlog_decode(k, kl, v, vl, e) != IDL_OK) {
-            (*bad)++;
-            continue;
-        }
+        bool got = false;
+        if ((rc = idl_qlog_scan_next(sc->log, e, &got)) || !got) break;
         if (fn(ctx, e)) {
             status = 1;
             break;
         }
+    }
+    *bad = idl_qlog_scan_undecodable(sc->log);
+    /* A report from part of the log must not pass for the whole. */
+    if (rc) {
+        fprintf(stderr,
+                "%s: the query log cannot be read whole (%s); the output would be incomplete\n",
+                prog, rc == IDL_DATA_LOSS ? "a store file is damaged" : "read error");
+        status = 1;
     }
     free(e);
     return status;
@@ -340,7 +369,7 @@ static int stream_entry(void *ctx, const char *node, const idl_qlog_entry *e)
 static int stream_run(const char *prog, const options *o, entry_fn fn, void *ctx)
 {
     stream_ctx x = {o, fn, ctx};
-    char err[256] = "";
+    char err[IDL_ERR_MAX] = "";
     int rc = idl_qlogstream_read(o->nats, stream_entry, &x, err);
     if (rc == 1) return 1; /* fn failed, already reported */
     if (rc) {

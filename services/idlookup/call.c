@@ -6,27 +6,60 @@
 #include "json.h"
 #include "status.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static const char call_usage[] =
-    "usage: idlookup call --url URL [--key KEY] [--timeout-ms N] [--wait-ms N] METHOD [JSON|-]\n"
-    "\n"
-    "Sends one request and prints the reply envelope as JSON on stdout.\n"
-    "  --url URL        tcp://HOST:PORT or ipc:///PATH (default tcp://127.0.0.1:7411), or a\n"
-    "                   comma-separated list of them (a cluster's nodes: requests are\n"
-    "                   spread over them)\n"
-    "  --key KEY        API key (default: $IDLOOKUP_KEY); Health and Describe need none\n"
-    "  --timeout-ms N   deadline sent to the service (default: none)\n"
-    "  --wait-ms N      how long to wait for the reply (default 10000)\n"
-    "  METHOD           full name, e.g. idlookup.v1.Lookup/Search (or a short form such as\n"
-    "                   Lookup/Search or Health/Check)\n"
-    "  JSON             the request body; '-' or absent reads it from stdin ({} when stdin\n"
-    "                   is a terminal or empty)\n"
-    "Exit status: 0 when the reply's code is 0, 1 otherwise (message on stderr), 2 bad usage.\n";
+enum { F_URL, F_KEY, F_TIMEOUT, F_WAIT, F_HELP };
+
+static const idl_args_flag call_flags[] = {
+    {"url", 0, "URL",
+     "tcp://HOST:PORT or ipc:///PATH (default tcp://127.0.0.1:7411), or a\n"
+     "comma-separated list of them (a cluster's nodes: requests are\n"
+     "spread over them)",
+     F_URL},
+    {"key", 0, "KEY", "API key (default: $IDLOOKUP_KEY); Health and Describe need none", F_KEY},
+    {"timeout-ms", 0, "N", "deadline sent to the service (default: none)", F_TIMEOUT},
+    {"wait-ms", 0, "N", "how long to wait for the reply (default 10000)", F_WAIT},
+    {"help", 'h', NULL, "this text", F_HELP},
+};
+
+static const idl_args_spec call_spec = {
+    .prog = "idlookup call",
+    .head = "usage: idlookup call --url URL [--key KEY] [--timeout-ms N] [--wait-ms N] METHOD "
+            "[JSON|-]\n"
+            "\n"
+            "Sends one request and prints the reply envelope as JSON on stdout.\n",
+    .tail = "  METHOD               full name, e.g. idlookup.v1.Lookup/Search (or a short form\n"
+            "                       such as Lookup/Search or Health/Check)\n"
+            "  JSON                 the request body; '-' or absent reads it from stdin ({} when\n"
+            "                       stdin is a terminal or empty)\n"
+            "Exit status: 0 when the reply's code is 0, 1 otherwise (message on stderr), 2 bad "
+            "usage.\n",
+    .flags = call_flags,
+    .nflags = sizeof call_flags / sizeof call_flags[0],
+    .indent = 2,
+    .column = 23,
+    /* METHOD ends the flags: the body that follows is the request's. */
+    .max_operands = 2,
+    .operands_end_flags = true,
+};
+
+static const idl_args_flag describe_flags[] = {
+    {"url", 0, "URL", "tcp://HOST:PORT or ipc:///PATH (default tcp://127.0.0.1:7411)", F_URL},
+    {"help", 'h', NULL, "this text", F_HELP},
+};
+
+static const idl_args_spec describe_spec = {
+    .prog = "idlookup describe",
+    .head = "usage: idlookup describe [--url URL]\n"
+            "Lists the methods the service implements, with the scope each needs.\n",
+    .flags = describe_flags,
+    .nflags = sizeof describe_flags / sizeof describe_flags[0],
+    .indent = 2,
+    .column = 18,
+};
 
 static int parse_int(const char *flag, const char *s, long lo, long hi, long *out)
 {
@@ -85,7 +118,7 @@ static int body_from_json(const char *text, size_t len, idl_buf *body)
     while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\t' || text[i] == '\r'))
         i++;
     if (i == len) text = "{}", len = 2;
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     if (idl_json_to_msgpack(text, len, body, msg)) {
         fprintf(stderr, "idlookup call: the request body: %s\n", msg);
         return 2;
@@ -154,51 +187,43 @@ int idl_cli_call(int argc, char **argv)
 {
     const char *url = "tcp://127.0.0.1:7411", *key = getenv("IDLOOKUP_KEY");
     long timeout_ms = -1, wait_ms = 10000;
-    static const struct option opts[] = {{"url", required_argument, 0, 'u'},
-                                         {"key", required_argument, 0, 'k'},
-                                         {"timeout-ms", required_argument, 0, 't'},
-                                         {"wait-ms", required_argument, 0, 'w'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    optind = 1;
-    opterr = 0;
-    int o;
-    while ((o = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
-        switch (o) {
-        case 'u':
-            url = optarg;
+    const char *operand[2];
+    int noperands = 0;
+    idl_args args;
+    const idl_args_flag *fl;
+    const char *v;
+    idl_args_start(&args, &call_spec, argc, argv);
+    while (idl_args_next(&args, &fl, &v)) {
+        if (!fl) {
+            operand[noperands++] = v;
+            continue;
+        }
+        switch (fl->id) {
+        case F_URL:
+            url = v;
             break;
-        case 'k':
-            key = optarg;
+        case F_KEY:
+            key = v;
             break;
-        case 't':
-            if (parse_int("--timeout-ms", optarg, 0, 86400000, &timeout_ms)) return 2;
+        case F_TIMEOUT:
+            if (parse_int("--timeout-ms", v, 0, 86400000, &timeout_ms)) return 2;
             break;
-        case 'w':
-            if (parse_int("--wait-ms", optarg, 1, 86400000, &wait_ms)) return 2;
+        case F_WAIT:
+            if (parse_int("--wait-ms", v, 1, 86400000, &wait_ms)) return 2;
             break;
-        case 'h':
-            fputs(call_usage, stdout);
+        case F_HELP:
+            idl_args_usage(&call_spec, stdout);
             return 0;
-        case ':':
-            fprintf(stderr, "idlookup call: %s: missing value\n", argv[optind - 1]);
-            return 2;
-        default:
-            fprintf(stderr, "idlookup call: unknown option '%s' (see --help)\n", argv[optind - 1]);
-            return 2;
         }
     }
-    if (optind >= argc) {
+    if (args.status) return idl_args_fail(&call_spec, stderr, args.err);
+    if (noperands == 0) {
         fprintf(stderr, "idlookup call: METHOD is required (see --help)\n");
         return 2;
     }
-    if (argc - optind > 2) {
-        fprintf(stderr, "idlookup call: unexpected argument '%s'\n", argv[optind + 2]);
-        return 2;
-    }
     char method[256];
-    full_method(argv[optind], method, sizeof method);
-    const char *json = optind + 1 < argc ? argv[optind + 1] : NULL;
+    full_method(operand[0], method, sizeof method);
+    const char *json = noperands > 1 ? operand[1] : NULL;
     char *in = NULL;
     size_t len = 0;
     if (!json || strcmp(json, "-") == 0) {
@@ -227,33 +252,18 @@ int idl_cli_call(int argc, char **argv)
 int idl_cli_describe(int argc, char **argv)
 {
     const char *url = "tcp://127.0.0.1:7411";
-    static const struct option opts[] = {
-        {"url", required_argument, 0, 'u'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    optind = 1;
-    opterr = 0;
-    int o;
-    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        switch (o) {
-        case 'u':
-            url = optarg;
-            break;
-        case 'h':
-            fputs("usage: idlookup describe [--url URL]\n"
-                  "Lists the methods the service implements, with the scope each needs.\n",
-                  stdout);
+    idl_args args;
+    const idl_args_flag *fl;
+    const char *v;
+    idl_args_start(&args, &describe_spec, argc, argv);
+    while (idl_args_next(&args, &fl, &v)) {
+        if (fl->id == F_HELP) {
+            idl_args_usage(&describe_spec, stdout);
             return 0;
-        case ':':
-            fprintf(stderr, "idlookup describe: %s: missing value\n", argv[optind - 1]);
-            return 2;
-        default:
-            fprintf(stderr, "idlookup describe: unknown option '%s'\n", argv[optind - 1]);
-            return 2;
         }
+        url = v; /* F_URL */
     }
-    if (optind < argc) {
-        fprintf(stderr, "idlookup describe: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
+    if (args.status) return idl_args_fail(&describe_spec, stderr, args.err);
     idl_reply *r = NULL;
     int rc = do_call(url, NULL, "idlookup.v1.Meta/Describe", NULL, -1, 10000, false, &r);
     if (rc) return rc;

@@ -8,5 +8,6 @@ int idl_cli_call(int argc, char **argv);
 int idl_cli_describe(int argc, char **argv);
 int idl_cli_ingest(int argc, char **argv);
 int idl_cli_analytics(int argc, char **argv);
+int idl_cli_check(int argc, char **argv);
 
 #endif

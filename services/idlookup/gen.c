@@ -1064,16 +1064,27 @@ int idl_gen_write(FILE *out, uint64_t count, uint64_t seed)
 /* ------------------------------------------------------------------------ */
 /* The subcommand                                                           */
 
-static const char usage_text[] =
-    "usage: idlookup gen --count N [--seed S]\n"
-    "\n"
-    "Writes N synthetic (fake) person records to stdout as NDJSON, one JSON\n"
-    "object per line in the ingest format.  The same N and S always give the\n"
-    "same bytes, and the first M lines of a run are the output for M.\n"
-    "\n"
-    "  --count N   how many records (required; 0 writes nothing)\n"
-    "  --seed S    seed of the generator, 0 to 18446744073709551615 (default 1)\n"
-    "  --help      show this text\n";
+enum { F_COUNT, F_SEED, F_HELP };
+
+static const idl_args_flag gen_flags[] = {
+    {"count", 0, "N", "how many records (required; 0 writes nothing)", F_COUNT},
+    {"seed", 0, "S", "seed of the generator, 0 to 18446744073709551615 (default 1)", F_SEED},
+    {"help", 'h', NULL, "show this text", F_HELP},
+};
+
+static const idl_args_spec gen_spec = {
+    .prog = "idlookup gen",
+    .head = "usage: idlookup gen --count N [--seed S]\n"
+            "\n"
+            "Writes N synthetic (fake) person records to stdout as NDJSON, one JSON\n"
+            "object per line in the ingest format.  The same N and S always give the\n"
+            "same bytes, and the first M lines of a run are the output for M.\n"
+            "\n",
+    .flags = gen_flags,
+    .nflags = sizeof gen_flags / sizeof gen_flags[0],
+    .indent = 2,
+    .column = 17,
+};
 
 /* Parses a whole decimal number into *v; false for anything else. */
 static bool parse_u64(const char *s, uint64_t *v)
@@ -1081,48 +1092,29 @@ static bool parse_u64(const char *s, uint64_t *v)
     return idl_args_uint(s, 0, UINT64_MAX, v) == IDL_OK;
 }
 
-/* Matches "--name VALUE" and "--name=VALUE"; sets *value (NULL when the
- * value is missing) and advances *i past what it used. */
-static bool match_flag(int argc, char **argv, int *i, const char *name, const char **value)
-{
-    const char *arg = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(arg, name, n) != 0) return false;
-    if (arg[n] == '=') {
-        *value = arg + n + 1;
-        return true;
-    }
-    if (arg[n] != '\0') return false;
-    *value = *i + 1 < argc ? argv[++*i] : NULL;
-    return true;
-}
-
 int idl_cli_gen(int argc, char **argv)
 {
     uint64_t count = 0, seed = 1;
     bool have_count = false;
 
-    for (int i = 1; i < argc; i++) {
-        const char *value = NULL;
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fputs(usage_text, stdout);
+    idl_args args;
+    const idl_args_flag *fl;
+    const char *value;
+    idl_args_start(&args, &gen_spec, argc, argv);
+    while (idl_args_next(&args, &fl, &value)) {
+        switch (fl->id) {
+        case F_HELP:
+            idl_args_usage(&gen_spec, stdout);
             return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
-        } else if (match_flag(argc, argv, &i, "--count", &value)) {
-            if (!value) {
-                fprintf(stderr, "idlookup gen: --count needs a value\n");
-                return 2;
-            }
+        case F_COUNT:
             if (!parse_u64(value, &count)) {
                 fprintf(stderr, "idlookup gen: --count: '%s' is not a whole number of records\n",
                         value);
                 return 2;
             }
             have_count = true;
-        } else if (match_flag(argc, argv, &i, "--seed", &value)) {
-            if (!value) {
-                fprintf(stderr, "idlookup gen: --seed needs a value\n");
-                return 2;
-            }
+            break;
+        case F_SEED:
             if (!parse_u64(value, &seed)) {
                 fprintf(stderr,
                         "idlookup gen: --seed: '%s' is not a number from 0 to "
@@ -1130,12 +1122,10 @@ int idl_cli_gen(int argc, char **argv)
                         value);
                 return 2;
             }
-        } else {
-            fprintf(stderr, "idlookup gen: unknown argument '%s' (see idlookup gen --help)\n",
-                    argv[i]);
-            return 2;
+            break;
         }
     }
+    if (args.status) return idl_args_fail(&gen_spec, stderr, args.err);
     if (!have_count) {
         fprintf(stderr, "idlookup gen: --count N is required (see idlookup gen --help)\n");
         return 2;

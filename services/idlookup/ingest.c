@@ -16,7 +16,6 @@
 #include "store.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,9 +120,9 @@ static void parse_slot(slot *s)
         msgpack_zone_clear(&zone);
         msgpack_object o;
         size_t off = 0;
-        char reason[256];
+        char reason[IDL_ERR_MAX];
         warn_ctx w = {s, line};
-        char why[IDL_WIRE_MSG_MAX] = "the record could not be decoded";
+        char why[IDL_ERR_MAX] = "the record could not be decoded";
         if (mp.failed) {
             note(s, s->file, line, "skipped: ", "out of memory");
             s->invalid++;
@@ -246,24 +245,43 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static const char ingest_usage[] =
-    "usage: idlookup ingest --data DIR [--threads N] [--cache-mb N] [--quiet] FILE.ndjson...\n"
-    "       idlookup ingest --nats URL[,URL...] [--threads N] [--quiet] FILE.ndjson...\n"
-    "\n"
-    "Loads person records (one JSON object per line, DATA.md §1) into the store at DIR,\n"
-    "which no daemon may hold open.  Same source_id again replaces the person.  Bad lines\n"
-    "are skipped and reported on stderr with their line numbers (the first 1000 of each\n"
-    "kind); the counts go to stdout as one JSON object.  '-' reads standard input.\n"
-    "  --nats URLS   load through the cluster's change stream (CLUSTER.md) instead of a\n"
-    "                store: every node, present or future, applies the records.  The\n"
-    "                summary is printed once JetStream acknowledged every message; as\n"
-    "                only a node knows what it held before, \"stored\" then counts the\n"
-    "                records sent (new or updated), \"updated\" and \"suppressed\" are 0\n"
-    "                (each node's Stats has its own counts)\n"
-    "  --threads N   parser threads (default: the number of cores, at most 8)\n"
-    "  --quiet       no progress line on stderr\n"
-    "Exit status: 0 when the load ran to the end (even with skipped lines), 1 on a missing\n"
-    "file or a store that cannot be opened or written, 2 bad usage.\n";
+enum { F_DATA, F_NATS, F_THREADS, F_CACHE, F_QUIET, F_HELP };
+
+static const idl_args_flag ingest_flags[] = {
+    {"data", 0, "DIR", "the store (created if missing)", F_DATA},
+    {"nats", 0, "URLS",
+     "load through the cluster's change stream (CLUSTER.md) instead of a\n"
+     "store: every node, present or future, applies the records.  The\n"
+     "summary is printed once JetStream acknowledged every message; as\n"
+     "only a node knows what it held before, \"stored\" then counts the\n"
+     "records sent (new or updated), \"updated\" and \"suppressed\" are 0\n"
+     "(each node's Stats has its own counts)",
+     F_NATS},
+    {"threads", 0, "N", "parser threads (default: the number of cores, at most 8)", F_THREADS},
+    {"cache-mb", 0, "N", "RocksDB block cache in MiB, 8..1048576 (default 256)", F_CACHE},
+    {"quiet", 0, NULL, "no progress line on stderr", F_QUIET},
+    {"help", 'h', NULL, "this text", F_HELP},
+};
+
+static const idl_args_spec ingest_spec = {
+    .prog = "idlookup ingest",
+    .head = "usage: idlookup ingest --data DIR [--threads N] [--cache-mb N] [--quiet] "
+            "FILE.ndjson...\n"
+            "       idlookup ingest --nats URL[,URL...] [--threads N] [--quiet] FILE.ndjson...\n"
+            "\n"
+            "Loads person records (one JSON object per line, DATA.md §1) into the store at DIR,\n"
+            "which no daemon may hold open.  Same source_id again replaces the person.  Bad lines\n"
+            "are skipped and reported on stderr with their line numbers (the first 1000 of each\n"
+            "kind); the counts go to stdout as one JSON object.  '-' reads standard input.\n",
+    .tail =
+        "Exit status: 0 when the load ran to the end (even with skipped lines), 1 on a missing\n"
+        "file or a store that cannot be opened or written, 2 bad usage.\n",
+    .flags = ingest_flags,
+    .nflags = sizeof ingest_flags / sizeof ingest_flags[0],
+    .indent = 2,
+    .column = 20,
+    .max_operands = IDL_ARGS_ANY,
+};
 
 int idl_cli_ingest(int argc, char **argv)
 {
@@ -273,59 +291,54 @@ int idl_cli_ingest(int argc, char **argv)
     long nparsers = sysconf(_SC_NPROCESSORS_ONLN);
     if (nparsers < 1) nparsers = 1;
     if (nparsers > PARSERS_MAX) nparsers = PARSERS_MAX;
-    static const struct option opts[] = {{"data", required_argument, 0, 'd'},
-                                         {"threads", required_argument, 0, 't'},
-                                         {"cache-mb", required_argument, 0, 'c'},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"nats", required_argument, 0, 'n'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    optind = 1;
-    opterr = 0;
-    int o;
-    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        switch (o) {
-        case 'd':
-            data = optarg;
+    /* The files are gathered at the front of argv, in order, as getopt
+     * did: each one is written to a slot the walk has already read. */
+    int nfiles = 0;
+    idl_args args;
+    const idl_args_flag *fl;
+    const char *v;
+    idl_args_start(&args, &ingest_spec, argc, argv);
+    while (idl_args_next(&args, &fl, &v)) {
+        if (!fl) {
+            argv[1 + nfiles++] = (char *)v;
+            continue;
+        }
+        switch (fl->id) {
+        case F_DATA:
+            data = v;
             break;
-        case 'n':
-            nats = optarg;
+        case F_NATS:
+            nats = v;
             break;
-        case 'c': {
-            uint64_t v;
-            if (idl_args_uint(optarg, 8, 1u << 20, &v) != IDL_OK) {
-                fprintf(stderr, "idlookup ingest: --cache-mb: expected 8..1048576, got '%s'\n",
-                        optarg);
+        case F_CACHE: {
+            uint64_t n;
+            if (idl_args_uint(v, 8, 1u << 20, &n) != IDL_OK) {
+                fprintf(stderr, "idlookup ingest: --cache-mb: expected 8..1048576, got '%s'\n", v);
                 return 2;
             }
-            cache_mb = (unsigned long)v;
+            cache_mb = (unsigned long)n;
             break;
         }
-        case 't': {
-            uint64_t v;
-            if (idl_args_uint(optarg, 1, PARSERS_MAX, &v) != IDL_OK) {
+        case F_THREADS: {
+            uint64_t n;
+            if (idl_args_uint(v, 1, PARSERS_MAX, &n) != IDL_OK) {
                 fprintf(stderr, "idlookup ingest: --threads: expected 1..%d, got '%s'\n",
-                        PARSERS_MAX, optarg);
+                        PARSERS_MAX, v);
                 return 2;
             }
-            nparsers = (long)v;
+            nparsers = (long)n;
             break;
         }
-        case 'q':
+        case F_QUIET:
             quiet = true;
             break;
-        case 'h':
-            fputs(ingest_usage, stdout);
+        case F_HELP:
+            idl_args_usage(&ingest_spec, stdout);
             return 0;
-        case ':':
-            fprintf(stderr, "idlookup ingest: %s: missing value\n", argv[optind - 1]);
-            return 2;
-        default:
-            fprintf(stderr, "idlookup ingest: unknown option '%s' (see --help)\n",
-                    argv[optind - 1]);
-            return 2;
         }
     }
+    if (args.status) return idl_args_fail(&ingest_spec, stderr, args.err);
+    char **paths = argv + 1;
     if (!data && !nats) {
         fprintf(stderr, "idlookup ingest: --data DIR is required (see --help)\n");
         return 2;
@@ -334,16 +347,16 @@ int idl_cli_ingest(int argc, char **argv)
         fprintf(stderr, "idlookup ingest: give --data DIR or --nats URL, not both\n");
         return 2;
     }
-    if (optind >= argc) {
+    if (nfiles == 0) {
         fprintf(stderr, "idlookup ingest: give at least one NDJSON file (see --help)\n");
         return 2;
     }
     /* Every file must be readable before anything is written. */
-    FILE **files = calloc((size_t)(argc - optind), sizeof(FILE *));
+    FILE **files = calloc((size_t)nfiles, sizeof(FILE *));
     if (!files) return 1;
-    int nfiles = argc - optind, status = 1;
+    int status = 1;
     for (int i = 0; i < nfiles; i++) {
-        const char *path = argv[optind + i];
+        const char *path = paths[i];
         files[i] = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
         if (!files[i]) {
             fprintf(stderr, "idlookup ingest: %s: %s\n", path, strerror(errno));
@@ -352,7 +365,7 @@ int idl_cli_ingest(int argc, char **argv)
     }
     idl_store *st = NULL;
     idl_changes_pub *pub = NULL;
-    char err[256];
+    char err[IDL_ERR_MAX];
     if (nats) {
         if (idl_changes_pub_open(&pub, nats, err)) {
             fprintf(stderr, "idlookup ingest: %s\n", err);
@@ -360,7 +373,10 @@ int idl_cli_ingest(int argc, char **argv)
         }
     } else {
         mkdir(data, 0700);
-        idl_store_opts so = {.cache_mb = cache_mb, .bulk = true};
+        /* No write below 64 MiB free, as in the daemon: a full disk mid-load
+         * ends in an error (rerun the ingest), not in RocksDB's abort. */
+        idl_store_opts so = {
+            .cache_mb = cache_mb, .bulk = true, .min_free_bytes = (uint64_t)64 << 20};
         if (idl_store_open(&st, data, &so, err)) {
             fprintf(stderr, "idlookup ingest: %s\n", err);
             goto close_files;
@@ -388,7 +404,7 @@ int idl_cli_ingest(int argc, char **argv)
     size_t cap = 0;
     int fi = 0;
     uint64_t lineno = 0;
-    const char *fname = nfiles ? argv[optind] : "";
+    const char *fname = nfiles ? paths[0] : "";
     bool reading = rc == IDL_OK;
     while (rc == IDL_OK) {
         pthread_mutex_lock(&p.lock);
@@ -440,7 +456,7 @@ int idl_cli_ingest(int argc, char **argv)
             ssize_t n = getline(&line, &cap, files[fi]);
             if (n < 0) {
                 if (ferror(files[fi])) {
-                    fprintf(stderr, "\nidlookup ingest: %s: read error: %s\n", argv[optind + fi],
+                    fprintf(stderr, "\nidlookup ingest: %s: read error: %s\n", paths[fi],
                             strerror(errno));
                     rc = IDL_INTERNAL;
                     break;
@@ -449,7 +465,7 @@ int idl_cli_ingest(int argc, char **argv)
                 lineno = 0;
                 if (fi < nfiles) {
                     /* A chunk holds lines of one file, so its notes name it. */
-                    fname = argv[optind + fi];
+                    fname = paths[fi];
                     break;
                 }
                 continue;

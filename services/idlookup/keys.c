@@ -20,48 +20,67 @@
 #define EXIT_USAGE 2
 #define DEFAULT_RATE 100u
 
-static const char usage_text[] =
-    "Usage: idlookup keys add --file FILE --customer NAME --scopes SCOPES [--rate N]\n"
-    "       idlookup keys list --file FILE\n"
-    "       idlookup keys revoke --file FILE KEY_ID\n"
-    "\n"
-    "Edits the API key file that idlookupd loads with --keys (and reloads on SIGHUP).\n"
-    "\n"
-    "  add     Creates FILE (mode 0600) if it is missing and appends a new active key.\n"
-    "          Prints the key's secret alone on one stdout line; it is shown this once\n"
-    "          (the file keeps only its hash).  The key id goes to stderr.\n"
-    "          --customer NAME  the customer the key belongs to (1..127 bytes of\n"
-    "                           UTF-8, no TAB, newline or other control character)\n"
-    "          --scopes SCOPES  comma-separated subset of lookup, privacy, admin\n"
-    "          --rate N         requests per second, 1..1000000, default 100; a token\n"
-    "                           bucket whose burst is N\n"
-    "  list    One line per key, TAB-separated: id, customer, scopes, rate, state.\n"
-    "  revoke  Marks KEY_ID revoked; a running idlookupd honours it after SIGHUP.\n"
-    "\n"
-    "Options also take the form --name=VALUE.  Exit status: 0 success, 1 failure\n"
-    "(missing file, unknown key id, malformed key file, I/O error), 2 bad usage.\n";
+/* The flags, one id each; a subcommand's table lists those it takes. */
+enum { F_FILE, F_CUSTOMER, F_SCOPES, F_RATE, F_COUNT };
 
-/* The options a subcommand accepts, as bits. */
-enum {
-    OPT_FILE = 1,
-    OPT_CUSTOMER = 2,
-    OPT_SCOPES = 4,
-    OPT_RATE = 8,
+#define ROW_FILE                                                                                   \
+    {                                                                                              \
+        "file", 0, "FILE", "the key file (created 0600 by add when missing)", F_FILE               \
+    }
+
+static const idl_args_flag add_flags[] = {
+    ROW_FILE,
+    {"customer", 0, "NAME",
+     "the customer the key belongs to (1..127 bytes of\n"
+     "UTF-8, no TAB, newline or other control character)",
+     F_CUSTOMER},
+    {"scopes", 0, "SCOPES", "comma-separated subset of lookup, privacy, admin", F_SCOPES},
+    {"rate", 0, "N",
+     "requests per second, 1..1000000, default 100; a token\n"
+     "bucket whose burst is N",
+     F_RATE},
 };
 
-static const struct {
-    const char *name;
-    unsigned bit;
-} option_names[] = {
-    {"--file", OPT_FILE},
-    {"--customer", OPT_CUSTOMER},
-    {"--scopes", OPT_SCOPES},
-    {"--rate", OPT_RATE},
+static const idl_args_flag file_flags[] = {ROW_FILE};
+
+/* The keys --help: add's rows, inside the text on every subcommand. */
+static const idl_args_spec add_spec = {
+    .prog = "idlookup keys add",
+    .head = "Usage: idlookup keys add --file FILE --customer NAME --scopes SCOPES [--rate N]\n"
+            "       idlookup keys list --file FILE\n"
+            "       idlookup keys revoke --file FILE KEY_ID\n"
+            "\n"
+            "Edits the API key file that idlookupd loads with --keys (and reloads on SIGHUP).\n"
+            "\n"
+            "  add     Creates FILE (mode 0600) if it is missing and appends a new active key.\n"
+            "          Prints the key's secret alone on one stdout line; it is shown this once\n"
+            "          (the file keeps only its hash).  The key id goes to stderr.\n",
+    .tail = "  list    One line per key, TAB-separated: id, customer, scopes, rate, state.\n"
+            "  revoke  Marks KEY_ID revoked; a running idlookupd honours it after SIGHUP.\n"
+            "\n"
+            "Options also take the form --name=VALUE.  Exit status: 0 success, 1 failure\n"
+            "(missing file, unknown key id, malformed key file, I/O error), 2 bad usage.\n",
+    .flags = add_flags,
+    .nflags = sizeof add_flags / sizeof add_flags[0],
+    .indent = 10,
+    .column = 27,
 };
-#define OPTION_COUNT (sizeof option_names / sizeof option_names[0])
+
+static const idl_args_spec list_spec = {
+    .prog = "idlookup keys list",
+    .flags = file_flags,
+    .nflags = sizeof file_flags / sizeof file_flags[0],
+};
+
+static const idl_args_spec revoke_spec = {
+    .prog = "idlookup keys revoke",
+    .flags = file_flags,
+    .nflags = sizeof file_flags / sizeof file_flags[0],
+    .max_operands = 1, /* KEY_ID */
+};
 
 struct keys_args {
-    const char *value[OPTION_COUNT]; /* by index in option_names; NULL if absent */
+    const char *value[F_COUNT]; /* by flag id; NULL if absent */
     const char *positional[1];
     int npositional;
 };
@@ -82,12 +101,10 @@ static void complain(const char *cmd, const char *fmt, ...)
     fprintf(stderr, "idlookup keys%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "", msg);
 }
 
-/* A library error: its message, or the status name if there was no memory
- * for one. */
-static int complain_status(const char *cmd, int rc, char *err)
+/* A library error: its message, or the status name if it gave none. */
+static int complain_status(const char *cmd, int rc, const char err[IDL_ERR_MAX])
 {
-    complain(cmd, "%s", err ? err : idl_status_name(rc));
-    free(err);
+    complain(cmd, "%s", err[0] ? err : idl_status_name(rc));
     return EXIT_FAILURE;
 }
 
@@ -97,67 +114,35 @@ static bool is_help(const char *a)
 }
 
 /* argv[0] is the subcommand.  Returns 0, or EXIT_USAGE after complaining. */
-static int parse_args(const char *cmd, int argc, char **argv, unsigned allowed, int max_positional,
+static int parse_args(const char *cmd, int argc, char **argv, const idl_args_spec *spec,
                       struct keys_args *out)
 {
     struct keys_args a = {0};
-    bool options_done = false;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (!options_done && strcmp(arg, "--") == 0) {
-            options_done = true;
+    idl_args args;
+    const idl_args_flag *fl;
+    const char *value;
+    idl_args_start(&args, spec, argc, argv);
+    while (idl_args_next(&args, &fl, &value)) {
+        if (!fl) {
+            a.positional[a.npositional++] = value; /* spec->max_operands <= 1 */
             continue;
         }
-        if (options_done || arg[0] != '-' || arg[1] == '\0') {
-            if (a.npositional >= max_positional) {
-                complain(cmd, "unexpected argument '%s'", arg);
-                return EXIT_USAGE;
-            }
-            a.positional[a.npositional++] = arg;
-            continue;
-        }
-        const char *eq = strchr(arg, '=');
-        size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
-        size_t opt = OPTION_COUNT;
-        for (size_t j = 0; j < OPTION_COUNT; j++)
-            if (strlen(option_names[j].name) == name_len &&
-                memcmp(option_names[j].name, arg, name_len) == 0 && (allowed & option_names[j].bit))
-                opt = j;
-        if (opt == OPTION_COUNT) {
-            complain(cmd, "unknown option '%.*s'", (int)name_len, arg);
+        if (a.value[fl->id]) {
+            complain(cmd, "--%s: given twice", fl->name);
             return EXIT_USAGE;
         }
-        const char *name = option_names[opt].name;
-        const char *value = eq ? eq + 1 : NULL;
-        /* "--file --customer x" is a forgotten value far more often than a
-         * file named "--customer"; such a value can still be given as
-         * --file=--customer. */
-        if (!eq) {
-            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
-                complain(cmd, "%s: missing value", name);
-                return EXIT_USAGE;
-            }
-            value = argv[++i];
-        }
-        if (a.value[opt]) {
-            complain(cmd, "%s: given twice", name);
+        if (*value == '\0' && fl->id != F_CUSTOMER) {
+            complain(cmd, "--%s: empty value", fl->name);
             return EXIT_USAGE;
         }
-        if (*value == '\0' && option_names[opt].bit != OPT_CUSTOMER) {
-            complain(cmd, "%s: empty value", name);
-            return EXIT_USAGE;
-        }
-        a.value[opt] = value;
+        a.value[fl->id] = value;
+    }
+    if (args.status) {
+        complain(cmd, "%s", args.err);
+        return EXIT_USAGE;
     }
     *out = a;
     return 0;
-}
-
-static const char *arg_value(const struct keys_args *a, unsigned bit)
-{
-    for (size_t j = 0; j < OPTION_COUNT; j++)
-        if (option_names[j].bit == bit) return a->value[j];
-    return NULL;
 }
 
 /* Returns 0 and the mask, or EXIT_USAGE after naming the offending scope. */
@@ -220,24 +205,24 @@ static int keys_add(int argc, char **argv)
     struct keys_args a;
     unsigned scopes = 0;
     uint32_t rate = DEFAULT_RATE;
-    const char *why = NULL;
+    char why[IDL_ERR_MAX] = "";
     char secret[IDL_AUTH_SECRET_MAX], id[IDL_AUTH_ID_MAX];
-    char *err = NULL;
-    int rc = parse_args("add", argc, argv, OPT_FILE | OPT_CUSTOMER | OPT_SCOPES | OPT_RATE, 0, &a);
+    char err[IDL_ERR_MAX] = "";
+    int rc = parse_args("add", argc, argv, &add_spec, &a);
     if (rc) return rc;
-    const char *file = arg_value(&a, OPT_FILE), *customer = arg_value(&a, OPT_CUSTOMER);
-    const char *scopes_arg = arg_value(&a, OPT_SCOPES), *rate_arg = arg_value(&a, OPT_RATE);
+    const char *file = a.value[F_FILE], *customer = a.value[F_CUSTOMER];
+    const char *scopes_arg = a.value[F_SCOPES], *rate_arg = a.value[F_RATE];
     if ((rc = require("add", file, "--file")) || (rc = require("add", customer, "--customer")) ||
         (rc = require("add", scopes_arg, "--scopes")))
         return rc;
-    if (idl_auth_validate_customer(customer, &why) != IDL_OK) {
+    if (idl_auth_validate_customer(customer, why) != IDL_OK) {
         complain("add", "--customer: %s", why);
         return EXIT_USAGE;
     }
     if ((rc = parse_scopes_arg(scopes_arg, &scopes))) return rc;
     if (rate_arg && (rc = parse_rate_arg(rate_arg, &rate))) return rc;
 
-    rc = idl_keyfile_add(file, customer, scopes, rate, secret, id, &err);
+    rc = idl_keyfile_add(file, customer, scopes, rate, secret, id, err);
     if (rc != IDL_OK) return complain_status("add", rc, err);
     fprintf(stderr, "created key %s for customer %s\n", id, customer);
     /* The secret exists nowhere else: if it cannot be shown, the key is
@@ -257,12 +242,12 @@ static int keys_list(int argc, char **argv)
 {
     struct keys_args a;
     idl_keyring *kr = NULL;
-    char *err = NULL;
-    int rc = parse_args("list", argc, argv, OPT_FILE, 0, &a);
+    char err[IDL_ERR_MAX] = "";
+    int rc = parse_args("list", argc, argv, &list_spec, &a);
     if (rc) return rc;
-    const char *file = arg_value(&a, OPT_FILE);
+    const char *file = a.value[F_FILE];
     if ((rc = require("list", file, "--file"))) return rc;
-    rc = idl_keyring_load(file, &kr, &err);
+    rc = idl_keyring_load(file, &kr, err);
     if (rc != IDL_OK) return complain_status("list", rc, err);
     for (size_t i = 0; i < idl_keyring_count(kr); i++) {
         const idl_key_info *k = idl_keyring_info(kr, i);
@@ -282,14 +267,14 @@ static int keys_list(int argc, char **argv)
 static int keys_revoke(int argc, char **argv)
 {
     struct keys_args a;
-    char *err = NULL;
-    int rc = parse_args("revoke", argc, argv, OPT_FILE, 1, &a);
+    char err[IDL_ERR_MAX] = "";
+    int rc = parse_args("revoke", argc, argv, &revoke_spec, &a);
     if (rc) return rc;
-    const char *file = arg_value(&a, OPT_FILE);
+    const char *file = a.value[F_FILE];
     if ((rc = require("revoke", file, "--file")) ||
         (rc = require("revoke", a.npositional ? a.positional[0] : NULL, "KEY_ID")))
         return rc;
-    rc = idl_keyfile_revoke(file, a.positional[0], &err);
+    rc = idl_keyfile_revoke(file, a.positional[0], err);
     if (rc != IDL_OK) return complain_status("revoke", rc, err);
     fprintf(stderr, "revoked key %s; a running idlookupd honours it after SIGHUP\n",
             a.positional[0]);
@@ -313,7 +298,7 @@ int idl_cli_keys(int argc, char **argv)
     /* --help anywhere before "--" wins over every other check. */
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
         if (is_help(argv[i]) || (i == 1 && strcmp(argv[i], "help") == 0)) {
-            fputs(usage_text, stdout);
+            idl_args_usage(&add_spec, stdout);
             return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
         }
     }

@@ -17,6 +17,7 @@ static const char usage[] =
     "  ingest                 bulk-load NDJSON records into a store\n"
     "  gen                    write synthetic (fake) records as NDJSON\n"
     "  analytics              the analytics batch job over the query log (and `analytics export`)\n"
+    "  check                  check a stopped store's index, records and counters agree\n"
     "\n"
     "`idlookup COMMAND --help` describes each.  Exit status: 0 success, 1 failure, 2 bad usage.\n";
 
@@ -38,6 +39,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "ingest") == 0) return idl_cli_ingest(argc - 1, argv + 1);
     if (strcmp(cmd, "gen") == 0) return idl_cli_gen(argc - 1, argv + 1);
     if (strcmp(cmd, "analytics") == 0) return idl_cli_analytics(argc - 1, argv + 1);
+    if (strcmp(cmd, "check") == 0) return idl_cli_check(argc - 1, argv + 1);
     fprintf(stderr, "idlookup: unknown command '%s' (see idlookup --help)\n", cmd);
     return 2;
 }

@@ -1,6 +1,7 @@
 /* Admin methods: Upsert (records in over the wire) and Stats; and the
  * key-less Health and Describe. */
-#include "server.h"
+#include "admin.h"
+#include "call.h"
 #include "changes.h"
 #include "status.h"
 
@@ -52,7 +53,7 @@ int idld_upsert(idld_call *c)
     warn_ctx w = {.pk = &wpk};
     uint32_t nvalid = 0, ninvalid = 0, dropped = 0;
     for (uint32_t i = 0; i < n; i++) {
-        char reason[256];
+        char reason[IDL_ERR_MAX];
         w.index = i;
         if (idl_record_parse(&f[0].val->via.array.ptr[i], &recs[nvalid], on_warning, &w, reason)) {
             msgpack_pack_map(&ipk, 2);
@@ -136,11 +137,11 @@ int idld_stats(idld_call *c)
     msgpack_pack_uint64(pk, (idld_mono_us() - c->st->start_mono_us) / 1000000u);
     idl_wire_pack_cstr(pk, "requests");
     size_t nz = 0;
-    uint64_t counts[17];
-    for (int i = 0; i < 17; i++)
+    uint64_t counts[IDL_STATUS_COUNT];
+    for (int i = 0; i < IDL_STATUS_COUNT; i++)
         nz += (counts[i] = atomic_load(&c->st->by_code[i])) != 0;
     msgpack_pack_map(pk, nz);
-    for (int i = 0; i < 17; i++) {
+    for (int i = 0; i < IDL_STATUS_COUNT; i++) {
         if (!counts[i]) continue;
         idl_wire_pack_cstr(pk, idl_status_name(i));
         msgpack_pack_uint64(pk, counts[i]);
@@ -175,19 +176,25 @@ int idld_health(idld_call *c)
 {
     idl_field f[1] = {{"service", IDL_FT_STR, NULL}};
     if (idl_wire_fields(c->body, f, 1, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
+    size_t i = 0;
     if (f[0].val) {
-        size_t i;
         for (i = 0; i < sizeof services / sizeof *services; i++)
             if (idl_wire_str_eq(f[0].val, services[i])) break;
         if (i == sizeof services / sizeof *services)
             return idld_fail(c, IDL_NOT_FOUND, "service", "unknown service name");
     }
-    msgpack_pack_map(c->pk, 1);
-    idl_wire_pack_cstr(c->pk, "status");
     /* A cluster node serves only once caught up with the change stream
      * (CLUSTER.md §5). */
     bool serving =
         !atomic_load(&c->st->draining) && (!c->st->changes || idl_changes_ready(c->st->changes));
+    /* Privacy and Admin write (OptOut, Disclosures marks, Upsert): while the
+     * store refuses writes (disk below the floor, a failed write not yet
+     * resumed) they are not served, though lookups are. */
+    if (serving && (strcmp(services[i], "idlookup.v1.Privacy") == 0 ||
+                    strcmp(services[i], "idlookup.v1.Admin") == 0))
+        serving = idl_store_writable(c->st->store);
+    msgpack_pack_map(c->pk, 1);
+    idl_wire_pack_cstr(c->pk, "status");
     idl_wire_pack_cstr(c->pk, serving ? "SERVING" : "NOT_SERVING");
     return IDL_OK;
 }

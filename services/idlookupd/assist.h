@@ -6,7 +6,7 @@
 #ifndef IDLD_ASSIST_H
 #define IDLD_ASSIST_H
 
-#include "server.h"
+#include "call.h"
 
 #include <stddef.h>
 

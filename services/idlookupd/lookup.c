@@ -1,10 +1,13 @@
-/* The lookup methods: Search (research), Validate, Verify and Batch.
+/* The single lookup methods: Search (research), Validate and Verify (Batch,
+ * which runs them, is batch.c).
  *
  * Every path goes through visible(): a person hidden by an opt-out is skipped
  * exactly as if absent, a person who is a child today is skipped and purged,
  * and identifiers hidden by an opt-out never match and are never rendered. */
-#include "server.h"
+#include "lookup.h"
+#include "call.h"
 #include "changes.h"
+#include "query.h"
 #include "status.h"
 
 #include <math.h>
@@ -12,41 +15,39 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Search's "matched" bits: one per identifier field, in the table's order. */
 enum {
-    M_EMAIL = 1 << 0,
-    M_PHONE = 1 << 1,
-    M_FIRST = 1 << 2,
-    M_LAST = 1 << 3,
-    M_STREET = 1 << 4,
-    M_UNIT = 1 << 5,
-    M_CITY = 1 << 6,
-    M_STATE = 1 << 7,
-    M_ZIP = 1 << 8,
-    M_IP = 1 << 9,
+#define MATCH_BIT(id, name, member, check, raw_max, key) M_##id = 1 << IDLD_ID_##id,
+    IDLD_IDENT_LIST(MATCH_BIT)
+#undef MATCH_BIT
 };
-static const char *const match_names[] = {"email", "phone", "first_name", "last_name", "street",
-                                          "unit",  "city",  "state",      "zip",       "ip"};
 
 typedef struct {
     int y, m, d;
 } day;
 
-/* Loads pid into r when a customer may see it. */
-static bool visible(idld_call *c, uint64_t pid, idl_record *r, const day *t)
+/* Loads pid into r and sets *shown when a customer may see it.  A person the
+ * store cannot read fails the call (UNAVAILABLE, message set): taking it for
+ * absent would answer "nobody" for someone who is there. */
+static int visible(idld_call *c, uint64_t pid, idl_record *r, const day *t, bool *shown)
 {
+    *shown = false;
     /* The suppression mirror is in memory: checked first, a suppressed
      * person costs no read. */
-    if (idl_store_person_suppressed(c->st->store, pid)) return false;
-    if (idl_store_get(c->st->store, pid, r) != IDL_OK) return false;
+    if (idl_store_person_suppressed(c->st->store, pid)) return IDL_OK;
+    int rc = idl_store_get(c->st->store, pid, r);
+    if (rc == IDL_NOT_FOUND) return IDL_OK; /* deleted since the probe */
+    if (rc) return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
     if (idl_record_is_child(r, t->y, t->m, t->d)) {
         /* DATA.md §2: found at query time (clock moved, bad data): purged. */
         if (c->st->changes)
             idl_changes_purge_child(c->st->changes, pid); /* queued: a read never waits on NATS */
         else
             idl_store_purge_child(c->st->store, pid);
-        return false;
+        return IDL_OK;
     }
-    return true;
+    *shown = true;
+    return IDL_OK;
 }
 
 static bool key_hidden(idld_call *c, const idl_hkey *k)
@@ -203,14 +204,11 @@ static void render_person(idld_call *c, const idl_record *r, uint64_t pid, doubl
     idl_wire_pack_cstr(pk, "matched");
     int nm = __builtin_popcount(matched);
     msgpack_pack_array(pk, (size_t)nm);
-    for (int b = 0; b < 10; b++)
-        if (matched & (1u << b)) idl_wire_pack_cstr(pk, match_names[b]);
+    for (int b = 0; b < IDLD_IDENT_COUNT; b++)
+        if (matched & (1u << b)) idl_wire_pack_cstr(pk, idld_ident_names[b]);
 }
 
 /* ---- Search ---- */
-
-static const char *const query_fields[10] = {"email", "phone", "first_name", "last_name", "street",
-                                             "unit",  "city",  "state",      "zip",       "ip"};
 
 static int cmp_hit(const void *a, const void *b)
 {
@@ -221,27 +219,27 @@ static int cmp_hit(const void *a, const void *b)
 
 int idld_search(idld_call *c)
 {
-    idl_field f[12];
-    for (int i = 0; i < 10; i++)
-        f[i] = (idl_field){query_fields[i], IDL_FT_STR, NULL};
-    f[10] = (idl_field){"limit", IDL_FT_UINT, NULL};
-    f[11] = (idl_field){"min_score", IDL_FT_NUMBER, NULL};
-    if (idl_wire_fields(c->body, f, 12, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
+    enum { F_LIMIT = IDLD_IDENT_COUNT, F_MIN_SCORE, F_COUNT };
+    idl_field f[F_COUNT];
+    idld_ident_fields(f);
+    f[F_LIMIT] = (idl_field){"limit", IDL_FT_UINT, NULL};
+    f[F_MIN_SCORE] = (idl_field){"min_score", IDL_FT_NUMBER, NULL};
+    if (idl_wire_fields(c->body, f, F_COUNT, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
     uint64_t limit = 10;
     double min_score = 0;
-    if (f[10].val) {
-        limit = idl_wire_uint(f[10].val);
+    if (f[F_LIMIT].val) {
+        limit = idl_wire_uint(f[F_LIMIT].val);
         if (limit < 1 || limit > 100)
             return idld_fail(c, IDL_INVALID_ARGUMENT, "limit", "field 'limit' must be 1..100");
     }
-    if (f[11].val) {
-        min_score = idl_wire_number(f[11].val);
+    if (f[F_MIN_SCORE].val) {
+        min_score = idl_wire_number(f[F_MIN_SCORE].val);
         if (!(min_score >= 0 && min_score <= 1))
             return idld_fail(c, IDL_INVALID_ARGUMENT, "min_score",
                              "field 'min_score' must be 0..1");
     }
     idld_query q;
-    int rc = idld_query_parse(c, f, 10, &q);
+    int rc = idld_query_parse(c, f, IDLD_IDENT_COUNT, &q);
     if (rc) return rc;
     bool g_addr = q.has_street && (q.has_zip || (q.has_city && q.has_state));
     int groups = q.has_email + q.has_phone + q.has_ip + g_addr + q.has_name;
@@ -293,7 +291,9 @@ int idld_search(idld_call *c)
             return idld_fail(c, IDL_DEADLINE_EXCEEDED, NULL,
                              "the deadline passed during the search");
         idl_record *r = cached < IDLD_CACHED_RECORDS ? &sc->recs[cached] : &sc->tmp;
-        if (!visible(c, sc->cand[i], r, &t)) continue;
+        bool shown;
+        if ((rc = visible(c, sc->cand[i], r, &t, &shown))) return rc;
+        if (!shown) continue;
         uint32_t m = 0;
         double w = 0;
         if (use_email && idld_has_email(r, q.email)) m |= M_EMAIL, w += 1;
@@ -351,23 +351,32 @@ int idld_search(idld_call *c)
 
 /* ---- Validate ---- */
 
-/* Whether a visible person holds key k (and, for addresses, the unit). */
-static bool known(idld_call *c, const idl_hkey *k, const idl_address *addr, idl_line_type *rec_type,
-                  const char *phone)
+/* Sets *any when a visible person holds key k (and, for addresses, the
+ * unit).  Returns 0, or UNAVAILABLE (message set) when the store cannot be
+ * read: "unknown" is an answer, and must not stand in for "unreadable". */
+static int known(idld_call *c, const idl_hkey *k, const idl_address *addr, idl_line_type *rec_type,
+                 const char *phone, bool *anyp)
 {
+    *anyp = false;
     if (key_hidden(c, k)) {
-        idl_store_probe_absent(c->st->store, k); /* as probe_into: timing */
-        return false;
+        /* As probe_into: a suppressed key costs what an absent one costs. */
+        if (idl_store_probe_absent(c->st->store, k))
+            return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
+        return IDL_OK;
     }
     size_t n = 0;
     uint64_t *cand = c->scratch->probe;
-    if (idl_store_probe(c->st->store, k, cand, 64, &n, NULL)) return false;
+    if (idl_store_probe(c->st->store, k, cand, 64, &n, NULL))
+        return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
     day t;
     idl_today(&t.y, &t.m, &t.d);
     bool any = false;
     for (size_t i = 0; i < n; i++) {
         idl_record *r = &c->scratch->tmp;
-        if (!visible(c, cand[i], r, &t)) continue;
+        bool shown;
+        int rc = visible(c, cand[i], r, &t, &shown);
+        if (rc) return rc;
+        if (!shown) continue;
         if (addr && !has_addr(c, r, addr->street, addr->unit[0] ? addr->unit : NULL,
                               addr->city[0] ? addr->city : NULL,
                               addr->state[0] ? addr->state : NULL, addr->zip[0] ? addr->zip : NULL))
@@ -381,7 +390,8 @@ static bool known(idld_call *c, const idl_hkey *k, const idl_address *addr, idl_
         any = true;
         if (!rec_type) break;
     }
-    return any;
+    *anyp = any;
+    return IDL_OK;
 }
 
 static void pack_kv_bool(msgpack_packer *pk, const char *k, bool v)
@@ -411,7 +421,7 @@ int idld_validate(idld_call *c)
                            {"city", IDL_FT_STR, NULL},
                            {"state", IDL_FT_STR, NULL},
                            {"zip", IDL_FT_STR, NULL}};
-        char m2[IDL_WIRE_MSG_MAX], fld[64] = "";
+        char m2[IDL_ERR_MAX], fld[64] = "";
         if (idl_wire_fields(f[2].val, af, 5, m2, fld))
             return idld_fail(c, IDL_INVALID_ARGUMENT, "address", "field 'address': %s", m2);
         for (int i = 0; i < 5; i++) {
@@ -423,6 +433,7 @@ int idld_validate(idld_call *c)
         }
     }
     char raw[512];
+    int rc;
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, (f[0].val != NULL) + (f[1].val != NULL) + (f[2].val != NULL));
     if (f[0].val) {
@@ -435,7 +446,7 @@ int idld_validate(idld_call *c)
         bool kn = false;
         if (ok) {
             idl_hkey_make(&k, "email", norm);
-            kn = known(c, &k, NULL, NULL, NULL);
+            if ((rc = known(c, &k, NULL, NULL, NULL, &kn))) return rc;
         }
         idl_wire_pack_cstr(pk, "email");
         msgpack_pack_map(pk, 4);
@@ -457,7 +468,7 @@ int idld_validate(idld_call *c)
         if (ok) {
             idl_hkey k;
             idl_hkey_make(&k, "phone", norm);
-            kn = known(c, &k, NULL, &rec, norm);
+            if ((rc = known(c, &k, NULL, &rec, norm, &kn))) return rc;
         }
         idl_wire_pack_cstr(pk, "phone");
         msgpack_pack_map(pk, 6);
@@ -489,7 +500,7 @@ int idld_validate(idld_call *c)
                 idl_hkey_addr(&k, a.street, a.zip);
             else
                 idl_hkey_addrcs(&k, a.street, a.city, a.state);
-            kn = known(c, &k, &a, NULL, NULL);
+            if ((rc = known(c, &k, &a, NULL, NULL, &kn))) return rc;
         }
         idl_wire_pack_cstr(pk, "address");
         msgpack_pack_map(pk, 4);
@@ -527,13 +538,16 @@ typedef struct {
 } verify_state;
 
 /* Scores one candidate against the supplied groups and keeps the best:
- * most groups, then a matching name, then the lowest id. */
-static void verify_consider(verify_state *v, uint64_t pid)
+ * most groups, then a matching name, then the lowest id.  Returns 0, or the
+ * failure of a read (message set). */
+static int verify_consider(verify_state *v, uint64_t pid)
 {
     idld_call *c = v->c;
     const idld_query *q = v->q;
     idl_record *r = &c->scratch->tmp;
-    if (!visible(c, pid, r, v->t)) return;
+    bool shown;
+    int rc = visible(c, pid, r, v->t, &shown);
+    if (rc || !shown) return rc;
     bool m[G_COUNT] = {false};
     m[G_NAME] = idl_name_match(q->first, r->norm_first, true) &&
                 idl_name_match(q->last, r->norm_last, false);
@@ -550,7 +564,7 @@ static void verify_consider(verify_state *v, uint64_t pid)
         cnt += m[g];
     /* Someone who matches no supplied group is not a match at all (and must
      * not answer for, say, a date of birth). */
-    if (cnt == 0) return;
+    if (cnt == 0) return IDL_OK;
     bool better = cnt > v->best_n || (cnt == v->best_n && m[G_NAME] && !v->best_name) ||
                   (cnt == v->best_n && m[G_NAME] == v->best_name && pid < v->best_pid);
     if (better) {
@@ -560,6 +574,7 @@ static void verify_consider(verify_state *v, uint64_t pid)
         memcpy(v->best_m, m, sizeof m);
         v->best_has_dob = r->dob_y != 0;
     }
+    return IDL_OK;
 }
 
 int idld_verify(idld_call *c)
@@ -645,7 +660,7 @@ int idld_verify(idld_call *c)
                       .best_n = -1};
     memcpy(v.hidden, hidden, sizeof hidden);
     for (size_t i = 0; i < nid; i++)
-        verify_consider(&v, c->scratch->cand[i]);
+        if ((rc = verify_consider(&v, c->scratch->cand[i]))) return rc;
     for (int g = G_EMAIL; g <= G_ADDR; g++)
         any_holder[g] = v.any_holder[g];
 
@@ -686,7 +701,7 @@ int idld_verify(idld_call *c)
                 continue; /* already considered */
             /* At the bound, a newcomer can only win a tie on a lower id. */
             if (v.best_n == bound && v.best_name && pid > v.best_pid) continue;
-            verify_consider(&v, pid);
+            if ((rc = verify_consider(&v, pid))) return rc;
         }
     }
     int best_n = v.best_n;

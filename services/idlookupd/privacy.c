@@ -1,7 +1,9 @@
 /* Privacy methods: OptOut (suppression) and Disclosures (California "Shine
  * the Light": which customers received a person in a year). */
-#include "server.h"
+#include "privacy.h"
+#include "call.h"
 #include "changes.h"
+#include "query.h"
 #include "status.h"
 
 #include <stdio.h>
@@ -9,8 +11,8 @@
 #include <string.h>
 #include <time.h>
 
-static const char *const id_fields[10] = {"email", "phone", "first_name", "last_name", "street",
-                                          "unit",  "city",  "state",      "zip",       "ip"};
+/* The fields of both methods: the identifier table's, then these. */
+enum { F_PERSON_ID = IDLD_IDENT_COUNT, F_YEAR, F_COUNT };
 
 /* Resolves person_id or an identifier set into person ids, every holder
  * however many (*pids malloc'd, the caller frees it, NULL on failure).  With
@@ -18,11 +20,11 @@ static const char *const id_fields[10] = {"email", "phone", "first_name", "last_
 static int resolve(idld_call *c, const idl_field *f, idld_query *q, bool *by_id, uint64_t **pids,
                    size_t *n)
 {
-    const msgpack_object *pidf = f[10].val;
+    const msgpack_object *pidf = f[F_PERSON_ID].val;
     *by_id = pidf != NULL;
     *pids = NULL;
     if (pidf) {
-        for (int i = 0; i < 10; i++)
+        for (int i = 0; i < IDLD_IDENT_COUNT; i++)
             if (f[i].val)
                 return idld_fail(c, IDL_INVALID_ARGUMENT, f[i].name,
                                  "give either 'person_id' or identifiers, not both ('%s')",
@@ -45,24 +47,23 @@ static int resolve(idld_call *c, const idl_field *f, idld_query *q, bool *by_id,
         memset(q, 0, sizeof(*q));
         return IDL_OK;
     }
-    int rc = idld_query_parse(c, f, 10, q);
+    int rc = idld_query_parse(c, f, IDLD_IDENT_COUNT, q);
     if (rc) return rc;
     return idld_query_all(c, q, pids, n);
 }
 
 static void init_fields(idl_field *f)
 {
-    for (int i = 0; i < 10; i++)
-        f[i] = (idl_field){id_fields[i], IDL_FT_STR, NULL};
-    f[10] = (idl_field){"person_id", IDL_FT_STR, NULL};
-    f[11] = (idl_field){"year", IDL_FT_UINT, NULL};
+    idld_ident_fields(f);
+    f[F_PERSON_ID] = (idl_field){"person_id", IDL_FT_STR, NULL};
+    f[F_YEAR] = (idl_field){"year", IDL_FT_UINT, NULL};
 }
 
 int idld_optout(idld_call *c)
 {
-    idl_field f[12];
+    idl_field f[F_COUNT];
     init_fields(f);
-    if (idl_wire_fields(c->body, f, 11, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
+    if (idl_wire_fields(c->body, f, F_YEAR, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
     idld_query q;
     bool by_id;
     uint64_t *pids = NULL;
@@ -91,19 +92,6 @@ int idld_optout(idld_call *c)
     return IDL_OK;
 }
 
-/* 'd' ':' pid(8) year(2): a person's disclosure request in a year. */
-#define DISCLOSURE_MARK_LEN 12
-
-typedef struct {
-    char customer[IDL_QLOG_FIELD_MAX];
-    uint64_t count, first, last;
-} recipient;
-
-static int cmp_recipient(const void *a, const void *b)
-{
-    return strcmp(((const recipient *)a)->customer, ((const recipient *)b)->customer);
-}
-
 static void rfc3339(uint64_t us, char out[32])
 {
     time_t t = (time_t)(us / 1000000u);
@@ -120,12 +108,12 @@ static uint64_t year_start_us(unsigned year)
 
 int idld_disclosures(idld_call *c)
 {
-    idl_field f[12];
+    idl_field f[F_COUNT];
     init_fields(f);
-    if (idl_wire_fields(c->body, f, 12, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
-    if (!f[11].val)
+    if (idl_wire_fields(c->body, f, F_COUNT, c->msg, c->field)) return IDL_INVALID_ARGUMENT;
+    if (!f[F_YEAR].val)
         return idld_fail(c, IDL_INVALID_ARGUMENT, "year", "missing required field 'year'");
-    uint64_t year = idl_wire_uint(f[11].val);
+    uint64_t year = idl_wire_uint(f[F_YEAR].val);
     if (year < 1970 || year > 9999)
         return idld_fail(c, IDL_INVALID_ARGUMENT, "year", "field 'year' must be 1970..9999");
     idld_query q;
@@ -143,73 +131,33 @@ int idld_disclosures(idld_call *c)
     /* Searches answered up to now count, even those still in the log's
      * buffers. */
     if (c->st->qlog) idl_qlog_flush(c->st->qlog);
-    uint64_t lo_t = year_start_us((unsigned)year), hi_t = year_start_us((unsigned)year + 1);
-    recipient *rs = NULL;
-    size_t nr = 0, cap = 0;
+    idl_qlog_recipient *rs = NULL;
+    size_t nr = 0;
     uint8_t *marks = NULL;
-    for (size_t i = 0; i < n; i++) {
-        uint8_t lo[16], hi[16];
-        idl_be64_put(lo, pids[i]);
-        idl_be64_put(lo + 8, lo_t);
-        idl_be64_put(hi, pids[i]);
-        idl_be64_put(hi + 8, hi_t);
-        idl_store_iter *it;
-        if (idl_store_iter_open(c->st->store, IDL_CF_LOGP, lo, 16, hi, 16, &it)) {
-            rc = idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
-            goto fail;
-        }
-        for (; idl_store_iter_valid(it); idl_store_iter_next(it)) {
-            size_t kl, vl;
-            const char *k = idl_store_iter_key(it, &kl), *v = idl_store_iter_value(it, &vl);
-            if (kl != 24) continue;
-            uint64_t t = idl_be64_get((const uint8_t *)k + 8);
-            char cust[IDL_QLOG_FIELD_MAX];
-            size_t cl = vl < sizeof cust - 1 ? vl : sizeof cust - 1;
-            memcpy(cust, v, cl);
-            cust[cl] = 0;
-            size_t j;
-            for (j = 0; j < nr; j++)
-                if (strcmp(rs[j].customer, cust) == 0) break;
-            if (j == nr) {
-                if (nr == cap) {
-                    cap = cap ? cap * 2 : 8;
-                    recipient *nrs = realloc(rs, cap * sizeof(*rs));
-                    if (!nrs) {
-                        idl_store_iter_close(it);
-                        rc = idld_fail(c, IDL_INTERNAL, NULL, "out of memory");
-                        goto fail;
-                    }
-                    rs = nrs;
-                }
-                memcpy(rs[nr].customer, cust, cl + 1);
-                rs[nr].count = 0;
-                rs[nr].first = t;
-                rs[nr].last = t;
-                nr++;
-            }
-            rs[j].count++;
-            if (t < rs[j].first) rs[j].first = t;
-            if (t > rs[j].last) rs[j].last = t;
-        }
-        idl_store_iter_close(it);
+    rc = idl_qlog_recipients(c->st->store, pids, n, year_start_us((unsigned)year),
+                             year_start_us((unsigned)year + 1), &rs, &nr);
+    if (rc == IDL_INTERNAL) {
+        rc = idld_fail(c, IDL_INTERNAL, NULL, "out of memory");
+        goto fail;
+    }
+    /* A scan stopped by a damaged block would under-report who received
+     * the person: no answer rather than a short one. */
+    if (rc) {
+        rc = idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
+        goto fail;
     }
     /* One request per person per calendar year of asking, whoever asks.
      * Every matched person's mark is checked, and all are set in one write
      * only now that the answer is ready: a request that matches someone who
-     * already asked is refused and uses up nobody else's request. */
-    marks = malloc((n ? n : 1) * DISCLOSURE_MARK_LEN);
+     * already asked is refused and uses up nobody else's request, and a
+     * store that cannot be read uses up none. */
+    marks = malloc((n ? n : 1) * IDL_QLOG_MARK_LEN);
     if (!marks) {
         rc = idld_fail(c, IDL_INTERNAL, NULL, "out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < n; i++) {
-        uint8_t *k = marks + i * DISCLOSURE_MARK_LEN;
-        k[0] = 'd';
-        k[1] = ':';
-        idl_be64_put(k + 2, pids[i]);
-        k[10] = (uint8_t)(this_year >> 8);
-        k[11] = (uint8_t)this_year;
-    }
+    for (size_t i = 0; i < n; i++)
+        idl_qlog_disclosure_mark(pids[i], this_year, marks + i * IDL_QLOG_MARK_LEN);
     bool was = false;
     if (c->st->changes) {
         /* Cluster mode: the marks live in a JetStream key-value bucket with
@@ -219,7 +167,7 @@ int idld_disclosures(idld_call *c)
                            "the cluster's disclosure marks cannot be reached");
             goto fail;
         }
-    } else if (n && idl_store_mark_all_once(c->st->store, marks, DISCLOSURE_MARK_LEN, n, &was)) {
+    } else if (n && idl_store_mark_all_once(c->st->store, marks, IDL_QLOG_MARK_LEN, n, &was)) {
         rc = idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be written");
         goto fail;
     }
@@ -230,7 +178,6 @@ int idld_disclosures(idld_call *c)
     }
     free(marks);
     free(pids);
-    if (nr > 1) qsort(rs, nr, sizeof(*rs), cmp_recipient);
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 2);
     idl_wire_pack_cstr(pk, "year");

@@ -1,30 +1,86 @@
-/* Identifier sets shared by Search, OptOut and Disclosures: parsing with the
- * "enough to search on" rule, and finding every person holding all of them. */
-#include "server.h"
+/* Identifier sets shared by Search, OptOut and Disclosures: the identifier
+ * table with its normalizers bound, parsing with the "enough to search on"
+ * rule, and finding every person holding all of them. */
+#include "query.h"
+#include "call.h"
 #include "status.h"
 
-#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int idld_fail(idld_call *c, int code, const char *field, const char *fmt, ...)
+/* Each row's normalizer, in one shape: raw (NUL-terminated) into out, or
+ * non-zero with *why.  Street and unit are normalized together (by
+ * parse_address), so they have none. */
+typedef int (*norm_fn)(const char *raw, char *out, const char **why);
+
+static int norm_email(const char *raw, char *out, const char **why)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->msg, sizeof c->msg, fmt, ap);
-    va_end(ap);
-    snprintf(c->field, sizeof c->field, "%s", field ? field : "");
-    return code;
+    return idl_norm_email(raw, strlen(raw), out, why);
 }
 
-/* Callers pass the normalized value when there is one, so the same subject
- * asked in different spellings has one fingerprint (analytics counts
- * distinct subjects). */
-void idld_fingerprint(idld_call *c, const char *kind, const char *value)
+static int norm_phone(const char *raw, char *out, const char **why)
 {
-    if (!c->log || !c->st->qlog || c->log->n_fps >= IDL_QLOG_MAX_FPS) return;
-    c->log->fps[c->log->n_fps++] = idl_qlog_fingerprint(c->st->qlog, kind, value);
+    idl_line_type t;
+    return idl_norm_phone(raw, strlen(raw), out, &t, NULL, why);
+}
+
+static int norm_ip(const char *raw, char *out, const char **why)
+{
+    return idl_norm_ip(raw, strlen(raw), out, why);
+}
+
+static int norm_name(const char *raw, char *out, const char **why)
+{
+    return idl_norm_name(raw, strlen(raw), out, why);
+}
+
+/* The normalizer column of the table, bound here: each row's normalizer and
+ * what a good value is, for the message naming a bad one (NULL: the
+ * normalizer's reason alone). */
+#define NORM_EMAIL norm_email, "a valid email"
+#define NORM_PHONE norm_phone, "a valid phone number"
+#define NORM_IP norm_ip, "a valid IP address"
+#define NORM_FIRST norm_name, NULL
+#define NORM_LAST norm_name, NULL
+#define NORM_STREET NULL, NULL
+#define NORM_UNIT NULL, NULL
+#define NORM_CITY idl_norm_city, NULL
+#define NORM_STATE idl_norm_state, NULL
+#define NORM_ZIP idl_norm_zip, NULL
+
+typedef struct {
+    const char *name;
+    size_t value, has; /* offsets into idld_query */
+    int check;
+    size_t raw_max;
+    const char *key;
+    norm_fn norm;
+    const char *must_be;
+} ident;
+
+#define ROW(id, name, member, check, raw_max, key)                                                 \
+    [IDLD_ID_##id] = {name,                                                                        \
+                      offsetof(idld_query, member),                                                \
+                      offsetof(idld_query, has_##member),                                          \
+                      check,                                                                       \
+                      raw_max,                                                                     \
+                      key,                                                                         \
+                      NORM_##id},
+static const ident idents[IDLD_IDENT_COUNT] = {IDLD_IDENT_LIST(ROW)};
+#undef ROW
+
+const char *const idld_ident_names[IDLD_IDENT_COUNT] = {
+#define NAME(id, name, member, check, raw_max, key) [IDLD_ID_##id] = name,
+    IDLD_IDENT_LIST(NAME)
+#undef NAME
+};
+
+void idld_ident_fields(idl_field *f)
+{
+    for (int i = 0; i < IDLD_IDENT_COUNT; i++)
+        f[i] = (idl_field){idents[i].name, IDL_FT_STR, NULL};
 }
 
 static const msgpack_object *fget(const idl_field *f, size_t n, const char *name)
@@ -43,93 +99,76 @@ static int take_str(idld_call *c, const msgpack_object *o, const char *name, cha
     return IDL_OK;
 }
 
+/* Row d's normalized value in q, and whether it was given. */
+static const char *value_of(const idld_query *q, const ident *d)
+{
+    return (const char *)q + d->value;
+}
+
+static bool given(const idld_query *q, const ident *d)
+{
+    return *(const bool *)((const char *)q + d->has);
+}
+
+/* One field on its own: taken, normalized, fingerprinted (the normalized
+ * value, or the raw one when it is bad). */
+static int parse_one(idld_call *c, const msgpack_object *o, const ident *d, idld_query *q)
+{
+    char raw[512];
+    const char *why = NULL;
+    int rc = take_str(c, o, d->name, raw, d->raw_max);
+    if (rc) return rc;
+    char *out = (char *)q + d->value;
+    int bad = d->norm(raw, out, &why);
+    idld_fingerprint(c, d->name, bad ? raw : out);
+    if (bad && d->must_be)
+        return idld_fail(c, IDL_INVALID_ARGUMENT, d->name, "field '%s' is not %s: %s", d->name,
+                         d->must_be, why);
+    if (bad) return idld_fail(c, IDL_INVALID_ARGUMENT, d->name, "field '%s': %s", d->name, why);
+    *(bool *)((char *)q + d->has) = true;
+    return IDL_OK;
+}
+
+/* Street and unit, normalized together: a unit needs a street. */
+static int parse_address(idld_call *c, const msgpack_object *street, const msgpack_object *unit,
+                         idld_query *q)
+{
+    const ident *ds = &idents[IDLD_ID_STREET], *du = &idents[IDLD_ID_UNIT];
+    char raw[512], ustr[128] = "";
+    const char *why = NULL;
+    int rc;
+    if (unit && (rc = take_str(c, unit, du->name, ustr, du->raw_max))) return rc;
+    if (!street) return idld_fail(c, IDL_INVALID_ARGUMENT, "unit", "field 'unit' needs 'street'");
+    if ((rc = take_str(c, street, ds->name, raw, ds->raw_max))) return rc;
+    int bad = idl_norm_street(raw, unit ? ustr : NULL, q->street, q->unit, &why);
+    idld_fingerprint(c, "street", bad ? raw : q->street);
+    if (unit) idld_fingerprint(c, "unit", bad ? ustr : q->unit);
+    if (bad) return idld_fail(c, IDL_INVALID_ARGUMENT, "street", "field 'street': %s", why);
+    q->has_street = true;
+    q->has_unit = q->unit[0] != 0;
+    return IDL_OK;
+}
+
 int idld_query_parse(idld_call *c, const idl_field *fields, size_t n, idld_query *q)
 {
     memset(q, 0, sizeof(*q));
-    char raw[512];
-    const char *why = NULL;
-    const msgpack_object *o;
-    int rc;
-    if ((o = fget(fields, n, "email"))) {
-        if ((rc = take_str(c, o, "email", raw, sizeof raw))) return rc;
-        int bad = idl_norm_email(raw, strlen(raw), q->email, &why);
-        idld_fingerprint(c, "email", bad ? raw : q->email);
-        if (bad)
-            return idld_fail(c, IDL_INVALID_ARGUMENT, "email",
-                             "field 'email' is not a valid email: %s", why);
-        q->has_email = true;
+    const msgpack_object *val[IDLD_IDENT_COUNT];
+    for (int i = 0; i < IDLD_IDENT_COUNT; i++)
+        val[i] = fget(fields, n, idents[i].name);
+    for (int check = 0; check < IDLD_IDENT_COUNT; check++) {
+        for (int i = 0; i < IDLD_IDENT_COUNT; i++) {
+            if (idents[i].check != check) continue;
+            int rc = IDL_OK;
+            if (i == IDLD_ID_STREET) {
+                if (val[IDLD_ID_STREET] || val[IDLD_ID_UNIT])
+                    rc = parse_address(c, val[IDLD_ID_STREET], val[IDLD_ID_UNIT], q);
+            } else if (idents[i].norm && val[i]) {
+                rc = parse_one(c, val[i], &idents[i], q);
+            }
+            if (rc) return rc;
+        }
     }
-    if ((o = fget(fields, n, "phone"))) {
-        if ((rc = take_str(c, o, "phone", raw, sizeof raw))) return rc;
-        idl_line_type t;
-        int bad = idl_norm_phone(raw, strlen(raw), q->phone, &t, NULL, &why);
-        idld_fingerprint(c, "phone", bad ? raw : q->phone);
-        if (bad)
-            return idld_fail(c, IDL_INVALID_ARGUMENT, "phone",
-                             "field 'phone' is not a valid phone number: %s", why);
-        q->has_phone = true;
-    }
-    if ((o = fget(fields, n, "ip"))) {
-        if ((rc = take_str(c, o, "ip", raw, sizeof raw))) return rc;
-        int bad = idl_norm_ip(raw, strlen(raw), q->ip, &why);
-        idld_fingerprint(c, "ip", bad ? raw : q->ip);
-        if (bad)
-            return idld_fail(c, IDL_INVALID_ARGUMENT, "ip",
-                             "field 'ip' is not a valid IP address: %s", why);
-        q->has_ip = true;
-    }
-    const msgpack_object *first = fget(fields, n, "first_name"),
-                         *last = fget(fields, n, "last_name");
-    if (first) {
-        if ((rc = take_str(c, first, "first_name", raw, sizeof raw))) return rc;
-        int bad = idl_norm_name(raw, strlen(raw), q->first, &why);
-        idld_fingerprint(c, "first_name", bad ? raw : q->first);
-        if (bad)
-            return idld_fail(c, IDL_INVALID_ARGUMENT, "first_name", "field 'first_name': %s", why);
-    }
-    if (last) {
-        if ((rc = take_str(c, last, "last_name", raw, sizeof raw))) return rc;
-        int bad = idl_norm_name(raw, strlen(raw), q->last, &why);
-        idld_fingerprint(c, "last_name", bad ? raw : q->last);
-        if (bad)
-            return idld_fail(c, IDL_INVALID_ARGUMENT, "last_name", "field 'last_name': %s", why);
-    }
-    q->has_name = first && last;
-    if ((o = fget(fields, n, "city"))) {
-        if ((rc = take_str(c, o, "city", raw, sizeof raw))) return rc;
-        int bad = idl_norm_city(raw, q->city, &why);
-        idld_fingerprint(c, "city", bad ? raw : q->city);
-        if (bad) return idld_fail(c, IDL_INVALID_ARGUMENT, "city", "field 'city': %s", why);
-        q->has_city = true;
-    }
-    if ((o = fget(fields, n, "state"))) {
-        if ((rc = take_str(c, o, "state", raw, sizeof raw))) return rc;
-        int bad = idl_norm_state(raw, q->state, &why);
-        idld_fingerprint(c, "state", bad ? raw : q->state);
-        if (bad) return idld_fail(c, IDL_INVALID_ARGUMENT, "state", "field 'state': %s", why);
-        q->has_state = true;
-    }
-    if ((o = fget(fields, n, "zip"))) {
-        if ((rc = take_str(c, o, "zip", raw, sizeof raw))) return rc;
-        int bad = idl_norm_zip(raw, q->zip, &why);
-        idld_fingerprint(c, "zip", bad ? raw : q->zip);
-        if (bad) return idld_fail(c, IDL_INVALID_ARGUMENT, "zip", "field 'zip': %s", why);
-        q->has_zip = true;
-    }
-    const msgpack_object *street = fget(fields, n, "street"), *unit = fget(fields, n, "unit");
-    if (street || unit) {
-        char ustr[128] = "";
-        if (unit && (rc = take_str(c, unit, "unit", ustr, sizeof ustr))) return rc;
-        if (!street)
-            return idld_fail(c, IDL_INVALID_ARGUMENT, "unit", "field 'unit' needs 'street'");
-        if ((rc = take_str(c, street, "street", raw, sizeof raw))) return rc;
-        int bad = idl_norm_street(raw, unit ? ustr : NULL, q->street, q->unit, &why);
-        idld_fingerprint(c, "street", bad ? raw : q->street);
-        if (unit) idld_fingerprint(c, "unit", bad ? ustr : q->unit);
-        if (bad) return idld_fail(c, IDL_INVALID_ARGUMENT, "street", "field 'street': %s", why);
-        q->has_street = true;
-        q->has_unit = q->unit[0] != 0;
-    }
+    q->has_name = q->has_first && q->has_last;
     bool addr = q->has_street && (q->has_zip || (q->has_city && q->has_state));
     if (!(q->has_email || q->has_phone || q->has_ip || addr || q->has_name))
         return idld_fail(c, IDL_INVALID_ARGUMENT, NULL,
@@ -141,9 +180,9 @@ int idld_query_parse(idld_call *c, const idl_field *fields, size_t n, idld_query
 size_t idld_query_keys(const idld_query *q, idl_hkey *keys, size_t max)
 {
     size_t n = 0;
-    if (q->has_email && n < max) idl_hkey_make(&keys[n++], "email", q->email);
-    if (q->has_phone && n < max) idl_hkey_make(&keys[n++], "phone", q->phone);
-    if (q->has_ip && n < max) idl_hkey_make(&keys[n++], "ip", q->ip);
+    for (int i = 0; i < IDLD_IDENT_COUNT; i++)
+        if (idents[i].key && given(q, &idents[i]) && n < max)
+            idl_hkey_make(&keys[n++], idents[i].key, value_of(q, &idents[i]));
     if (q->has_street && q->has_zip && n < max) idl_hkey_addr(&keys[n++], q->street, q->zip);
     if (q->has_street && q->has_city && q->has_state && n < max)
         idl_hkey_addrcs(&keys[n++], q->street, q->city, q->state);

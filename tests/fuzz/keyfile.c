@@ -25,21 +25,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(ftruncate(memfd, 0) == 0);
     FUZZ_CHECK(size == 0 || pwrite(memfd, data, size, 0) == (ssize_t)size);
     idl_keyring *kr = NULL;
-    char *err = NULL;
-    int rc = idl_keyring_load(path, &kr, &err);
+    char err[IDL_ERR_MAX] = "";
+    int rc = idl_keyring_load(path, &kr, err);
     if (rc != IDL_OK) {
         FUZZ_CHECK(rc == IDL_INVALID_ARGUMENT);
-        FUZZ_CHECK(err && err[0]);
-        free(err);
+        FUZZ_CHECK(err[0] && err[0]);
+        err[0] = 0;
         return 0;
     }
-    FUZZ_CHECK(err == NULL);
+    FUZZ_CHECK(err[0] == 0);
     size_t n = idl_keyring_count(kr);
     for (size_t i = 0; i < n; i++) {
         const idl_key_info *k = idl_keyring_info(kr, i);
-        const char *why = NULL;
+        char why[IDL_ERR_MAX] = "";
         FUZZ_CHECK(strlen(k->id) == 13 && k->id[0] == 'k');
-        FUZZ_CHECK(idl_auth_validate_customer(k->customer, &why) == IDL_OK);
+        FUZZ_CHECK(idl_auth_validate_customer(k->customer, why) == IDL_OK);
         FUZZ_CHECK(k->scopes && !(k->scopes & ~7u));
         FUZZ_CHECK(k->rate >= IDL_AUTH_RATE_MIN && k->rate <= IDL_AUTH_RATE_MAX);
         /* A well-formed secret for this id that was never issued. */

@@ -56,7 +56,7 @@ static void check_record(const idl_record *r)
 
 static void parse_msgpack(const void *buf, size_t len, size_t max_len)
 {
-    char why[IDL_WIRE_MSG_MAX];
+    char why[IDL_ERR_MAX];
     if (idl_wire_check_limits(buf, len, max_len, IDL_WIRE_MAX_OBJECTS, why) != IDL_OK) return;
     msgpack_zone zone;
     msgpack_zone_init(&zone, 2048);
@@ -64,7 +64,7 @@ static void parse_msgpack(const void *buf, size_t len, size_t max_len)
     size_t off = 0;
     FUZZ_CHECK(msgpack_unpack(buf, len, &off, &zone, &o) == MSGPACK_UNPACK_SUCCESS);
     idl_record r;
-    char reason[256];
+    char reason[IDL_ERR_MAX];
     reason[0] = '\0';
     if (idl_record_parse(&o, &r, on_warning, NULL, reason) != IDL_OK) {
         size_t n = strnlen(reason, sizeof reason);

@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     msgpack_zone zone;
     msgpack_zone_init(&zone, 2048);
     idl_request req;
-    char msg[IDL_WIRE_MSG_MAX];
+    char msg[IDL_ERR_MAX];
     msg[0] = '\0';
     int rc = idl_wire_decode_request(data, size, &zone, &req, msg);
     if (rc != IDL_OK) {
