@@ -46,9 +46,32 @@ int idl_client_open(idl_client **out, const char *url, const char *key)
     nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 10);
     nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 500);
     nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, 0);
-    int nrc = nng_dial(c->sock, url, NULL, NNG_FLAG_NONBLOCK);
-    if (nrc != 0) {
-        rc = (nrc == NNG_EADDRINVAL || nrc == NNG_ENOTSUP) ? IDL_INVALID_ARGUMENT : IDL_UNAVAILABLE;
+    /* A comma-separated list dials every node (CLUSTER.md): the req socket
+     * spreads requests over the connections, and a request whose
+     * connection drops is sent again on another one. */
+    char one[1024];
+    int ndial = 0;
+    for (const char *p = url ? url : "", *end; *p; p = *end ? end + 1 : end) {
+        end = strchr(p, ',');
+        if (!end) end = p + strlen(p);
+        size_t len = (size_t)(end - p);
+        if (len == 0) continue;
+        if (len >= sizeof one) {
+            rc = IDL_INVALID_ARGUMENT;
+            goto fail;
+        }
+        memcpy(one, p, len);
+        one[len] = 0;
+        int nrc = nng_dial(c->sock, one, NULL, NNG_FLAG_NONBLOCK);
+        if (nrc != 0) {
+            rc = (nrc == NNG_EADDRINVAL || nrc == NNG_ENOTSUP) ? IDL_INVALID_ARGUMENT
+                                                               : IDL_UNAVAILABLE;
+            goto fail;
+        }
+        ndial++;
+    }
+    if (ndial == 0) {
+        rc = IDL_INVALID_ARGUMENT;
         goto fail;
     }
     if (key && !(c->key = strdup(key))) {

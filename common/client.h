@@ -35,7 +35,10 @@ typedef struct {
     msgpack_object root;    /* the whole reply envelope */
 } idl_reply;
 
-/* Opens a client for url ("tcp://host:port" or "ipc:///path").  key may be
+/* Opens a client for url ("tcp://host:port" or "ipc:///path"), or for a
+ * comma-separated list of them (the nodes of a cluster): every one is dialed,
+ * requests are spread over the connections that are up, and a request whose
+ * connection drops is sent again on another.  key may be
  * NULL (only Health and Describe then succeed); it is copied.  The dial is
  * non-blocking: a server that is not up yet is reached when it comes up.
  * Returns 0, IDL_INVALID_ARGUMENT for a bad URL, IDL_UNAVAILABLE otherwise. */

@@ -43,6 +43,8 @@ struct idl_qlog {
     uint64_t requested, completed; /* flush generations */
     bool stopping;
     int last_rc;
+    atomic_bool outbox;   /* cluster mode: entries also go to the outbox */
+    uint64_t outbox_next; /* the next outbox number (flusher thread only) */
 };
 
 static uint64_t realtime_us(void)
@@ -202,8 +204,47 @@ void idl_qlog_append(idl_qlog *q, const idl_qlog_entry *e)
     atomic_fetch_add(&q->pending, 1);
 }
 
+/* Cluster mode's outbox: a flush's entries gathered into messages for the
+ * query-log stream, each one META record committed with the log itself. */
+typedef struct {
+    idl_store_batch *b;
+    idl_buf body; /* the current message's entries, without its array header */
+    uint32_t n;
+    uint64_t *next; /* the next outbox number */
+} outbox_acc;
+
+static void outbox_emit(outbox_acc *o)
+{
+    if (!o->n) return;
+    idl_buf m = {0};
+    msgpack_packer pk;
+    idl_buf_packer(&m, &pk);
+    msgpack_pack_array(&pk, o->n);
+    idl_buf_write(&m, o->body.data, o->body.len);
+    uint8_t k[sizeof IDL_QLOG_OUTBOX_PREFIX - 1 + 8];
+    memcpy(k, IDL_QLOG_OUTBOX_PREFIX, sizeof IDL_QLOG_OUTBOX_PREFIX - 1);
+    idl_be64_put(k + sizeof IDL_QLOG_OUTBOX_PREFIX - 1, (*o->next)++);
+    if (!m.failed && !o->body.failed)
+        idl_store_batch_put(o->b, IDL_CF_META, k, sizeof k, m.data, m.len);
+    idl_buf_free(&m);
+    idl_buf_reset(&o->body);
+    o->n = 0;
+}
+
+static void outbox_add(outbox_acc *o, const uint8_t key[16], const char *v, size_t vl)
+{
+    if (o->n >= IDL_QLOG_OUTBOX_ENTRIES || o->body.len + 16 + vl + 8 > IDL_QLOG_OUTBOX_BYTES)
+        outbox_emit(o);
+    msgpack_packer pk;
+    idl_buf_packer(&o->body, &pk);
+    msgpack_pack_bin(&pk, 16 + vl);
+    msgpack_pack_bin_body(&pk, key, 16);
+    msgpack_pack_bin_body(&pk, v, vl);
+    o->n++;
+}
+
 /* Writes one packed shard buffer to the batch. */
-static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len)
+static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len, outbox_acc *outbox)
 {
     uint64_t n = 0;
     size_t off = 0;
@@ -223,6 +264,9 @@ static uint64_t batch_entries(idl_store_batch *b, const char *data, size_t len)
         msgpack_pack_object(&pk, *val);
         if (vb.failed) continue;
         idl_store_batch_put(b, IDL_CF_LOG, key, 16, vb.data, vb.len);
+        /* The same entry, for qlogstream.h to publish, committed with the
+         * log itself: it cannot be logged and never published. */
+        if (outbox) outbox_add(outbox, key, vb.data, vb.len);
         n++;
         /* Disclosures need "who received this person": only Search returns
          * persons, and each returned id gets a (pid, time, seq) -> customer
@@ -276,6 +320,11 @@ static int flush_once(idl_qlog *q)
     uint64_t n = 0;
     idl_buf taken[SHARDS];
     uint32_t counts[SHARDS];
+    /* A failed commit writes no outbox record: its numbers are given back
+     * with its entries, so the numbers stay dense. */
+    uint64_t outbox_first = q->outbox_next;
+    outbox_acc ob = {.b = b, .next = &q->outbox_next};
+    bool outbox = atomic_load(&q->outbox);
     for (int i = 0; i < SHARDS; i++) {
         shard *sh = &q->shards[i];
         taken[i] = (idl_buf){0};
@@ -287,14 +336,22 @@ static int flush_once(idl_qlog *q)
             sh->count = 0;
         }
         pthread_mutex_unlock(&sh->lock);
-        if (taken[i].len) n += batch_entries(b, taken[i].data, taken[i].len);
+        if (taken[i].len) n += batch_entries(b, taken[i].data, taken[i].len, outbox ? &ob : NULL);
     }
+    if (outbox) outbox_emit(&ob);
+    idl_buf_free(&ob.body);
     int rc = IDL_OK;
     if (n) {
         uint64_t total = atomic_load(&q->logged) + n;
         uint8_t v[8];
         idl_be64_put(v, total);
         idl_store_batch_put(b, IDL_CF_META, CTR_LOGGED, strlen(CTR_LOGGED), v, 8);
+        if (outbox) {
+            uint8_t ov[8];
+            idl_be64_put(ov, q->outbox_next);
+            idl_store_batch_put(b, IDL_CF_META, IDL_QLOG_OUTBOX_NEXT, strlen(IDL_QLOG_OUTBOX_NEXT),
+                                ov, 8);
+        }
         rc = idl_store_batch_commit(q->s, b, false);
         if (rc == IDL_OK) {
             atomic_store(&q->logged, total);
@@ -302,6 +359,7 @@ static int flush_once(idl_qlog *q)
             atomic_store(&q->dropping, false);
         }
     }
+    if (rc) q->outbox_next = outbox_first;
     for (int i = 0; i < SHARDS; i++) {
         /* Not written (the store refuses writes, e.g. on a full disk): kept
          * for the next flush rather than lost. */
@@ -310,6 +368,18 @@ static int flush_once(idl_qlog *q)
     }
     idl_store_batch_free(b);
     return rc;
+}
+
+void idl_qlog_file_remote(idl_store_batch *b, const idl_qlog_entry *e, uint64_t tag)
+{
+    if (e->code != 0 || !idl_method_logged(e->method, strlen(e->method))) return;
+    for (uint32_t i = 0; i < e->n_pids; i++) {
+        uint8_t k[24];
+        idl_be64_put(k, e->pids[i]);
+        idl_be64_put(k + 8, e->time_us);
+        idl_be64_put(k + 16, e->seq ^ tag);
+        idl_store_batch_put(b, IDL_CF_LOGP, k, 24, e->customer, strlen(e->customer));
+    }
 }
 
 int idl_qlog_delete_before(idl_store *s, uint64_t cutoff_us, uint64_t *deleted)
@@ -452,6 +522,18 @@ int idl_qlog_flush(idl_qlog *q)
     int rc = q->last_rc;
     pthread_mutex_unlock(&q->lock);
     return rc;
+}
+
+void idl_qlog_set_outbox(idl_qlog *q, bool on)
+{
+    char *v = NULL;
+    size_t vl = 0;
+    if (idl_store_raw_get(q->s, IDL_CF_META, IDL_QLOG_OUTBOX_NEXT, strlen(IDL_QLOG_OUTBOX_NEXT), &v,
+                          &vl) == IDL_OK) {
+        if (vl == 8) q->outbox_next = idl_be64_get((const uint8_t *)v);
+        free(v);
+    }
+    atomic_store(&q->outbox, on);
 }
 
 uint64_t idl_qlog_count(idl_qlog *q)

@@ -60,10 +60,32 @@ int idl_qlog_flush(idl_qlog *q);
 /* Entries ever written to the store (persisted counter) plus pending ones. */
 uint64_t idl_qlog_count(idl_qlog *q);
 
+/* Cluster mode: from now on every flush also writes, in the same WriteBatch,
+ * its entries to the outbox as ready-made query-log stream messages of at
+ * most IDL_QLOG_OUTBOX_ENTRIES entries and IDL_QLOG_OUTBOX_BYTES bytes: META
+ * key IDL_QLOG_OUTBOX_PREFIX + a number (8 bytes, big-endian, in the order
+ * written; the next one is kept under IDL_QLOG_OUTBOX_NEXT), value a msgpack
+ * array of bins, each an entry's 16-byte log key then its stored value.  A
+ * message never changes once written, so its number is a stable message id.
+ * qlogstream.h publishes the outbox to NATS and empties it.  Set before the
+ * first request. */
+#define IDL_QLOG_OUTBOX_PREFIX "qo:"
+#define IDL_QLOG_OUTBOX_NEXT "c:qo_next"
+#define IDL_QLOG_OUTBOX_ENTRIES 2000
+#define IDL_QLOG_OUTBOX_BYTES (512u * 1024u)
+void idl_qlog_set_outbox(idl_qlog *q, bool on);
+
 /* Deletes entries older than cutoff_us (and their per-person records).
  * Returns the scan's read error (IDL_DATA_LOSS for a damaged file) without
  * deleting anything when the entries cannot all be read. */
 int idl_qlog_delete_before(idl_store *s, uint64_t cutoff_us, uint64_t *deleted);
+
+/* Cluster mode: files the recipient records of an entry another node
+ * logged (its Search persons, as a flush files this node's own), into b.
+ * tag is XORed into the entry's sequence so that two nodes' entries with the
+ * same time and sequence keep apart.  Entries whose persons are not logged
+ * per person, and failed calls, file nothing. */
+void idl_qlog_file_remote(idl_store_batch *b, const idl_qlog_entry *e, uint64_t tag);
 
 /* Decodes a stored entry (log column family key and value). */
 int idl_qlog_decode(const char *k, size_t kl, const char *v, size_t vl, idl_qlog_entry *e);
@@ -108,6 +130,5 @@ int idl_qlog_recipients(idl_store *s, const uint64_t *pids, size_t n, uint64_t f
  * pid(8 BE) year(2 BE)), for idl_store_mark_all_once. */
 #define IDL_QLOG_MARK_LEN 12
 void idl_qlog_disclosure_mark(uint64_t pid, unsigned year, uint8_t out[IDL_QLOG_MARK_LEN]);
-
 
 #endif

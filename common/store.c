@@ -1155,8 +1155,21 @@ static void mirror_new_suppressions(idl_store *s, int rc, uint64_t *pids, size_t
     *n = 0;
 }
 
+/* Stages the caller's stamp (cluster mode: the applied stream sequence) into
+ * the batch that commits a write's last part, so both land or neither. */
+static void sb_stamp(sbatch *b, const idl_store_stamp *stamp)
+{
+    if (stamp) sb_put(b, IDL_CF_META, stamp->key, stamp->klen, stamp->val, stamp->vlen);
+}
+
 int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_result *res,
                      bool sync)
+{
+    return idl_store_upsert_stamped(s, recs, n, res, sync, NULL);
+}
+
+int idl_store_upsert_stamped(idl_store *s, const idl_record *recs, size_t n, idl_upsert_result *res,
+                             bool sync, const idl_store_stamp *stamp)
 {
     int rc = IDL_OK;
     sbatch sbv = {0}, *b = &sbv;
@@ -1266,6 +1279,7 @@ int idl_store_upsert(idl_store *s, const idl_record *recs, size_t n, idl_upsert_
     }
     if (rc == IDL_OK) {
         put_counters(s, b, total, supp, purged);
+        sb_stamp(b, stamp);
         rc = sb_commit(s, b, sync);
         mirror_new_suppressions(s, rc, newsupp, &nns);
     }
@@ -1350,6 +1364,11 @@ static int erase_purged(idl_store *s, const uint64_t *pids, size_t n)
 
 int idl_store_purge_child(idl_store *s, uint64_t pid)
 {
+    return idl_store_purge_child_stamped(s, pid, NULL);
+}
+
+int idl_store_purge_child_stamped(idl_store *s, uint64_t pid, const idl_store_stamp *stamp)
+{
     idl_record *r = malloc(sizeof(*r));
     sbatch sbv = {0}, *b = &sbv;
     int rc = IDL_INTERNAL;
@@ -1366,6 +1385,7 @@ int idl_store_purge_child(idl_store *s, uint64_t pid)
         uint64_t purged = atomic_load(&s->children_purged) + 1;
         person_delete(s, b, r, pid);
         put_counters(s, b, total, supp, purged);
+        sb_stamp(b, stamp);
         rc = sb_commit(s, b, false);
         if (rc == IDL_OK) {
             purged_now = true;
@@ -1373,8 +1393,13 @@ int idl_store_purge_child(idl_store *s, uint64_t pid)
             atomic_store(&s->persons_suppressed, supp);
             atomic_store(&s->children_purged, purged);
         }
-    } else if (rc == IDL_NOT_FOUND) {
+    } else if (rc == IDL_NOT_FOUND || rc == IDL_OK) {
+        /* Nothing to purge (gone, or no longer a child): the stamp alone. */
         rc = IDL_OK;
+        if (stamp) {
+            sb_stamp(b, stamp);
+            rc = sb_commit(s, b, false);
+        }
     }
     pthread_mutex_unlock(&s->wlock);
     if (rc == IDL_OK && purged_now) rc = erase_purged(s, &pid, 1);
@@ -1420,6 +1445,13 @@ static int cmp_pid(const void *a, const void *b)
 
 int idl_store_suppress(idl_store *s, const uint64_t *given, size_t npids, const idl_hkey *keys,
                        size_t nkeys, uint32_t *newly)
+{
+    return idl_store_suppress_stamped(s, given, npids, keys, nkeys, newly, NULL);
+}
+
+int idl_store_suppress_stamped(idl_store *s, const uint64_t *given, size_t npids,
+                               const idl_hkey *keys, size_t nkeys, uint32_t *newly,
+                               const idl_store_stamp *stamp)
 {
     idl_record *r = malloc(sizeof(*r));
     idl_store_batch *b = idl_store_batch_new(s);
@@ -1482,6 +1514,8 @@ int idl_store_suppress(idl_store *s, const uint64_t *given, size_t npids, const 
     }
     if (rc == IDL_OK) {
         put_counter(b, CTR_SUPPRESSED, supp);
+        if (stamp)
+            idl_store_batch_put(b, IDL_CF_META, stamp->key, stamp->klen, stamp->val, stamp->vlen);
         rc = idl_store_batch_commit(s, b, false);
     }
     if (rc == IDL_OK) {

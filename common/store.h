@@ -155,6 +155,27 @@ int idl_store_mark_once(idl_store *s, const void *key, size_t klen, bool *was_se
  * was set, sets none and *was_set = true.  Durable when it returns. */
 int idl_store_mark_all_once(idl_store *s, const void *keys, size_t klen, size_t n, bool *was_set);
 
+/* ---- stamped writes (cluster mode) ----
+ * The same writes with one metadata put (stamp: a key and value of the META
+ * family) committed in the same WriteBatch as the write's last part, so a
+ * change and the record that it was applied (the stream sequence) land
+ * together or not at all.  A purge that finds nothing to purge still
+ * commits the stamp.  Parts of an upsert committed before its last one are
+ * idempotent to apply again.  stamp NULL: exactly the unstamped call. */
+typedef struct {
+    const void *key;
+    size_t klen;
+    const void *val;
+    size_t vlen;
+} idl_store_stamp;
+
+int idl_store_upsert_stamped(idl_store *s, const idl_record *recs, size_t n, idl_upsert_result *res,
+                             bool sync, const idl_store_stamp *stamp);
+int idl_store_purge_child_stamped(idl_store *s, uint64_t pid, const idl_store_stamp *stamp);
+int idl_store_suppress_stamped(idl_store *s, const uint64_t *pids, size_t npids,
+                               const idl_hkey *keys, size_t nkeys, uint32_t *newly,
+                               const idl_store_stamp *stamp);
+
 /* ---- raw access for the query log and the analytics job ---- */
 
 typedef struct idl_store_batch idl_store_batch;

@@ -11,10 +11,13 @@ build_pkgs=(
   gcc g++ pkg-config meson ninja-build cmake      # cmake: meson finds nng through its CMake config
   libnng-dev libmsgpack-dev librocksdb-dev libxxhash-dev
   libphonenumber-dev libicu-dev libjansson-dev libsodium-dev libidn2-dev
+  libnats-dev                                     # cluster mode: the NATS JetStream C client
 )
 # rocksdb-tools: sst_dump, to read SST files in the erasure test;
-# clang + libclang-rt-14-dev: libFuzzer for the bounded fuzz runs.
-test_pkgs=(python3 python3-msgpack python3-xxhash libnng1 procps rocksdb-tools clang libclang-rt-14-dev)
+# clang + libclang-rt-14-dev: libFuzzer for the bounded fuzz runs;
+# nats-server: the cluster tests start a 3-server JetStream cluster.
+test_pkgs=(python3 python3-msgpack python3-xxhash libnng1 procps rocksdb-tools clang libclang-rt-14-dev
+           nats-server)
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--test" ]]; then

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine: installs what is
 # missing, builds, runs every meson test (unit, e2e against the real daemon,
-# the bench smoke run), then the public conformance run in ../shared, and
+# the bench smoke run, and the cluster suite: a real 3-server NATS JetStream
+# cluster and two nodes, about 40 s; skipped without nats-server), then the
+# public conformance run in ../shared, and
 # -- unless IDL_SKIP_ASAN=1 -- the unit and e2e suites again under
 # AddressSanitizer + UndefinedBehaviorSanitizer, and, when clang is there,
 # each fuzz target (tests/fuzz/) on IDL_FUZZ_RUNS inputs from a fixed seed

@@ -71,6 +71,11 @@ static void args_all_flags(void)
     if (rc) fprintf(stderr, "  err: %s\n", err);
     CHECK_STR(o.url, "ipc:///tmp/x.sock");
     CHECK_STR(o.key, "k1");
+    /* A cluster's nodes as one comma-separated list. */
+    idl_bench_opts o2;
+    CHECK_INT(PARSE(&o2, err, "--url", "tcp://127.0.0.1:1,tcp://127.0.0.1:2", "--method", "health"),
+              0);
+    CHECK_STR(o2.url, "tcp://127.0.0.1:1,tcp://127.0.0.1:2");
     CHECK_INT(o.concurrency, 16);
     CHECK_INT(o.sockets, 4);
     CHECK(o.duration_s == 0.5);
@@ -140,6 +145,8 @@ static void args_errors_name_the_flag(void)
         {{"--method", "health", "--url", ""}, "--url"},
         {{"--method", "health", "--url", "localhost:7411"}, "--url"},
         {{"--method", "health", "--url", "tcp://"}, "--url"},
+        {{"--method", "health", "--url", "tcp://a:1,localhost:2"}, "--url"},
+        {{"--method", "health", "--url", "tcp://a:1,tcp://"}, "--url"},
         {{"--method", "health", "--data="}, "--data"},
         {{"--method", "lookup"}, "--method"},
         {{"--mix", "search=x", "--data", "f"}, "--mix"},

@@ -433,6 +433,16 @@ static void client_open_close(void)
     CHECK(rc == IDL_DEADLINE_EXCEEDED || rc == IDL_UNAVAILABLE);
     CHECK(r == NULL);
     idl_client_close(c);
+    /* A comma-separated list dials each URL; one bad URL fails it all. */
+    CHECK_INT(idl_client_open(&c, "tcp://127.0.0.1:1,tcp://127.0.0.1:2", NULL), IDL_OK);
+    idl_client_close(c);
+    CHECK_INT(idl_client_open(&c, "tcp://127.0.0.1:1,,tcp://127.0.0.1:2,", NULL), IDL_OK);
+    idl_client_close(c);
+    c = (idl_client *)&c;
+    CHECK_INT(idl_client_open(&c, "tcp://127.0.0.1:1,nonsense://x", NULL), IDL_INVALID_ARGUMENT);
+    CHECK_INT(idl_client_open(&c, ",", NULL), IDL_INVALID_ARGUMENT);
+    CHECK_INT(idl_client_open(&c, "", NULL), IDL_INVALID_ARGUMENT);
+    CHECK(c == (idl_client *)&c);
 }
 
 int main(void)

@@ -783,6 +783,57 @@ static void recipients_of_persons(void)
     env_free(&e);
 }
 
+/* Cluster mode: other nodes' entries filed into logp are recipients like
+ * this node's own; two nodes' entries with the same time and sequence stay
+ * apart by their tags; failed calls and methods whose persons are not
+ * logged file nothing. */
+static void remote_entries_file_recipients(void)
+{
+    env e;
+    if (!env_init(&e)) {
+        env_free(&e);
+        return;
+    }
+    idl_store_batch *b = idl_store_batch_new(e.s);
+    CHECK(b != NULL);
+    if (!b) {
+        env_free(&e);
+        return;
+    }
+    idl_qlog_entry en;
+    memset(&en, 0, sizeof en);
+    en.time_us = 9000;
+    en.seq = 4;
+    snprintf(en.method, sizeof en.method, "idlookup.v1.Lookup/Search");
+    en.n_persons = en.n_pids = 1;
+    en.pids[0] = 55;
+    snprintf(en.customer, sizeof en.customer, "acme");
+    idl_qlog_file_remote(b, &en, 0x1111000000000000ull);
+    idl_qlog_file_remote(b, &en, 0x2222000000000000ull); /* another node, same time and seq */
+    en.code = 8;                                         /* refused: returned nobody */
+    snprintf(en.customer, sizeof en.customer, "refused");
+    idl_qlog_file_remote(b, &en, 0x3333000000000000ull);
+    en.code = 0;
+    snprintf(en.method, sizeof en.method, "idlookup.v1.Lookup/Verify");
+    snprintf(en.customer, sizeof en.customer, "verifier");
+    idl_qlog_file_remote(b, &en, 0x4444000000000000ull);
+    CHECK_INT(idl_store_batch_commit(e.s, b, false), IDL_OK);
+    idl_store_batch_free(b);
+    idl_qlog_recipient *rs = NULL;
+    size_t nr = 99;
+    uint64_t p55 = 55;
+    CHECK_INT(idl_qlog_recipients(e.s, &p55, 1, 0, UINT64_MAX, &rs, &nr), IDL_OK);
+    CHECK_INT(nr, 1);
+    if (rs && nr == 1) {
+        CHECK_STR(rs[0].customer, "acme");
+        CHECK_INT(rs[0].count, 2);
+        CHECK_INT(rs[0].first, 9000);
+        CHECK_INT(rs[0].last, 9000);
+    }
+    free(rs);
+    env_free(&e);
+}
+
 static void disclosure_mark_layout(void)
 {
     uint8_t m[IDL_QLOG_MARK_LEN];
@@ -977,6 +1028,7 @@ int main(void)
     RUN(delete_before_and_retention);
     RUN(scan_by_time_range);
     RUN(recipients_of_persons);
+    RUN(remote_entries_file_recipients);
     RUN(disclosure_mark_layout);
     RUN(decode_garbage);
     RUN(no_identifier_in_clear);

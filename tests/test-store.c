@@ -874,6 +874,62 @@ static void purge_child_only_children(void)
     rm_rf(dir);
 }
 
+static uint64_t stamp_of(idl_store *s)
+{
+    char *v = NULL;
+    size_t vl = 0;
+    uint64_t out = 0;
+    if (idl_store_raw_get(s, IDL_CF_META, "t:stamp", 7, &v, &vl) == IDL_OK && vl == 8)
+        out = idl_be64_get((const uint8_t *)v);
+    free(v);
+    return out;
+}
+
+/* Cluster mode's stamped writes: each write's stamp lands with it (and a
+ * purge with nothing to purge still lands its stamp), and survives a
+ * reopen. */
+static void stamped_writes_land_their_stamp(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    idl_store *s = open_store(dir);
+    if (!s) return;
+    uint8_t v[8];
+    idl_store_stamp st = {"t:stamp", 7, v, 8};
+    idl_record r;
+    adult(&r, "stamp-1", "stamp1");
+    idl_upsert_result res;
+    idl_be64_put(v, 1);
+    CHECK_INT(idl_store_upsert_stamped(s, &r, 1, &res, false, &st), IDL_OK);
+    CHECK_INT(res.outcome, IDL_UP_STORED);
+    CHECK_INT(stamp_of(s), 1);
+    idl_be64_put(v, 2);
+    CHECK_INT(idl_store_upsert_stamped(s, &r, 0, NULL, false, &st), IDL_OK); /* empty */
+    CHECK_INT(stamp_of(s), 2);
+    uint64_t pid = idl_person_id("stamp-1");
+    uint32_t newly = 0;
+    idl_be64_put(v, 3);
+    CHECK_INT(idl_store_suppress_stamped(s, &pid, 1, NULL, 0, &newly, &st), IDL_OK);
+    CHECK_INT(newly, 1);
+    CHECK_INT(stamp_of(s), 3);
+    idl_be64_put(v, 4);
+    CHECK_INT(idl_store_purge_child_stamped(s, pid, &st), IDL_OK); /* an adult: no purge */
+    CHECK_INT(stamp_of(s), 4);
+    idl_be64_put(v, 5);
+    CHECK_INT(idl_store_purge_child_stamped(s, idl_person_id("nobody"), &st), IDL_OK);
+    CHECK_INT(stamp_of(s), 5);
+    s = reopen(s, dir);
+    if (!s) return;
+    CHECK_INT(stamp_of(s), 5);
+    counts_are(s, 0, 1, 0);
+    /* Unstamped calls leave it alone. */
+    adult(&r, "stamp-2", "stamp2");
+    CHECK_INT(idl_store_upsert(s, &r, 1, &res, false), IDL_OK);
+    CHECK_INT(stamp_of(s), 5);
+    idl_store_close(s);
+    rm_rf(dir);
+}
+
 static void mark_once_semantics(void)
 {
     char dir[64];
@@ -1701,6 +1757,7 @@ int main(int argc, char **argv)
     RUN(suppress_by_keys_then_new_record);
     RUN(purge_child_only_children);
     RUN(mark_once_semantics);
+    RUN(stamped_writes_land_their_stamp);
     RUN(mark_all_once_is_all_or_none);
     RUN(probe_all_has_no_cap);
     RUN(later_identifiers_of_suppressed_person);

@@ -216,7 +216,8 @@ enum {
 };
 
 static const idl_args_flag flags[] = {
-    {"url", 0, "URL", "service address (default tcp://127.0.0.1:7411; ipc:// works)", F_URL},
+    {"url", 0, "URL",
+     "service address, or a comma-separated list of nodes (default tcp://127.0.0.1:7411)", F_URL},
     {"key", 0, "KEY", "API key sent as Bearer (health needs none)", F_KEY},
     {"method", 0, "M", "one workload: health, search, validate, verify or batch", F_METHOD},
     {"mix", 0, "SPEC",
@@ -304,11 +305,19 @@ static int apply_flag(idl_bench_opts *o, const idl_args_flag *fl, const char *v,
     case F_URL: {
         /* nng needs a scheme; catching "localhost:7411" here gives a usage
          * error rather than a run full of failed requests. */
-        const char *sep = strstr(v, "://");
         if (!*v) goto bad_text;
-        if (!sep || sep == v || !sep[3]) {
-            set_err(err, errlen, "--url: expected tcp://HOST:PORT or ipc:///PATH, got \"%s\"", v);
-            return IDL_INVALID_ARGUMENT;
+        /* A comma-separated list (a cluster's nodes): each one checked. */
+        for (const char *p = v, *end; *p; p = *end ? end + 1 : end) {
+            end = strchr(p, ',');
+            if (!end) end = p + strlen(p);
+            const char *sep = strstr(p, "://");
+            if (!sep || sep >= end || sep == p || sep + 3 >= end) {
+                set_err(err, errlen,
+                        "--url: expected tcp://HOST:PORT or ipc:///PATH (or a comma-separated "
+                        "list), got \"%s\"",
+                        v);
+                return IDL_INVALID_ARGUMENT;
+            }
         }
         o->url = v;
         break;

@@ -576,10 +576,23 @@ static int open_socket(nng_socket *out, const char *url)
     nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 10);
     nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, 500);
     nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 0);
-    int e = nng_dial(s, url, NULL, NNG_FLAG_NONBLOCK);
-    if (e != 0) {
-        nng_close(s);
-        return e == NNG_EADDRINVAL || e == NNG_ENOTSUP ? IDL_INVALID_ARGUMENT : IDL_UNAVAILABLE;
+    /* A comma-separated list dials every node of a cluster: the socket
+     * spreads requests over them (the flag parser checked each URL). */
+    char one[1024];
+    for (const char *p = url, *end; *p; p = *end ? end + 1 : end) {
+        end = strchr(p, ',');
+        if (!end) end = p + strlen(p);
+        size_t len = (size_t)(end - p);
+        int e = len && len < sizeof one ? 0 : NNG_EADDRINVAL;
+        if (e == 0) {
+            memcpy(one, p, len);
+            one[len] = 0;
+            e = nng_dial(s, one, NULL, NNG_FLAG_NONBLOCK);
+        }
+        if (e != 0) {
+            nng_close(s);
+            return e == NNG_EADDRINVAL || e == NNG_ENOTSUP ? IDL_INVALID_ARGUMENT : IDL_UNAVAILABLE;
+        }
     }
     *out = s;
     return 0;
@@ -659,7 +672,7 @@ fail:
 int main(int argc, char **argv)
 {
     idl_bench_opts o;
-    char err[256];
+    char err[IDL_ERR_MAX];
     int exit_code = 1;
     idl_bench_pool *pool = NULL;
     nng_socket *socks = NULL;

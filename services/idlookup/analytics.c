@@ -8,6 +8,7 @@
 #include "args.h"
 #include "cli.h"
 #include "qlog.h"
+#include "qlogstream.h"
 #include "status.h"
 #include "store.h"
 
@@ -20,12 +21,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { F_DATA, F_FROM, F_TO, F_FORMAT, F_DEIDENTIFIED, F_K, F_HELP };
+enum { F_DATA, F_NATS, F_FROM, F_TO, F_FORMAT, F_DEIDENTIFIED, F_K, F_HELP };
 
 /* The rows both commands take; the report's table adds its own. */
 #define ROW_DATA                                                                                   \
     {                                                                                              \
         "data", 0, "DIR", "the store (a daemon may be serving it)", F_DATA                         \
+    }
+#define ROW_NATS                                                                                   \
+    {                                                                                              \
+        "nats", 0, "URLS", "every cluster node's log, from the IDL_QLOG stream, instead of DIR",   \
+            F_NATS                                                                                 \
     }
 #define ROW_FROM                                                                                   \
     {                                                                                              \
@@ -42,6 +48,7 @@ enum { F_DATA, F_FROM, F_TO, F_FORMAT, F_DEIDENTIFIED, F_K, F_HELP };
 
 static const idl_args_flag report_flags[] = {
     ROW_DATA,
+    ROW_NATS,
     ROW_FROM,
     ROW_TO,
     {"format", 0, "F",
@@ -58,7 +65,8 @@ static const idl_args_flag report_flags[] = {
 };
 
 static const idl_args_flag export_flags[] = {
-    ROW_DATA, ROW_FROM, ROW_TO, {"format", 0, "F", "ndjson or csv (required)", F_FORMAT}, ROW_HELP,
+    ROW_DATA, ROW_NATS, ROW_FROM, ROW_TO, {"format", 0, "F", "ndjson or csv (required)", F_FORMAT},
+    ROW_HELP,
 };
 
 /* One --help for both commands: the report's rows cover export's. */
@@ -67,8 +75,10 @@ static const idl_args_spec report_spec = {
     .head = "usage: idlookup analytics --data DIR [--from D] [--to D] [--format json|csv]\n"
             "                          [--deidentified [--k N]]\n"
             "       idlookup analytics export --data DIR --format ndjson|csv [--from D] [--to D]\n"
+            "       (either form with --nats URL[,URL...] instead of --data DIR)\n"
             "\n"
-            "Reads the query log of the store at DIR (a daemon may be serving it) and prints,\n"
+            "Reads the query log of the store at DIR (a daemon may be serving it), or with\n"
+            "--nats every cluster node's log from the IDL_QLOG stream, and prints,\n"
             "per customer x method x UTC day: requests, errors by code, hit rate (share with at\n"
             "least one person returned), latency p50/p95/p99 (nearest rank) and the number of\n"
             "distinct query fingerprints.  Customer \"\" is calls without a valid key.\n",
@@ -93,6 +103,7 @@ static const idl_args_spec export_spec = {
 
 typedef struct {
     const char *data;
+    const char *nats; /* the cluster's IDL_QLOG stream instead of a store */
     const char *format;
     bool have_from, have_to;
     uint64_t from_us, to_end_us; /* [from 00:00, to + 1 day 00:00) */
@@ -127,6 +138,9 @@ static int parse_flags(int argc, char **argv, bool export, options *o)
         case F_DATA:
             o->data = v;
             break;
+        case F_NATS:
+            o->nats = v;
+            break;
         case F_FROM:
             from = v;
             break;
@@ -155,8 +169,12 @@ static int parse_flags(int argc, char **argv, bool export, options *o)
         }
     }
     if (args.status) return idl_args_fail(spec, stderr, args.err);
-    if (!o->data) {
+    if (!o->data && !o->nats) {
         fprintf(stderr, "%s: --data DIR is required (see --help)\n", prog);
+        return 2;
+    }
+    if (o->data && o->nats) {
+        fprintf(stderr, "%s: give --data DIR or --nats URL, not both\n", prog);
         return 2;
     }
     if (export) {
@@ -327,6 +345,40 @@ static int scan_run(scan *sc, const char *prog, entry_fn fn, void *ctx, uint64_t
     return status;
 }
 
+/* --nats: every entry of the IDL_QLOG stream in the requested days, in
+ * stream order (each node's entries in the order it logged them). */
+typedef struct {
+    const options *o;
+    entry_fn fn;
+    void *ctx;
+} stream_ctx;
+
+static int stream_entry(void *ctx, const char *node, const idl_qlog_entry *e)
+{
+    stream_ctx *x = ctx;
+    (void)node;
+    if (interrupted) {
+        fputs("idlookup analytics: interrupted\n", stderr);
+        return 1;
+    }
+    if (x->o->have_from && e->time_us < x->o->from_us) return 0;
+    if (x->o->have_to && e->time_us >= x->o->to_end_us) return 0;
+    return x->fn(x->ctx, e) ? 1 : 0;
+}
+
+static int stream_run(const char *prog, const options *o, entry_fn fn, void *ctx)
+{
+    stream_ctx x = {o, fn, ctx};
+    char err[IDL_ERR_MAX] = "";
+    int rc = idl_qlogstream_read(o->nats, stream_entry, &x, err);
+    if (rc == 1) return 1; /* fn failed, already reported */
+    if (rc) {
+        fprintf(stderr, "%s: %s\n", prog, err[0] ? err : "cannot read the IDL_QLOG stream");
+        return 1;
+    }
+    return 0;
+}
+
 static int add_entry(void *ctx, const idl_qlog_entry *e)
 {
     if (idl_an_add(ctx, e)) {
@@ -403,7 +455,7 @@ static int run_export(int argc, char **argv)
     scan sc = {.s = NULL};
     saved_signals sv;
     signals_catch(&sv);
-    if (scan_open(&sc, prog, &o)) {
+    if (!o.nats && scan_open(&sc, prog, &o)) {
         signals_restore(&sv);
         return 1;
     }
@@ -416,7 +468,9 @@ static int run_export(int argc, char **argv)
         fprintf(stderr, "%s: write error: %s\n", prog, strerror(errno));
         status = 1;
     }
-    if (!status) status = scan_run(&sc, prog, export_entry, &x, &bad);
+    if (!status)
+        status = o.nats ? stream_run(prog, &o, export_entry, &x)
+                        : scan_run(&sc, prog, export_entry, &x, &bad);
     scan_close(&sc);
     signals_restore(&sv);
     warn_bad(prog, bad);
@@ -444,8 +498,12 @@ static int run_report(int argc, char **argv)
     signals_catch(&sv);
     int status = 1;
     uint64_t bad = 0;
-    if (scan_open(&sc, prog, &o)) goto out;
-    status = scan_run(&sc, prog, add_entry, a, &bad);
+    if (o.nats) {
+        status = stream_run(prog, &o, add_entry, a);
+    } else {
+        if (scan_open(&sc, prog, &o)) goto out;
+        status = scan_run(&sc, prog, add_entry, a, &bad);
+    }
     /* The store is not needed for the report: close it (and remove the
      * scratch directory) before the sort and the printing. */
     scan_close(&sc);

@@ -14,7 +14,11 @@
 enum { F_URL, F_KEY, F_TIMEOUT, F_WAIT, F_HELP };
 
 static const idl_args_flag call_flags[] = {
-    {"url", 0, "URL", "tcp://HOST:PORT or ipc:///PATH (default tcp://127.0.0.1:7411)", F_URL},
+    {"url", 0, "URL",
+     "tcp://HOST:PORT or ipc:///PATH (default tcp://127.0.0.1:7411), or a\n"
+     "comma-separated list of them (a cluster's nodes: requests are\n"
+     "spread over them)",
+     F_URL},
     {"key", 0, "KEY", "API key (default: $IDLOOKUP_KEY); Health and Describe need none", F_KEY},
     {"timeout-ms", 0, "N", "deadline sent to the service (default: none)", F_TIMEOUT},
     {"wait-ms", 0, "N", "how long to wait for the reply (default 10000)", F_WAIT},

@@ -8,6 +8,7 @@
  * completes (upserts are idempotent by source_id).
  */
 #include "args.h"
+#include "changes.h"
 #include "cli.h"
 #include "json.h"
 #include "record.h"
@@ -181,8 +182,14 @@ typedef struct {
     uint64_t reported_errors, reported_warnings, more_errors, more_warnings;
 } totals;
 
-/* Writes one parsed chunk (main thread, in file order). */
-static int write_slot(idl_store *st, slot *s, totals *t, idl_upsert_result *res)
+/* --nats: a chunk goes to the change stream in messages of at most this
+ * many records (well under NATS's 1 MiB message limit). */
+#define PUB_RECORDS 256
+
+/* Writes one parsed chunk (main thread, in file order): to the store, or
+ * with pub (--nats) to the change stream, where every node applies it. */
+static int write_slot(idl_store *st, idl_changes_pub *pub, slot *s, totals *t,
+                      idl_upsert_result *res)
 {
     /* Notes: errors and warnings in line order, bounded. */
     const char *p = s->notes.data, *end = s->notes.data + s->notes.len;
@@ -203,6 +210,23 @@ static int write_slot(idl_store *st, slot *s, totals *t, idl_upsert_result *res)
     t->invalid += s->invalid;
     t->dropped += s->dropped;
     if (s->nrecs == 0) return IDL_OK;
+    if (pub) {
+        /* Which records are new, updated or hidden is each node's to find
+         * when it applies them; a child is one wherever it lands. */
+        int y, m, d;
+        idl_today(&y, &m, &d);
+        for (size_t i = 0; i < s->nrecs; i += PUB_RECORDS) {
+            size_t n = s->nrecs - i < PUB_RECORDS ? s->nrecs - i : PUB_RECORDS;
+            int rc = idl_changes_pub_upsert(pub, s->recs + i, n);
+            if (rc) return rc;
+        }
+        for (size_t i = 0; i < s->nrecs; i++) {
+            bool child = idl_record_is_child(&s->recs[i], y, m, d);
+            t->child += child;
+            t->stored += !child;
+        }
+        return IDL_OK;
+    }
     int rc = idl_store_upsert(st, s->recs, s->nrecs, res, false);
     if (rc) return rc;
     for (size_t i = 0; i < s->nrecs; i++) {
@@ -221,10 +245,18 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-enum { F_DATA, F_THREADS, F_CACHE, F_QUIET, F_HELP };
+enum { F_DATA, F_NATS, F_THREADS, F_CACHE, F_QUIET, F_HELP };
 
 static const idl_args_flag ingest_flags[] = {
     {"data", 0, "DIR", "the store (created if missing)", F_DATA},
+    {"nats", 0, "URLS",
+     "load through the cluster's change stream (CLUSTER.md) instead of a\n"
+     "store: every node, present or future, applies the records.  The\n"
+     "summary is printed once JetStream acknowledged every message; as\n"
+     "only a node knows what it held before, \"stored\" then counts the\n"
+     "records sent (new or updated), \"updated\" and \"suppressed\" are 0\n"
+     "(each node's Stats has its own counts)",
+     F_NATS},
     {"threads", 0, "N", "parser threads (default: the number of cores, at most 8)", F_THREADS},
     {"cache-mb", 0, "N", "RocksDB block cache in MiB, 8..1048576 (default 256)", F_CACHE},
     {"quiet", 0, NULL, "no progress line on stderr", F_QUIET},
@@ -235,6 +267,7 @@ static const idl_args_spec ingest_spec = {
     .prog = "idlookup ingest",
     .head = "usage: idlookup ingest --data DIR [--threads N] [--cache-mb N] [--quiet] "
             "FILE.ndjson...\n"
+            "       idlookup ingest --nats URL[,URL...] [--threads N] [--quiet] FILE.ndjson...\n"
             "\n"
             "Loads person records (one JSON object per line, DATA.md §1) into the store at DIR,\n"
             "which no daemon may hold open.  Same source_id again replaces the person.  Bad lines\n"
@@ -252,7 +285,7 @@ static const idl_args_spec ingest_spec = {
 
 int idl_cli_ingest(int argc, char **argv)
 {
-    const char *data = NULL;
+    const char *data = NULL, *nats = NULL;
     unsigned long cache_mb = 256;
     bool quiet = false;
     long nparsers = sysconf(_SC_NPROCESSORS_ONLN);
@@ -273,6 +306,9 @@ int idl_cli_ingest(int argc, char **argv)
         switch (fl->id) {
         case F_DATA:
             data = v;
+            break;
+        case F_NATS:
+            nats = v;
             break;
         case F_CACHE: {
             uint64_t n;
@@ -303,8 +339,12 @@ int idl_cli_ingest(int argc, char **argv)
     }
     if (args.status) return idl_args_fail(&ingest_spec, stderr, args.err);
     char **paths = argv + 1;
-    if (!data) {
+    if (!data && !nats) {
         fprintf(stderr, "idlookup ingest: --data DIR is required (see --help)\n");
+        return 2;
+    }
+    if (data && nats) {
+        fprintf(stderr, "idlookup ingest: give --data DIR or --nats URL, not both\n");
         return 2;
     }
     if (nfiles == 0) {
@@ -323,15 +363,24 @@ int idl_cli_ingest(int argc, char **argv)
             goto close_files;
         }
     }
-    mkdir(data, 0700);
     idl_store *st = NULL;
+    idl_changes_pub *pub = NULL;
     char err[IDL_ERR_MAX];
-    /* No write below 64 MiB free, as in the daemon: a full disk mid-load
-     * ends in an error (rerun the ingest), not in RocksDB's abort. */
-    idl_store_opts so = {.cache_mb = cache_mb, .bulk = true, .min_free_bytes = (uint64_t)64 << 20};
-    if (idl_store_open(&st, data, &so, err)) {
-        fprintf(stderr, "idlookup ingest: %s\n", err);
-        goto close_files;
+    if (nats) {
+        if (idl_changes_pub_open(&pub, nats, err)) {
+            fprintf(stderr, "idlookup ingest: %s\n", err);
+            goto close_files;
+        }
+    } else {
+        mkdir(data, 0700);
+        /* No write below 64 MiB free, as in the daemon: a full disk mid-load
+         * ends in an error (rerun the ingest), not in RocksDB's abort. */
+        idl_store_opts so = {
+            .cache_mb = cache_mb, .bulk = true, .min_free_bytes = (uint64_t)64 << 20};
+        if (idl_store_open(&st, data, &so, err)) {
+            fprintf(stderr, "idlookup ingest: %s\n", err);
+            goto close_files;
+        }
     }
 
     pipeline p = {.next_fill = 0, .next_write = 0};
@@ -383,7 +432,7 @@ int idl_cli_ingest(int argc, char **argv)
         }
         pthread_mutex_unlock(&p.lock);
         if (next) {
-            rc = write_slot(st, next, &t, res);
+            rc = write_slot(st, pub, next, &t, res);
             pthread_mutex_lock(&p.lock);
             for (size_t i = 0; i < next->n; i++)
                 free(next->lines[i]);
@@ -468,6 +517,16 @@ int idl_cli_ingest(int argc, char **argv)
     pthread_mutex_destroy(&p.lock);
     pthread_cond_destroy(&p.changed);
     idl_store_close(st);
+    if (pub) {
+        /* The summary means "in the stream": wait for every acknowledgement. */
+        uint64_t failed = 0;
+        if (rc == IDL_OK && idl_changes_pub_wait(pub, &failed) != IDL_OK) {
+            fprintf(stderr, "idlookup ingest: %llu messages were not acknowledged by JetStream\n",
+                    (unsigned long long)failed);
+            rc = IDL_UNAVAILABLE;
+        }
+        idl_changes_pub_close(pub);
+    }
     double secs = now_s() - t0;
     if (show_progress && secs >= 1.0)
         fprintf(stderr, "\ridlookup ingest: %llu lines in %.1f s (%.0f lines/s)\n",
@@ -477,8 +536,10 @@ int idl_cli_ingest(int argc, char **argv)
                 "idlookup ingest: %llu more skipped lines and %llu more warnings not shown\n",
                 (unsigned long long)t.more_errors, (unsigned long long)t.more_warnings);
     if (rc) {
-        fprintf(stderr, "idlookup ingest: the store could not be written; what was written is "
-                        "consistent, and a rerun completes the load\n");
+        fprintf(stderr,
+                "idlookup ingest: the %s could not be written; what was written is "
+                "consistent, and a rerun completes the load\n",
+                nats ? "change stream" : "store");
         goto close_files;
     }
     printf("{\"read\": %llu, \"stored\": %llu, \"updated\": %llu, \"rejected_child\": %llu, "

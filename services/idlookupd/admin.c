@@ -2,6 +2,7 @@
  * key-less Health and Describe. */
 #include "admin.h"
 #include "call.h"
+#include "changes.h"
 #include "status.h"
 
 #include <stdio.h>
@@ -70,7 +71,13 @@ int idld_upsert(idld_call *c)
         idld_fail(c, IDL_INTERNAL, NULL, "out of memory");
         goto out;
     }
-    if (nvalid && idl_store_upsert(c->st->store, recs, nvalid, res, false)) {
+    if (nvalid && c->st->changes) {
+        if (idl_changes_upsert(c->st->changes, recs, nvalid, res)) {
+            idld_fail(c, IDL_UNAVAILABLE, NULL, "the cluster's change stream cannot be reached");
+            rc = IDL_UNAVAILABLE;
+            goto out;
+        }
+    } else if (nvalid && idl_store_upsert(c->st->store, recs, nvalid, res, false)) {
         idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be written");
         rc = IDL_UNAVAILABLE;
         goto out;
@@ -117,7 +124,7 @@ int idld_stats(idld_call *c)
     idl_store_counts sc;
     idl_store_counts_get(c->st->store, &sc);
     msgpack_packer *pk = c->pk;
-    msgpack_pack_map(pk, 6);
+    msgpack_pack_map(pk, c->st->changes ? 7 : 6);
     idl_wire_pack_cstr(pk, "persons");
     msgpack_pack_uint64(pk, sc.persons);
     idl_wire_pack_cstr(pk, "suppressed");
@@ -138,6 +145,22 @@ int idld_stats(idld_call *c)
         if (!counts[i]) continue;
         idl_wire_pack_cstr(pk, idl_status_name(i));
         msgpack_pack_uint64(pk, counts[i]);
+    }
+    if (c->st->changes) {
+        idl_changes_status cs;
+        idl_changes_status_get(c->st->changes, &cs);
+        idl_wire_pack_cstr(pk, "cluster");
+        msgpack_pack_map(pk, 5);
+        idl_wire_pack_cstr(pk, "node");
+        idl_wire_pack_cstr(pk, c->st->node);
+        idl_wire_pack_cstr(pk, "applied_seq");
+        msgpack_pack_uint64(pk, cs.applied_seq);
+        idl_wire_pack_cstr(pk, "stream_seq");
+        msgpack_pack_uint64(pk, cs.stream_seq);
+        idl_wire_pack_cstr(pk, "lag");
+        msgpack_pack_uint64(pk, cs.stream_seq - cs.applied_seq);
+        idl_wire_pack_cstr(pk, "nats");
+        idl_wire_pack_cstr(pk, cs.connected ? "connected" : "disconnected");
     }
     return IDL_OK;
 }
@@ -160,7 +183,10 @@ int idld_health(idld_call *c)
         if (i == sizeof services / sizeof *services)
             return idld_fail(c, IDL_NOT_FOUND, "service", "unknown service name");
     }
-    bool serving = !atomic_load(&c->st->draining);
+    /* A cluster node serves only once caught up with the change stream
+     * (CLUSTER.md §5). */
+    bool serving =
+        !atomic_load(&c->st->draining) && (!c->st->changes || idl_changes_ready(c->st->changes));
     /* Privacy and Admin write (OptOut, Disclosures marks, Upsert): while the
      * store refuses writes (disk below the floor, a failed write not yet
      * resumed) they are not served, though lookups are. */

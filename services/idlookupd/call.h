@@ -30,6 +30,8 @@
 #define IDLD_BATCH_PARTS 8       /* a Batch's calls are split into at most this many parts */
 
 struct idld_assist;
+struct idl_changes;
+struct idl_qlogstream;
 
 typedef struct {
     idl_store *store;
@@ -42,6 +44,11 @@ typedef struct {
     const char *describe_body;  /* pre-encoded msgpack */
     size_t describe_len;
     bool log_queries;
+    /* Cluster mode (--nats): every write goes through the change stream;
+     * NULL in single-node mode. */
+    struct idl_changes *changes;
+    struct idl_qlogstream *qstream;
+    const char *node;
 } idld_state;
 
 /* Scratch memory of one worker, reused across requests. */

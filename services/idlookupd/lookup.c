@@ -6,6 +6,7 @@
  * and identifiers hidden by an opt-out never match and are never rendered. */
 #include "lookup.h"
 #include "call.h"
+#include "changes.h"
 #include "query.h"
 #include "status.h"
 
@@ -39,7 +40,10 @@ static int visible(idld_call *c, uint64_t pid, idl_record *r, const day *t, bool
     if (rc) return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be read");
     if (idl_record_is_child(r, t->y, t->m, t->d)) {
         /* DATA.md §2: found at query time (clock moved, bad data): purged. */
-        idl_store_purge_child(c->st->store, pid);
+        if (c->st->changes)
+            idl_changes_purge_child(c->st->changes, pid); /* queued: a read never waits on NATS */
+        else
+            idl_store_purge_child(c->st->store, pid);
         return IDL_OK;
     }
     *shown = true;

@@ -3,6 +3,9 @@
 #include "args.h"
 #include "assist.h"
 #include "call.h"
+#include "changes.h"
+#include "natsconn.h"
+#include "qlogstream.h"
 #include "server.h"
 #include "status.h"
 #include "json.h"
@@ -39,6 +42,8 @@ enum {
     F_STORELOG,
     F_MINFREE,
     F_NOLOG,
+    F_NATS,
+    F_NODE,
     F_HELP,
 };
 
@@ -102,6 +107,11 @@ static const idl_args_flag flags[] = {
      "do not log queries (benchmark comparison only: it breaks the\n"
      "logging promise and must not be used in production)",
      F_NOLOG},
+    {"nats", 0, "URL[,URL...]",
+     "run as a cluster node: every write goes through NATS\n"
+     "JetStream (CLUSTER.md); needs --node",
+     F_NATS},
+    {"node", 0, "NAME", "this node's name in the cluster, [a-z0-9-]{1,32}, unique", F_NODE},
     {"help", 'h', NULL, "this text", F_HELP},
 };
 
@@ -256,6 +266,7 @@ static int close_with_deadline(idld_pool *pool, unsigned ms)
 int main(int argc, char **argv)
 {
     const char *data = NULL, *keys = NULL, *listen = "tcp://127.0.0.1:7411", *fpkey = NULL;
+    const char *nats = NULL, *node = NULL;
     unsigned long workers = 64, cache_mb = 256, flush_ms = 200, retention = 400, drain_ms = 500,
                   min_free_mb = 64;
     const char *store_log = "-";
@@ -317,6 +328,12 @@ int main(int argc, char **argv)
         case F_MINFREE:
             if (parse_uint("--min-free-mb", v, 0, 1 << 24, &min_free_mb)) return 2;
             break;
+        case F_NATS:
+            nats = v;
+            break;
+        case F_NODE:
+            node = v;
+            break;
         case F_HELP:
             idl_args_usage(&spec, stdout);
             return 0;
@@ -326,6 +343,14 @@ int main(int argc, char **argv)
     if (max_pending == ULONG_MAX) max_pending = workers >= 8 ? workers / 8 : 1;
     if (!data || !keys) {
         fprintf(stderr, "idlookupd: %s is required (see --help)\n", !data ? "--data" : "--keys");
+        return 2;
+    }
+    if (!nats != !node) {
+        fprintf(stderr, "idlookupd: --nats and --node go together (see --help)\n");
+        return 2;
+    }
+    if (node && !idl_natsconn_node_valid(node)) {
+        fprintf(stderr, "idlookupd: --node: '%s' is not a node name ([a-z0-9-]{1,32})\n", node);
         return 2;
     }
 
@@ -374,6 +399,14 @@ int main(int argc, char **argv)
     if (idl_store_open(&st.store, data, &so, err)) goto fail;
     if (idl_qlog_open(&st.qlog, st.store, fpkey, (unsigned)flush_ms, (unsigned)retention, err))
         goto fail;
+    if (nats) {
+        /* Cluster mode: the query log also fills the outbox the stream
+         * publisher empties; the applier catches up before we serve. */
+        st.node = node;
+        idl_qlog_set_outbox(st.qlog, true);
+        if (idl_changes_open(&st.changes, st.store, nats, node, err)) goto fail;
+        if (idl_qlogstream_open(&st.qstream, st.store, nats, node, err)) goto fail;
+    }
     if (idld_assist_new(&st.assist, batch_threads)) {
         snprintf(err, IDL_ERR_MAX, "cannot start %lu batch helper threads", batch_threads);
         goto fail;
@@ -435,8 +468,15 @@ int main(int argc, char **argv)
      * mid-frame (busy clients, unread replies), and a supervisor's SIGKILL
      * then lost up to a flush interval of log. */
     idld_pool_quiesce(pool);
+    /* The applier stops writing first; the log's last flush fills the
+     * outbox; the stream publisher stops after it, and what it did not send
+     * waits on disk for the next start. */
+    idl_changes_close(st.changes);
+    st.changes = NULL;
     idl_qlog_close(st.qlog);
     st.qlog = NULL;
+    idl_qlogstream_close(st.qstream);
+    st.qstream = NULL;
     idl_store_close(st.store);
     st.store = NULL;
     if (close_with_deadline(pool, 1000)) {
@@ -450,7 +490,9 @@ fail:
     if (rc) fprintf(stderr, "idlookupd: %s\n", err[0] ? err : "failed to start");
     idld_pool_stop(pool);
     idld_assist_free(st.assist);
+    idl_changes_close(st.changes);
     idl_qlog_close(st.qlog);
+    idl_qlogstream_close(st.qstream);
     idl_store_close(st.store);
     idl_keyring_free(atomic_load(&st.keys));
     for (size_t i = 0; i < old.n; i++)

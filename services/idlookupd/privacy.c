@@ -2,6 +2,7 @@
  * the Light": which customers received a person in a year). */
 #include "privacy.h"
 #include "call.h"
+#include "changes.h"
 #include "query.h"
 #include "status.h"
 
@@ -72,9 +73,19 @@ int idld_optout(idld_call *c)
     idl_hkey keys[8];
     size_t nk = by_id ? 0 : idld_query_keys(&q, keys, 8);
     uint32_t newly = 0;
-    rc = idl_store_suppress(c->st->store, pids, n, keys, nk, &newly);
-    free(pids);
-    if (rc) return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be written");
+    if (c->st->changes) {
+        /* Cluster mode: through the change stream, answered once applied
+         * here (CLUSTER.md §2). */
+        rc = idl_changes_suppress(c->st->changes, pids, n, keys, nk, &newly);
+        free(pids);
+        if (rc)
+            return idld_fail(c, IDL_UNAVAILABLE, NULL,
+                             "the cluster's change stream cannot be reached");
+    } else {
+        rc = idl_store_suppress(c->st->store, pids, n, keys, nk, &newly);
+        free(pids);
+        if (rc) return idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be written");
+    }
     msgpack_pack_map(c->pk, 1);
     idl_wire_pack_cstr(c->pk, "suppressed");
     msgpack_pack_uint32(c->pk, newly);
@@ -148,7 +159,15 @@ int idld_disclosures(idld_call *c)
     for (size_t i = 0; i < n; i++)
         idl_qlog_disclosure_mark(pids[i], this_year, marks + i * IDL_QLOG_MARK_LEN);
     bool was = false;
-    if (n && idl_store_mark_all_once(c->st->store, marks, IDL_QLOG_MARK_LEN, n, &was)) {
+    if (c->st->changes) {
+        /* Cluster mode: the marks live in a JetStream key-value bucket with
+         * create-only writes, so two nodes asked at once cannot both win. */
+        if (n && idl_changes_mark_disclosures(c->st->changes, pids, n, this_year, &was)) {
+            rc = idld_fail(c, IDL_UNAVAILABLE, NULL,
+                           "the cluster's disclosure marks cannot be reached");
+            goto fail;
+        }
+    } else if (n && idl_store_mark_all_once(c->st->store, marks, IDL_QLOG_MARK_LEN, n, &was)) {
         rc = idld_fail(c, IDL_UNAVAILABLE, NULL, "the store cannot be written");
         goto fail;
     }

@@ -9,6 +9,7 @@
  */
 #include "server.h"
 #include "call.h"
+#include "changes.h"
 #include "status.h"
 
 #include <nng/nng.h>
@@ -305,6 +306,9 @@ static void handle(idld_worker *w, const void *data, size_t len, bool shed)
     }
     if (code == 0 && atomic_load(&st->draining) && m->id != IDL_METHOD_HEALTH)
         code = idld_fail(&c, IDL_UNAVAILABLE, NULL, "the service is shutting down");
+    if (code == 0 && st->changes && m->id != IDL_METHOD_HEALTH && !idl_changes_ready(st->changes))
+        code = idld_fail(&c, IDL_UNAVAILABLE, NULL,
+                         "the node is catching up with the cluster's changes");
     if (code == 0 && req.body_not_map)
         code = idld_fail(&c, IDL_INVALID_ARGUMENT, "body", "field 'body' must be a map");
     if (code == 0) {

@@ -1,0 +1,670 @@
+/* The change stream (see changes.h). */
+#include "changes.h"
+#include "natsconn.h"
+#include "status.h"
+#include "wire.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define APPLIED_KEY "c:applied_seq"
+#define PUBLISH_WAIT_MS 15000 /* longer than a RAFT leader election (8.6 s seen) */
+#define APPLY_WAIT_MS 10000
+#define PURGE_QUEUE 256
+
+/* A request thread waiting for its change to be applied here. */
+typedef struct waiter {
+    uint64_t ctr;
+    bool done;
+    int rc;
+    uint32_t newly;
+    idl_upsert_result *res; /* n results for an upsert, else NULL */
+    size_t n;
+    struct waiter *next;
+} waiter;
+
+struct idl_changes {
+    idl_store *s;
+    idl_natsconn *conn;
+    char node[IDL_NATS_NODE_MAX];
+    uint64_t origin;
+    _Atomic uint64_t ctr;
+    _Atomic uint64_t applied, stream_seq, target;
+    atomic_bool ready, have_target, stopping;
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t lock; /* guards waiters, purges, kv */
+    pthread_cond_t applied_cond;
+    waiter *waiters;
+    uint64_t purges[PURGE_QUEUE];
+    size_t npurges;
+    kvStore *kv;
+};
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- encoding ---- */
+
+static void pack_head(msgpack_packer *pk, const char *kind, uint64_t origin, uint64_t ctr)
+{
+    msgpack_pack_array(pk, 5);
+    msgpack_pack_uint8(pk, 1);
+    idl_wire_pack_cstr(pk, kind);
+    msgpack_pack_uint64(pk, origin);
+    msgpack_pack_uint64(pk, ctr);
+}
+
+int idl_changes_encode_upsert(const idl_record *recs, size_t n, uint64_t origin, uint64_t ctr,
+                              char **out, size_t *len)
+{
+    idl_buf b = {0}, rb = {0};
+    msgpack_packer pk, rpk;
+    idl_buf_packer(&b, &pk);
+    pack_head(&pk, "u", origin, ctr);
+    msgpack_pack_array(&pk, n);
+    for (size_t i = 0; i < n; i++) {
+        idl_buf_reset(&rb);
+        idl_buf_packer(&rb, &rpk);
+        idl_record_pack(&rpk, &recs[i]);
+        msgpack_pack_bin(&pk, rb.len);
+        msgpack_pack_bin_body(&pk, rb.data, rb.len);
+    }
+    idl_buf_free(&rb);
+    if (b.failed || rb.failed) {
+        idl_buf_free(&b);
+        return IDL_INTERNAL;
+    }
+    *out = b.data;
+    *len = b.len;
+    return IDL_OK;
+}
+
+static int encode_suppress(const uint64_t *pids, size_t npids, const idl_hkey *keys, size_t nkeys,
+                           uint64_t origin, uint64_t ctr, idl_buf *b)
+{
+    msgpack_packer pk;
+    idl_buf_packer(b, &pk);
+    pack_head(&pk, "s", origin, ctr);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_array(&pk, npids);
+    for (size_t i = 0; i < npids; i++)
+        msgpack_pack_uint64(&pk, pids[i]);
+    msgpack_pack_array(&pk, nkeys);
+    for (size_t i = 0; i < nkeys; i++) {
+        msgpack_pack_bin(&pk, 16);
+        msgpack_pack_bin_body(&pk, keys[i].b, 16);
+    }
+    return b->failed ? IDL_INTERNAL : IDL_OK;
+}
+
+/* ---- applying ---- */
+
+static waiter *take_waiter(idl_changes *c, uint64_t origin, uint64_t ctr)
+{
+    if (origin != c->origin) return NULL;
+    for (waiter *w = c->waiters; w; w = w->next)
+        if (w->ctr == ctr && !w->done) return w;
+    return NULL;
+}
+
+/* Applies one message at seq; the stamp records seq in the same batch.
+ * IDL_OK also for a message that cannot be decoded (it is skipped, and its
+ * sequence recorded, on every node alike); an error only when the store
+ * cannot be written (the message is then retried). */
+static int apply_one(idl_changes *c, uint64_t seq, const char *data, size_t len)
+{
+    uint8_t sv[8];
+    idl_be64_put(sv, seq);
+    idl_store_stamp stamp = {APPLIED_KEY, strlen(APPLIED_KEY), sv, 8};
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    idl_record *recs = NULL;
+    idl_upsert_result *res = NULL;
+    uint64_t *pids = NULL;
+    idl_hkey *keys = NULL;
+    int rc = IDL_OK, outcome = IDL_OK;
+    uint32_t newly = 0;
+    size_t nres = 0;
+    bool applied = false;
+    const msgpack_object *a = NULL;
+    if (msgpack_unpack_next(&up, data, len, NULL) == MSGPACK_UNPACK_SUCCESS &&
+        up.data.type == MSGPACK_OBJECT_ARRAY && up.data.via.array.size == 5)
+        a = up.data.via.array.ptr;
+    if (a && a[1].type == MSGPACK_OBJECT_STR && a[1].via.str.size == 1) {
+        char kind = a[1].via.str.ptr[0];
+        const msgpack_object *body = &a[4];
+        if (kind == 'u' && body->type == MSGPACK_OBJECT_ARRAY) {
+            size_t n = body->via.array.size;
+            recs = malloc((n ? n : 1) * sizeof(*recs));
+            res = malloc((n ? n : 1) * sizeof(*res));
+            if (!recs || !res) {
+                rc = IDL_INTERNAL;
+                goto out;
+            }
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++) {
+                const msgpack_object *o = &body->via.array.ptr[i];
+                if (o->type == MSGPACK_OBJECT_BIN &&
+                    idl_record_unpack(o->via.bin.ptr, o->via.bin.size, &recs[k]) == IDL_OK)
+                    k++;
+            }
+            rc = idl_store_upsert_stamped(c->s, recs, k, res, false, &stamp);
+            nres = k;
+            applied = true;
+        } else if (kind == 's' && body->type == MSGPACK_OBJECT_ARRAY && body->via.array.size == 2 &&
+                   body->via.array.ptr[0].type == MSGPACK_OBJECT_ARRAY &&
+                   body->via.array.ptr[1].type == MSGPACK_OBJECT_ARRAY) {
+            const msgpack_object *po = &body->via.array.ptr[0], *ko = &body->via.array.ptr[1];
+            size_t np = po->via.array.size, nk = ko->via.array.size, kk = 0;
+            pids = malloc((np ? np : 1) * sizeof(*pids));
+            keys = malloc((nk ? nk : 1) * sizeof(*keys));
+            if (!pids || !keys) {
+                rc = IDL_INTERNAL;
+                goto out;
+            }
+            for (size_t i = 0; i < np; i++)
+                pids[i] = po->via.array.ptr[i].via.u64;
+            for (size_t i = 0; i < nk; i++) {
+                const msgpack_object *o = &ko->via.array.ptr[i];
+                if (o->type == MSGPACK_OBJECT_BIN && o->via.bin.size == 16)
+                    memcpy(keys[kk++].b, o->via.bin.ptr, 16);
+            }
+            rc = idl_store_suppress_stamped(c->s, pids, np, keys, kk, &newly, &stamp);
+            applied = true;
+        } else if (kind == 'p' && body->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+            rc = idl_store_purge_child_stamped(c->s, body->via.u64, &stamp);
+            applied = true;
+        }
+    }
+    if (!applied) {
+        fprintf(stderr, "idl_changes: message %" PRIu64 " is not a change; skipped\n", seq);
+        idl_store_batch *b = idl_store_batch_new(c->s);
+        if (!b) {
+            rc = IDL_INTERNAL;
+            goto out;
+        }
+        idl_store_batch_put(b, IDL_CF_META, APPLIED_KEY, strlen(APPLIED_KEY), sv, 8);
+        rc = idl_store_batch_commit(c->s, b, false);
+        idl_store_batch_free(b);
+        outcome = IDL_INTERNAL;
+    }
+    if (rc) goto out;
+    pthread_mutex_lock(&c->lock);
+    atomic_store(&c->applied, seq);
+    waiter *w = a ? take_waiter(c, a[2].via.u64, a[3].via.u64) : NULL;
+    if (w) {
+        w->rc = outcome;
+        w->newly = newly;
+        if (w->res && res) memcpy(w->res, res, (nres < w->n ? nres : w->n) * sizeof(*res));
+        w->done = true;
+    }
+    pthread_cond_broadcast(&c->applied_cond);
+    pthread_mutex_unlock(&c->lock);
+out:
+    msgpack_unpacked_destroy(&up);
+    free(recs);
+    free(res);
+    free(pids);
+    free(keys);
+    return rc;
+}
+
+static natsSubscription *subscribe_from(idl_changes *c, uint64_t start)
+{
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Ordered = true;
+    so.Config.DeliverPolicy = start > 1 ? js_DeliverByStartSequence : js_DeliverAll;
+    if (start > 1) so.Config.OptStartSeq = start;
+    natsSubscription *sub = NULL;
+    jsErrCode jerr = 0;
+    if (js_SubscribeSync(&sub, idl_natsconn_js(c->conn), IDL_NATS_CHANGES_SUBJECT, NULL, &so,
+                         &jerr) != NATS_OK)
+        return NULL;
+    natsSubscription_SetPendingLimits(sub, -1, -1);
+    return sub;
+}
+
+static void publish_purges(idl_changes *c)
+{
+    uint64_t q[PURGE_QUEUE];
+    pthread_mutex_lock(&c->lock);
+    size_t n = c->npurges;
+    memcpy(q, c->purges, n * sizeof(*q));
+    c->npurges = 0;
+    pthread_mutex_unlock(&c->lock);
+    for (size_t i = 0; i < n; i++) {
+        idl_buf b = {0};
+        msgpack_packer pk;
+        idl_buf_packer(&b, &pk);
+        pack_head(&pk, "p", c->origin, atomic_fetch_add(&c->ctr, 1));
+        msgpack_pack_uint64(&pk, q[i]);
+        int y, m, d;
+        idl_today(&y, &m, &d);
+        /* One purge per person and day in the stream, however many nodes
+         * and reads find the child. */
+        char id[64];
+        snprintf(id, sizeof id, "purge-%016" PRIx64 "-%04d%02d%02d", q[i], y, m, d);
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MsgId = id;
+        po.MaxWait = PUBLISH_WAIT_MS;
+        natsMsg *msg = NULL;
+        if (!b.failed &&
+            natsMsg_Create(&msg, IDL_NATS_CHANGES_SUBJECT, NULL, b.data, (int)b.len) == NATS_OK) {
+            jsPubAck *ack = NULL;
+            js_PublishMsg(&ack, idl_natsconn_js(c->conn), msg, &po, NULL);
+            jsPubAck_Destroy(ack);
+        }
+        natsMsg_Destroy(msg);
+        idl_buf_free(&b);
+    }
+}
+
+static void *applier(void *arg)
+{
+    idl_changes *c = arg;
+    pthread_setname_np(pthread_self(), "idl:changes");
+    natsSubscription *sub = NULL;
+    bool ensured = false;
+    uint64_t last_progress = mono_ms(), last_info = 0;
+    char err[IDL_ERR_MAX];
+    while (!atomic_load(&c->stopping)) {
+        if (!ensured) {
+            if (idl_natsconn_ensure(c->conn, err) == IDL_OK) {
+                ensured = true;
+            } else {
+                sleep_ms(100);
+                continue;
+            }
+        }
+        if (!atomic_load(&c->have_target)) {
+            uint64_t last = 0;
+            if (idl_natsconn_last_seq(c->conn, IDL_NATS_CHANGES_STREAM, &last) != IDL_OK) {
+                sleep_ms(100);
+                continue;
+            }
+            atomic_store(&c->target, last);
+            atomic_store(&c->stream_seq, last);
+            atomic_store(&c->have_target, true);
+        }
+        if (atomic_load(&c->applied) >= atomic_load(&c->target)) atomic_store(&c->ready, true);
+        if (!sub) {
+            sub = subscribe_from(c, atomic_load(&c->applied) + 1);
+            fprintf(stderr, "idl_changes: %s the change stream after sequence %" PRIu64 "\n",
+                    sub ? "following" : "cannot follow", atomic_load(&c->applied));
+            if (!sub) {
+                sleep_ms(100);
+                continue;
+            }
+            last_progress = mono_ms();
+        }
+        publish_purges(c);
+        natsMsg *m = NULL;
+        natsStatus s = natsSubscription_NextMsg(&m, sub, 100);
+        if (s == NATS_OK) {
+            jsMsgMetaData *meta = NULL;
+            if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
+                natsMsg_Destroy(m);
+                continue;
+            }
+            uint64_t seq = meta->Sequence.Stream, pending = meta->NumPending;
+            jsMsgMetaData_Destroy(meta);
+            uint64_t applied = atomic_load(&c->applied);
+            if (seq + pending > atomic_load(&c->stream_seq))
+                atomic_store(&c->stream_seq, seq + pending);
+            if (seq > applied + 1) {
+                /* A gap: start again right after what is applied. */
+                natsSubscription_Destroy(sub);
+                sub = NULL;
+            } else if (seq == applied + 1) {
+                if (apply_one(c, seq, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m))) {
+                    fprintf(stderr, "idl_changes: cannot apply %" PRIu64 "; retrying\n", seq);
+                    natsSubscription_Destroy(sub);
+                    sub = NULL;
+                    sleep_ms(500);
+                }
+                last_progress = mono_ms();
+            }
+            natsMsg_Destroy(m);
+            continue;
+        }
+        uint64_t now = mono_ms();
+        if (s != NATS_TIMEOUT) {
+            natsSubscription_Destroy(sub);
+            sub = NULL;
+            sleep_ms(100);
+            continue;
+        }
+        if (now - last_info >= 500 && idl_natsconn_connected(c->conn)) {
+            last_info = now;
+            uint64_t last = 0;
+            if (idl_natsconn_last_seq(c->conn, IDL_NATS_CHANGES_STREAM, &last) == IDL_OK) {
+                atomic_store(&c->stream_seq, last);
+                /* The consumer fell silent with messages left (a server
+                 * lost, NATS restarted): subscribe again. */
+                if (last > atomic_load(&c->applied) && now - last_progress > 1000) {
+                    natsSubscription_Destroy(sub);
+                    sub = NULL;
+                }
+            }
+        }
+    }
+    natsSubscription_Destroy(sub);
+    return NULL;
+}
+
+int idl_changes_open(idl_changes **out, idl_store *s, const char *urls, const char *node,
+                     char err[IDL_ERR_MAX])
+{
+    if (!idl_natsconn_node_valid(node)) {
+        snprintf(err, IDL_ERR_MAX, "--node: '%s' is not a node name ([a-z0-9-]{1,32})", node);
+        return IDL_INVALID_ARGUMENT;
+    }
+    idl_changes *c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, IDL_ERR_MAX, "out of memory");
+        return IDL_INTERNAL;
+    }
+    c->s = s;
+    snprintf(c->node, sizeof c->node, "%s", node);
+    randombytes_buf(&c->origin, sizeof c->origin);
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->applied_cond, NULL);
+    char *v = NULL;
+    size_t vl = 0;
+    if (idl_store_raw_get(s, IDL_CF_META, APPLIED_KEY, strlen(APPLIED_KEY), &v, &vl) == IDL_OK) {
+        if (vl == 8) atomic_store(&c->applied, idl_be64_get((const uint8_t *)v));
+        free(v);
+    }
+    char name[64];
+    snprintf(name, sizeof name, "idlookupd-%s", node);
+    int rc = idl_natsconn_open(&c->conn, urls, name, false, err);
+    if (rc) goto fail;
+    if (pthread_create(&c->thread, NULL, applier, c) != 0) {
+        snprintf(err, IDL_ERR_MAX, "cannot start the change applier thread");
+        rc = IDL_INTERNAL;
+        goto fail;
+    }
+    c->thread_started = true;
+    *out = c;
+    return IDL_OK;
+fail:
+    idl_changes_close(c);
+    return rc;
+}
+
+void idl_changes_close(idl_changes *c)
+{
+    if (!c) return;
+    atomic_store(&c->stopping, true);
+    if (c->thread_started) pthread_join(c->thread, NULL);
+    if (c->kv) kvStore_Destroy(c->kv);
+    idl_natsconn_close(c->conn);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->applied_cond);
+    free(c);
+}
+
+bool idl_changes_ready(idl_changes *c)
+{
+    return atomic_load(&c->ready);
+}
+
+void idl_changes_status_get(idl_changes *c, idl_changes_status *st)
+{
+    st->applied_seq = atomic_load(&c->applied);
+    st->stream_seq = atomic_load(&c->stream_seq);
+    if (st->stream_seq < st->applied_seq) st->stream_seq = st->applied_seq;
+    st->connected = idl_natsconn_connected(c->conn);
+    st->ready = atomic_load(&c->ready);
+}
+
+/* Publishes body (ctr already in it) and waits until it is applied here. */
+static int publish_and_wait(idl_changes *c, waiter *w, const char *data, size_t len)
+{
+    if (!idl_natsconn_connected(c->conn)) return IDL_UNAVAILABLE;
+    char id[80];
+    snprintf(id, sizeof id, "%s-%016" PRIx64 "-%" PRIu64, c->node, c->origin, w->ctr);
+    pthread_mutex_lock(&c->lock);
+    w->next = c->waiters;
+    c->waiters = w;
+    pthread_mutex_unlock(&c->lock);
+    int rc = IDL_UNAVAILABLE;
+    natsMsg *msg = NULL;
+    if (natsMsg_Create(&msg, IDL_NATS_CHANGES_SUBJECT, NULL, data, (int)len) != NATS_OK) {
+        rc = IDL_INTERNAL;
+        goto out;
+    }
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = id;
+    po.MaxWait = 1000;
+    jsPubAck *ack = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s;
+    uint64_t t0 = mono_ms();
+    /* While connected, a JetStream that does not answer is electing a
+     * leader (a server was lost, CLUSTER.md §7): the write waits for it,
+     * resent with the same id, which JetStream drops if an earlier send
+     * was stored after all.  Disconnected, it fails at once. */
+    while ((s = js_PublishMsg(&ack, idl_natsconn_js(c->conn), msg, &po, &jerr)) != NATS_OK) {
+        if (!idl_natsconn_connected(c->conn) || mono_ms() - t0 >= PUBLISH_WAIT_MS) break;
+        sleep_ms(50);
+    }
+    if (s != NATS_OK) goto out;
+    jsPubAck_Destroy(ack);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += APPLY_WAIT_MS / 1000;
+    pthread_mutex_lock(&c->lock);
+    while (!w->done) {
+        if (pthread_cond_timedwait(&c->applied_cond, &c->lock, &dl) != 0) break;
+    }
+    rc = w->done ? w->rc : IDL_UNAVAILABLE;
+    pthread_mutex_unlock(&c->lock);
+out:
+    natsMsg_Destroy(msg);
+    pthread_mutex_lock(&c->lock);
+    for (waiter **p = &c->waiters; *p; p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+/* One Upsert is one message: a request is at most 64 KiB (API.md), so its
+ * records stay far below NATS's 1 MiB max_payload. */
+int idl_changes_upsert(idl_changes *c, const idl_record *recs, size_t n, idl_upsert_result *res)
+{
+    waiter w = {.ctr = atomic_fetch_add(&c->ctr, 1), .res = res, .n = n};
+    char *data = NULL;
+    size_t len = 0;
+    int rc = idl_changes_encode_upsert(recs, n, c->origin, w.ctr, &data, &len);
+    if (rc) return rc;
+    rc = publish_and_wait(c, &w, data, len);
+    free(data);
+    return rc;
+}
+
+int idl_changes_suppress(idl_changes *c, const uint64_t *pids, size_t npids, const idl_hkey *keys,
+                         size_t nkeys, uint32_t *newly)
+{
+    waiter w = {.ctr = atomic_fetch_add(&c->ctr, 1)};
+    idl_buf b = {0};
+    int rc = encode_suppress(pids, npids, keys, nkeys, c->origin, w.ctr, &b);
+    if (rc == IDL_OK) rc = publish_and_wait(c, &w, b.data, b.len);
+    if (rc == IDL_OK) *newly = w.newly;
+    idl_buf_free(&b);
+    return rc;
+}
+
+void idl_changes_purge_child(idl_changes *c, uint64_t pid)
+{
+    pthread_mutex_lock(&c->lock);
+    bool dup = false;
+    for (size_t i = 0; i < c->npurges && !dup; i++)
+        dup = c->purges[i] == pid;
+    if (!dup && c->npurges < PURGE_QUEUE) c->purges[c->npurges++] = pid;
+    pthread_mutex_unlock(&c->lock);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int idl_changes_mark_disclosures(idl_changes *c, const uint64_t *given, size_t n, unsigned year,
+                                 bool *was_set)
+{
+    if (!idl_natsconn_connected(c->conn)) return IDL_UNAVAILABLE;
+    pthread_mutex_lock(&c->lock);
+    if (!c->kv &&
+        js_KeyValue(&c->kv, idl_natsconn_js(c->conn), IDL_NATS_DISCLOSURES_BUCKET) != NATS_OK)
+        c->kv = NULL;
+    kvStore *kv = c->kv;
+    pthread_mutex_unlock(&c->lock);
+    if (!kv) return IDL_UNAVAILABLE;
+    uint64_t *pids = malloc((n ? n : 1) * sizeof(*pids));
+    if (!pids) return IDL_INTERNAL;
+    if (n) memcpy(pids, given, n * sizeof(*pids));
+    /* Sorted, so two requests over overlapping persons take the marks in
+     * the same order and at most one of them can win. */
+    qsort(pids, n, sizeof(*pids), cmp_u64);
+    int rc = IDL_OK;
+    size_t made = 0;
+    *was_set = false;
+    for (; made < n; made++) {
+        if (made && pids[made] == pids[made - 1]) continue;
+        char key[48];
+        snprintf(key, sizeof key, "p_%016" PRIx64 ".%u", pids[made], year);
+        uint64_t rev = 0;
+        if (kvStore_Create(&rev, kv, key, "1", 1) == NATS_OK) continue;
+        kvEntry *e = NULL;
+        natsStatus s = kvStore_Get(&e, kv, key);
+        kvEntry_Destroy(e);
+        if (s == NATS_OK)
+            *was_set = true;
+        else
+            rc = IDL_UNAVAILABLE;
+        break;
+    }
+    if (*was_set || rc) {
+        /* All or none: take back the marks this call made. */
+        for (size_t i = 0; i < made; i++) {
+            if (i && pids[i] == pids[i - 1]) continue;
+            char key[48];
+            snprintf(key, sizeof key, "p_%016" PRIx64 ".%u", pids[i], year);
+            kvStore_Purge(kv, key, NULL);
+        }
+    }
+    free(pids);
+    return rc;
+}
+
+/* ---- publisher only ---- */
+
+struct idl_changes_pub {
+    idl_natsconn *conn;
+    jsCtx *js; /* with the async-publish error handler */
+    uint64_t origin;
+    uint64_t ctr;
+    _Atomic uint64_t failed;
+};
+
+static void on_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
+{
+    idl_changes_pub *p = closure;
+    atomic_fetch_add(&p->failed, 1);
+}
+
+int idl_changes_pub_open(idl_changes_pub **out, const char *urls, char err[IDL_ERR_MAX])
+{
+    idl_changes_pub *p = calloc(1, sizeof(*p));
+    if (!p) {
+        snprintf(err, IDL_ERR_MAX, "out of memory");
+        return IDL_INTERNAL;
+    }
+    randombytes_buf(&p->origin, sizeof p->origin);
+    int rc = idl_natsconn_open(&p->conn, urls, "idlookup-ingest", true, err);
+    if (rc == IDL_OK) rc = idl_natsconn_ensure(p->conn, err);
+    if (rc) goto fail;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 10000;
+    /* Bounded in flight: a message holds up to a thousand records. */
+    jo.PublishAsync.MaxPending = 64;
+    jo.PublishAsync.StallWait = 10000;
+    jo.PublishAsync.ErrHandler = on_pub_error;
+    jo.PublishAsync.ErrHandlerClosure = p;
+    if (natsConnection_JetStream(&p->js, idl_natsconn_nc(p->conn), &jo) != NATS_OK) {
+        snprintf(err, IDL_ERR_MAX, "nats: cannot create a JetStream context");
+        rc = IDL_INTERNAL;
+        goto fail;
+    }
+    *out = p;
+    return IDL_OK;
+fail:
+    idl_changes_pub_close(p);
+    return rc;
+}
+
+int idl_changes_pub_upsert(idl_changes_pub *p, const idl_record *recs, size_t n)
+{
+    char *data = NULL;
+    size_t len = 0;
+    uint64_t ctr = p->ctr++;
+    int rc = idl_changes_encode_upsert(recs, n, p->origin, ctr, &data, &len);
+    if (rc) return rc;
+    char id[64];
+    snprintf(id, sizeof id, "ingest-%016" PRIx64 "-%" PRIu64, p->origin, ctr);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = id;
+    natsMsg *msg = NULL;
+    rc = IDL_UNAVAILABLE;
+    if (natsMsg_Create(&msg, IDL_NATS_CHANGES_SUBJECT, NULL, data, (int)len) == NATS_OK &&
+        js_PublishMsgAsync(p->js, &msg, &po) == NATS_OK)
+        rc = IDL_OK;
+    natsMsg_Destroy(msg); /* NULL when the library took it */
+    free(data);
+    return rc;
+}
+
+int idl_changes_pub_wait(idl_changes_pub *p, uint64_t *failed)
+{
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 60000;
+    natsStatus s = js_PublishAsyncComplete(p->js, &po);
+    *failed = atomic_load(&p->failed);
+    return s == NATS_OK && *failed == 0 ? IDL_OK : IDL_UNAVAILABLE;
+}
+
+void idl_changes_pub_close(idl_changes_pub *p)
+{
+    if (!p) return;
+    jsCtx_Destroy(p->js);
+    idl_natsconn_close(p->conn);
+    free(p);
+}
