@@ -449,7 +449,10 @@ static void disclosures_once_across_nodes(void)
     CHECK(wait_found(&B, "disc1@example.com", 1, 1000) >= 0);
     CHECK_INT(found(&A, A.lookup_key, "disc1@example.com"), 1); /* lookup-co, on A */
     CHECK_INT(found(&B, B.all_key, "disc1@example.com"), 1);    /* all-co, on B */
-    sleep_ms(1000);                                             /* the 1 s bound */
+    /* CLUSTER.md's bound is 1 s (a log flush, a publish, the other node's
+     * apply); a loaded 2-core CI machine is given 2.5 s, so that the test
+     * checks the design and not the scheduler. */
+    sleep_ms(2500);
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
@@ -500,23 +503,29 @@ static long long search_requests(const char *json_out)
 
 static void analytics_over_the_stream(void)
 {
-    sleep_ms(1000); /* the last searches reach the stream */
-    char *out = NULL, *err = NULL;
-    const char *args[] = {"analytics", "--nats", cl.urls, NULL};
-    CHECK_INT(e2e_cli(args, NULL, &out, &err), 0);
-    long long all = out ? search_requests(out) : -1;
-    if (all < 0) fprintf(stderr, "analytics --nats: %s\n%s\n", out ? out : "", err ? err : "");
-    free(out);
-    free(err);
-    long long per[2];
-    for (int i = 0; i < 2; i++) {
-        const char *a2[] = {"analytics", "--data", i ? B.data : A.data, NULL};
-        out = err = NULL;
-        CHECK_INT(e2e_cli(a2, NULL, &out, &err), 0);
-        per[i] = out ? search_requests(out) : -1;
+    /* The last searches reach the stream within a flush and a publish;
+     * the reports are compared again until they agree, for at most 15 s
+     * (a loaded machine), and the last comparison is what is checked. */
+    long long all = -1, per[2] = {-1, -1};
+    uint64_t t0 = now_ms();
+    do {
+        sleep_ms(500);
+        char *out = NULL, *err = NULL;
+        const char *args[] = {"analytics", "--nats", cl.urls, NULL};
+        CHECK_INT(e2e_cli(args, NULL, &out, &err), 0);
+        all = out ? search_requests(out) : -1;
+        if (all < 0) fprintf(stderr, "analytics --nats: %s\n%s\n", out ? out : "", err ? err : "");
         free(out);
         free(err);
-    }
+        for (int i = 0; i < 2; i++) {
+            const char *a2[] = {"analytics", "--data", i ? B.data : A.data, NULL};
+            out = err = NULL;
+            CHECK_INT(e2e_cli(a2, NULL, &out, &err), 0);
+            per[i] = out ? search_requests(out) : -1;
+            free(out);
+            free(err);
+        }
+    } while (all != per[0] + per[1] && now_ms() - t0 < 15000);
     printf("# Search requests: A %lld + B %lld, stream %lld\n", per[0], per[1], all);
     CHECK(per[0] > 0 && per[1] > 0);
     CHECK_INT(all, per[0] + per[1]);
