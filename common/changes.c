@@ -388,15 +388,16 @@ int idl_changes_open(idl_changes **out, idl_store *s, const char *urls, const ch
     randombytes_buf(&c->origin, sizeof c->origin);
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->applied_cond, NULL);
-    char *v = NULL;
-    size_t vl = 0;
-    if (idl_store_raw_get(s, IDL_CF_META, APPLIED_KEY, strlen(APPLIED_KEY), &v, &vl) == IDL_OK) {
-        if (vl == 8) atomic_store(&c->applied, idl_be64_get((const uint8_t *)v));
-        free(v);
+    uint64_t applied;
+    int rc = idl_store_meta_u64(s, APPLIED_KEY, &applied);
+    if (rc) {
+        snprintf(err, IDL_ERR_MAX, "cannot read the applied sequence of the change stream");
+        goto fail;
     }
+    atomic_store(&c->applied, applied);
     char name[64];
     snprintf(name, sizeof name, "idlookupd-%s", node);
-    int rc = idl_natsconn_open(&c->conn, urls, name, false, err);
+    rc = idl_natsconn_open(&c->conn, urls, name, false, err);
     if (rc) goto fail;
     if (pthread_create(&c->thread, NULL, applier, c) != 0) {
         snprintf(err, IDL_ERR_MAX, "cannot start the change applier thread");

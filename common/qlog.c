@@ -492,12 +492,12 @@ int idl_qlog_open(idl_qlog **out, idl_store *s, const char *secret_path, unsigne
     pthread_cond_init(&q->done, NULL);
     int rc = load_secret(secret_path, q->secret, err);
     if (rc) goto fail;
-    char *v = NULL;
-    size_t vl = 0;
-    if (idl_store_raw_get(s, IDL_CF_META, CTR_LOGGED, strlen(CTR_LOGGED), &v, &vl) == IDL_OK) {
-        if (vl == 8) atomic_store(&q->logged, idl_be64_get((const uint8_t *)v));
-        free(v);
+    uint64_t logged;
+    if ((rc = idl_store_meta_u64(s, CTR_LOGGED, &logged))) {
+        snprintf(err, IDL_ERR_MAX, "cannot read the query log's counter");
+        goto fail;
     }
+    atomic_store(&q->logged, logged);
     apply_retention(q);
     if (pthread_create(&q->thread, NULL, flusher, q) != 0) {
         snprintf(err, IDL_ERR_MAX, "cannot start the query-log flusher thread");
@@ -524,16 +524,14 @@ int idl_qlog_flush(idl_qlog *q)
     return rc;
 }
 
-void idl_qlog_set_outbox(idl_qlog *q, bool on)
+int idl_qlog_set_outbox(idl_qlog *q, bool on)
 {
-    char *v = NULL;
-    size_t vl = 0;
-    if (idl_store_raw_get(q->s, IDL_CF_META, IDL_QLOG_OUTBOX_NEXT, strlen(IDL_QLOG_OUTBOX_NEXT), &v,
-                          &vl) == IDL_OK) {
-        if (vl == 8) q->outbox_next = idl_be64_get((const uint8_t *)v);
-        free(v);
-    }
+    /* The outbox's numbers are the stream's message ids: read as 0 after a
+     * failed read, they would repeat ids JetStream drops as duplicates. */
+    int rc = idl_store_meta_u64(q->s, IDL_QLOG_OUTBOX_NEXT, &q->outbox_next);
+    if (rc) return rc;
     atomic_store(&q->outbox, on);
+    return IDL_OK;
 }
 
 uint64_t idl_qlog_count(idl_qlog *q)

@@ -73,7 +73,7 @@ uint64_t idl_qlog_count(idl_qlog *q);
 #define IDL_QLOG_OUTBOX_NEXT "c:qo_next"
 #define IDL_QLOG_OUTBOX_ENTRIES 2000
 #define IDL_QLOG_OUTBOX_BYTES (512u * 1024u)
-void idl_qlog_set_outbox(idl_qlog *q, bool on);
+int idl_qlog_set_outbox(idl_qlog *q, bool on); /* 0, or the store's read error */
 
 /* Deletes entries older than cutoff_us (and their per-person records).
  * Returns the scan's read error (IDL_DATA_LOSS for a damaged file) without

@@ -280,15 +280,14 @@ int idl_qlogstream_open(idl_qlogstream **out, idl_store *s, const char *urls, co
     q->s = s;
     snprintf(q->node, sizeof q->node, "%s", node);
     snprintf(q->subject, sizeof q->subject, "%s%s", IDL_NATS_QLOG_PREFIX, node);
-    char *v = NULL;
-    size_t vl = 0;
-    if (idl_store_raw_get(s, IDL_CF_META, CURSOR_KEY, strlen(CURSOR_KEY), &v, &vl) == IDL_OK) {
-        if (vl == 8) q->cursor = idl_be64_get((const uint8_t *)v);
-        free(v);
+    int rc = idl_store_meta_u64(s, CURSOR_KEY, &q->cursor);
+    if (rc) {
+        snprintf(err, IDL_ERR_MAX, "cannot read the query-log stream's cursor");
+        goto fail;
     }
     char name[64];
     snprintf(name, sizeof name, "idlookupd-%s-qlog", node);
-    int rc = idl_natsconn_open(&q->conn, urls, name, false, err);
+    rc = idl_natsconn_open(&q->conn, urls, name, false, err);
     if (rc) goto fail;
     if (pthread_create(&q->thread, NULL, worker, q) != 0) {
         snprintf(err, IDL_ERR_MAX, "cannot start the query-log stream thread");

@@ -354,19 +354,31 @@ static rocksdb_options_t *cf_options(idl_store *s, idl_cf cf, bool bulk)
     return o;
 }
 
+int idl_store_meta_u64(idl_store *s, const char *name, uint64_t *v)
+{
+    char *val = NULL;
+    size_t vl = 0;
+    int rc = idl_store_raw_get(s, IDL_CF_META, name, strlen(name), &val, &vl);
+    if (rc == IDL_NOT_FOUND) {
+        *v = 0;
+        return IDL_OK;
+    }
+    if (rc) return rc;
+    *v = vl == 8 ? idl_be64_get((const uint8_t *)val) : 0;
+    free(val);
+    return IDL_OK;
+}
+
 /* Returns 0, or the read error (an absent counter is zero). */
 static int load_counters(idl_store *s)
 {
     const char *names[3] = {CTR_PERSONS, CTR_SUPPRESSED, CTR_PURGED};
     _Atomic uint64_t *dst[3] = {&s->persons_total, &s->persons_suppressed, &s->children_purged};
     for (int i = 0; i < 3; i++) {
-        char *v = NULL;
-        size_t vl = 0;
-        int rc = idl_store_raw_get(s, IDL_CF_META, names[i], strlen(names[i]), &v, &vl);
-        if (rc == IDL_NOT_FOUND) continue;
+        uint64_t v;
+        int rc = idl_store_meta_u64(s, names[i], &v);
         if (rc) return rc;
-        if (vl == 8) atomic_store(dst[i], idl_be64_get((const uint8_t *)v));
-        free(v);
+        atomic_store(dst[i], v);
     }
     return IDL_OK;
 }

@@ -189,6 +189,12 @@ void idl_store_batch_delete_range(idl_store_batch *b, idl_cf cf, const void *lo,
 int idl_store_batch_commit(idl_store *s, idl_store_batch *b, bool sync);
 void idl_store_batch_free(idl_store_batch *b);
 
+/* A counter or sequence kept in the metadata family (8 bytes, big-endian):
+ * 0 and *v = 0 when absent, or the read error.  A failed read is never
+ * taken for "absent": a sequence read as 0 would replay or reuse what it
+ * numbers. */
+int idl_store_meta_u64(idl_store *s, const char *name, uint64_t *v);
+
 /* Point read of any column family; *val is malloc'd (caller frees). */
 int idl_store_raw_get(idl_store *s, idl_cf cf, const void *k, size_t kl, char **val, size_t *vl);
 

@@ -403,7 +403,10 @@ int main(int argc, char **argv)
         /* Cluster mode: the query log also fills the outbox the stream
          * publisher empties; the applier catches up before we serve. */
         st.node = node;
-        idl_qlog_set_outbox(st.qlog, true);
+        if (idl_qlog_set_outbox(st.qlog, true)) {
+            snprintf(err, IDL_ERR_MAX, "cannot read the query log's outbox sequence");
+            goto fail;
+        }
         if (idl_changes_open(&st.changes, st.store, nats, node, err)) goto fail;
         if (idl_qlogstream_open(&st.qstream, st.store, nats, node, err)) goto fail;
     }
