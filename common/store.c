@@ -51,6 +51,7 @@ struct idl_store {
     rocksdb_options_t *cfopts[IDL_CF_COUNT];
     rocksdb_column_family_handle_t *cf[IDL_CF_COUNT];
     rocksdb_cache_t *cache;
+    rocksdb_cache_t *row_cache;
     rocksdb_env_t *env; /* NULL: RocksDB's default, untouched */
     rocksdb_readoptions_t *ropts;
     rocksdb_writeoptions_t *wopts;
@@ -513,6 +514,10 @@ int idl_store_open(idl_store **out, const char *path, const idl_store_opts *opts
     rocksdb_options_set_allow_concurrent_memtable_write(s->dbopts, 0);
     rocksdb_options_set_keep_log_file_num(s->dbopts, 3);
     rocksdb_options_set_max_open_files(s->dbopts, opts->secondary ? -1 : 512);
+    if (opts->row_cache_mb && !opts->bulk) {
+        s->row_cache = rocksdb_cache_create_lru(opts->row_cache_mb << 20);
+        rocksdb_options_set_row_cache(s->dbopts, s->row_cache);
+    }
     if (opts->yield_compactions && !opts->secondary) {
         /* The default env's low-priority pool is where compactions run;
          * flushes (the high pool) keep their priority, so memtables still
@@ -607,6 +612,7 @@ void idl_store_close(idl_store *s)
     if (s->wopts) rocksdb_writeoptions_destroy(s->wopts);
     if (s->wopts_sync) rocksdb_writeoptions_destroy(s->wopts_sync);
     if (s->cache) rocksdb_cache_destroy(s->cache);
+    if (s->row_cache) rocksdb_cache_destroy(s->row_cache);
     if (s->env) rocksdb_env_destroy(s->env);
     idl_u64set_free(&s->supp_persons);
     idl_u64set_free(&s->supp_keys);

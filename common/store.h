@@ -29,7 +29,11 @@
 typedef struct idl_store idl_store;
 
 typedef struct {
-    size_t cache_mb;       /* shared block cache; 0 = default (256 MiB) */
+    size_t cache_mb; /* shared block cache; 0 = default (256 MiB) */
+    /* A cache of whole rows (RocksDB's row cache) in front of the block
+     * cache, in MiB; 0 = none.  A hit skips the per-level filter, index and
+     * data-block search that a point read otherwise pays on every level. */
+    size_t row_cache_mb;
     bool bulk;             /* bulk load (ingest): larger memtables, fewer syncs */
     const char *secondary; /* open read-only as a RocksDB secondary with this scratch dir */
     /* Run compactions at the lowest CPU priority, so that requests get a
