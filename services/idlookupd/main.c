@@ -30,7 +30,9 @@ enum {
     F_KEYS,
     F_LISTEN,
     F_WORKERS,
+    F_SLOW,
     F_CACHE,
+    F_ROWCACHE,
     F_BATCH,
     F_FLUSH,
     F_RETENTION,
@@ -54,8 +56,17 @@ static const idl_args_flag flags[] = {
      "refused when world-writable",
      F_KEYS},
     {"listen", 0, "URL", "tcp://HOST:PORT or ipc:///PATH (default tcp://127.0.0.1:7411)", F_LISTEN},
-    {"workers", 0, "N", "nng contexts serving requests concurrently (default 64)", F_WORKERS},
+    {"workers", 0, "N",
+     "threads serving requests, each from receive to reply (default:\n"
+     "the number of CPUs)",
+     F_WORKERS},
+    {"slow-workers", 0, "N",
+     "threads running writes (OptOut, Upsert, Disclosures), Stats and\n"
+     "Batch at a lower CPU priority, so they never hold a thread that\n"
+     "single lookups need (default 4)",
+     F_SLOW},
     {"cache-mb", 0, "N", "RocksDB block cache in MiB (default 256)", F_CACHE},
+    {"row-cache-mb", 0, "N", "RocksDB row cache in MiB, 0 for none (default 64)", F_ROWCACHE},
     {"batch-threads", 0, "N",
      "helper threads that run parts of a Batch in parallel with the\n"
      "thread that received it (default: the number of CPUs; 0: none)",
@@ -78,15 +89,13 @@ static const idl_args_flag flags[] = {
      "before closing (default 500)",
      F_DRAIN},
     {"send-timeout-ms", 0, "N",
-     "a reply its connection has not taken within N ms is dropped and\n"
-     "the worker serves others (default 1000; 0: wait forever)",
+     "close a connection that has taken none of its waiting replies\n"
+     "for N ms (default 1000; 0: wait forever)",
      F_SENDTO},
     {"max-pending-replies", 0, "N",
-     "a connection with N replies waiting that has taken none for\n"
-     "100 ms (or with half the pool's waiting) gets its new requests\n"
-     "dropped (logged, not answered), so a client that does not read\n"
-     "parks about N workers (default: --workers / 8, at least 1;\n"
-     "0: no cap)",
+     "stop reading a connection while N of its replies wait for it to\n"
+     "take them, so a client that does not read holds a buffer and no\n"
+     "thread (default 256; 0: only the 4 MiB byte cap)",
      F_PENDING},
     {"idle-timeout-ms", 0, "N",
      "close a connection with nothing outstanding that has sent no\n"
@@ -267,8 +276,8 @@ int main(int argc, char **argv)
 {
     const char *data = NULL, *keys = NULL, *listen = "tcp://127.0.0.1:7411", *fpkey = NULL;
     const char *nats = NULL, *node = NULL;
-    unsigned long workers = 64, cache_mb = 256, flush_ms = 200, retention = 400, drain_ms = 500,
-                  min_free_mb = 64;
+    unsigned long workers = 0, slow_workers = 4, cache_mb = 256, row_cache_mb = 64, flush_ms = 200,
+                  retention = 400, drain_ms = 500, min_free_mb = 64;
     const char *store_log = "-";
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned long batch_threads = ncpu > 0 ? (unsigned long)ncpu : 1;
@@ -292,8 +301,14 @@ int main(int argc, char **argv)
         case F_WORKERS:
             if (parse_uint("--workers", v, 1, 4096, &workers)) return 2;
             break;
+        case F_SLOW:
+            if (parse_uint("--slow-workers", v, 1, 4096, &slow_workers)) return 2;
+            break;
         case F_CACHE:
             if (parse_uint("--cache-mb", v, 8, 1 << 20, &cache_mb)) return 2;
+            break;
+        case F_ROWCACHE:
+            if (parse_uint("--row-cache-mb", v, 0, 1 << 20, &row_cache_mb)) return 2;
             break;
         case F_FLUSH:
             if (parse_uint("--log-flush-ms", v, 1, 1000, &flush_ms)) return 2;
@@ -340,7 +355,8 @@ int main(int argc, char **argv)
         }
     }
     if (args.status) return idl_args_fail(&spec, stderr, args.err);
-    if (max_pending == ULONG_MAX) max_pending = workers >= 8 ? workers / 8 : 1;
+    if (max_pending == ULONG_MAX) max_pending = 256;
+    if (!workers) workers = ncpu > 0 ? (unsigned long)ncpu : 1;
     if (!data || !keys) {
         fprintf(stderr, "idlookupd: %s is required (see --help)\n", !data ? "--data" : "--keys");
         return 2;
@@ -389,6 +405,7 @@ int main(int argc, char **argv)
     if (build_describe(&st, err)) goto fail;
     mkdir(data, 0700);
     idl_store_opts so = {.cache_mb = cache_mb,
+                         .row_cache_mb = row_cache_mb,
                          .yield_compactions = true,
                          .info_log = store_log,
                          .min_free_bytes = (uint64_t)min_free_mb << 20};
@@ -415,11 +432,13 @@ int main(int argc, char **argv)
         goto fail;
     }
     idld_pool_opts po = {.workers = workers,
+                         .slow_workers = slow_workers,
                          .send_timeout_ms = (uint32_t)send_timeout,
                          .max_pending = (uint32_t)max_pending,
                          .idle_ms = (uint32_t)idle_ms};
     if (idld_pool_start(&pool, &st, listen, &po, err)) goto fail;
-    fprintf(stderr, "idlookupd: serving on %s (%lu workers, store %s)\n", listen, workers, data);
+    fprintf(stderr, "idlookupd: serving on %s (%lu workers, %lu slow workers, store %s)\n", listen,
+            workers, slow_workers, data);
 
     for (;;) {
         /* Wakes each second while rings wait to be freed. */
