@@ -226,6 +226,104 @@ out:
     return rc;
 }
 
+/* Catching up (an ingest, a node far behind), upserts from other writers
+ * are applied several messages to a WriteBatch: one commit, one stamp of
+ * the last message's sequence, instead of one per message of 256 records. */
+#define BATCH_MSGS 16
+#define BATCH_RECORDS 4096
+
+/* The records of m when it is an upsert nobody here waits for (another
+ * node's or an ingest's), appended to *recs; false when it is anything else
+ * (then nothing is appended). */
+static bool take_foreign_upsert(idl_changes *c, natsMsg *m, idl_record **recs, size_t *n,
+                                size_t *cap)
+{
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    bool ok = false;
+    if (msgpack_unpack_next(&up, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), NULL) !=
+            MSGPACK_UNPACK_SUCCESS ||
+        up.data.type != MSGPACK_OBJECT_ARRAY || up.data.via.array.size != 5)
+        goto out;
+    const msgpack_object *a = up.data.via.array.ptr;
+    if (a[1].type != MSGPACK_OBJECT_STR || a[1].via.str.size != 1 || a[1].via.str.ptr[0] != 'u' ||
+        a[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[2].via.u64 == c->origin ||
+        a[4].type != MSGPACK_OBJECT_ARRAY)
+        goto out;
+    const msgpack_object *body = &a[4];
+    size_t want = *n + body->via.array.size;
+    if (want > *cap) {
+        size_t nc = *cap ? *cap : 1024;
+        while (nc < want)
+            nc *= 2;
+        idl_record *r = realloc(*recs, nc * sizeof(**recs));
+        if (!r) goto out;
+        *recs = r;
+        *cap = nc;
+    }
+    size_t k = *n;
+    for (size_t i = 0; i < body->via.array.size; i++) {
+        const msgpack_object *o = &body->via.array.ptr[i];
+        if (o->type == MSGPACK_OBJECT_BIN &&
+            idl_record_unpack(o->via.bin.ptr, o->via.bin.size, &(*recs)[k]) == IDL_OK)
+            k++;
+    }
+    *n = k;
+    ok = true;
+out:
+    msgpack_unpacked_destroy(&up);
+    return ok;
+}
+
+/* Applies m (at seq, the next one) and, when it is a foreign upsert, the
+ * foreign upserts that follow it already delivered, in one batch stamped
+ * with the last one's sequence (CLUSTER.md §2: the stamp lands with the
+ * batch's last part; earlier parts are upserts, idempotent to apply again
+ * after a crash).  A message that ends the run is left in *held for the
+ * caller.  Returns what apply_one would. */
+static int apply_run(idl_changes *c, natsSubscription *sub, natsMsg *m, uint64_t seq,
+                     natsMsg **held)
+{
+    idl_record *recs = NULL;
+    size_t n = 0, cap = 0;
+    if (!take_foreign_upsert(c, m, &recs, &n, &cap)) {
+        free(recs);
+        return apply_one(c, seq, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+    }
+    uint64_t last = seq;
+    for (int k = 1; k < BATCH_MSGS && n < BATCH_RECORDS; k++) {
+        int pending = 0;
+        if (natsSubscription_GetPending(sub, &pending, NULL) != NATS_OK || pending <= 0) break;
+        natsMsg *next = NULL;
+        if (natsSubscription_NextMsg(&next, sub, 10) != NATS_OK) break;
+        jsMsgMetaData *meta = NULL;
+        uint64_t nseq = 0, npend = 0;
+        if (natsMsg_GetMetaData(&meta, next) == NATS_OK) {
+            nseq = meta->Sequence.Stream;
+            npend = meta->NumPending;
+            jsMsgMetaData_Destroy(meta);
+        }
+        if (nseq + npend > atomic_load(&c->stream_seq)) atomic_store(&c->stream_seq, nseq + npend);
+        if (nseq != last + 1 || !take_foreign_upsert(c, next, &recs, &n, &cap)) {
+            *held = next;
+            break;
+        }
+        last = nseq;
+        natsMsg_Destroy(next);
+    }
+    uint8_t sv[8];
+    idl_be64_put(sv, last);
+    idl_store_stamp stamp = {APPLIED_KEY, strlen(APPLIED_KEY), sv, 8};
+    int rc = idl_store_upsert_stamped(c->s, recs, n, NULL, false, &stamp);
+    free(recs);
+    if (rc) return rc;
+    pthread_mutex_lock(&c->lock);
+    atomic_store(&c->applied, last);
+    pthread_cond_broadcast(&c->applied_cond);
+    pthread_mutex_unlock(&c->lock);
+    return IDL_OK;
+}
+
 static natsSubscription *subscribe_from(idl_changes *c, uint64_t start)
 {
     jsSubOptions so;
@@ -283,6 +381,7 @@ static void *applier(void *arg)
     idl_changes *c = arg;
     pthread_setname_np(pthread_self(), "idl:changes");
     natsSubscription *sub = NULL;
+    natsMsg *held = NULL; /* received, not applied yet (it ended a batch) */
     bool ensured = false;
     uint64_t last_progress = mono_ms(), last_info = 0;
     char err[IDL_ERR_MAX];
@@ -317,8 +416,9 @@ static void *applier(void *arg)
             last_progress = mono_ms();
         }
         publish_purges(c);
-        natsMsg *m = NULL;
-        natsStatus s = natsSubscription_NextMsg(&m, sub, 100);
+        natsMsg *m = held;
+        held = NULL;
+        natsStatus s = m ? NATS_OK : natsSubscription_NextMsg(&m, sub, 100);
         if (s == NATS_OK) {
             jsMsgMetaData *meta = NULL;
             if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
@@ -332,11 +432,15 @@ static void *applier(void *arg)
                 atomic_store(&c->stream_seq, seq + pending);
             if (seq > applied + 1) {
                 /* A gap: start again right after what is applied. */
+                natsMsg_Destroy(held);
+                held = NULL;
                 natsSubscription_Destroy(sub);
                 sub = NULL;
             } else if (seq == applied + 1) {
-                if (apply_one(c, seq, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m))) {
+                if (apply_run(c, sub, m, seq, &held)) {
                     fprintf(stderr, "idl_changes: cannot apply %" PRIu64 "; retrying\n", seq);
+                    natsMsg_Destroy(held);
+                    held = NULL;
                     natsSubscription_Destroy(sub);
                     sub = NULL;
                     sleep_ms(500);
@@ -367,6 +471,7 @@ static void *applier(void *arg)
             }
         }
     }
+    natsMsg_Destroy(held);
     natsSubscription_Destroy(sub);
     return NULL;
 }
