@@ -736,8 +736,10 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
     uint64_t origin = 0, ctr = 0;
     unsigned gen = 0;
     if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) != NATS_OK || !id ||
-        sscanf(id, PUB_ID_FMT, &origin, &ctr, &gen) != 3)
+        sscanf(id, PUB_ID_FMT, &origin, &ctr, &gen) != 3) {
+        natsMsg_Destroy(msg); /* the handler owns it (a resend uses our copy) */
         return;
+    }
     pthread_mutex_lock(&p->lock);
     pub_msg *m = &p->win[ctr % PUB_WINDOW];
     /* A late answer to an earlier attempt counts for nothing. */
@@ -755,6 +757,7 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
         pthread_cond_broadcast(&p->cond);
     }
     pthread_mutex_unlock(&p->lock);
+    natsMsg_Destroy(msg);
 }
 
 int idl_changes_pub_open(idl_changes_pub **out, const char *urls, char err[IDL_ERR_MAX])
