@@ -226,6 +226,104 @@ out:
     return rc;
 }
 
+/* Catching up (an ingest, a node far behind), upserts from other writers
+ * are applied several messages to a WriteBatch: one commit, one stamp of
+ * the last message's sequence, instead of one per message of 256 records. */
+#define BATCH_MSGS 16
+#define BATCH_RECORDS 4096
+
+/* The records of m when it is an upsert nobody here waits for (another
+ * node's or an ingest's), appended to *recs; false when it is anything else
+ * (then nothing is appended). */
+static bool take_foreign_upsert(idl_changes *c, natsMsg *m, idl_record **recs, size_t *n,
+                                size_t *cap)
+{
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    bool ok = false;
+    if (msgpack_unpack_next(&up, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), NULL) !=
+            MSGPACK_UNPACK_SUCCESS ||
+        up.data.type != MSGPACK_OBJECT_ARRAY || up.data.via.array.size != 5)
+        goto out;
+    const msgpack_object *a = up.data.via.array.ptr;
+    if (a[1].type != MSGPACK_OBJECT_STR || a[1].via.str.size != 1 || a[1].via.str.ptr[0] != 'u' ||
+        a[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[2].via.u64 == c->origin ||
+        a[4].type != MSGPACK_OBJECT_ARRAY)
+        goto out;
+    const msgpack_object *body = &a[4];
+    size_t want = *n + body->via.array.size;
+    if (want > *cap) {
+        size_t nc = *cap ? *cap : 1024;
+        while (nc < want)
+            nc *= 2;
+        idl_record *r = realloc(*recs, nc * sizeof(**recs));
+        if (!r) goto out;
+        *recs = r;
+        *cap = nc;
+    }
+    size_t k = *n;
+    for (size_t i = 0; i < body->via.array.size; i++) {
+        const msgpack_object *o = &body->via.array.ptr[i];
+        if (o->type == MSGPACK_OBJECT_BIN &&
+            idl_record_unpack(o->via.bin.ptr, o->via.bin.size, &(*recs)[k]) == IDL_OK)
+            k++;
+    }
+    *n = k;
+    ok = true;
+out:
+    msgpack_unpacked_destroy(&up);
+    return ok;
+}
+
+/* Applies m (at seq, the next one) and, when it is a foreign upsert, the
+ * foreign upserts that follow it already delivered, in one batch stamped
+ * with the last one's sequence (CLUSTER.md §2: the stamp lands with the
+ * batch's last part; earlier parts are upserts, idempotent to apply again
+ * after a crash).  A message that ends the run is left in *held for the
+ * caller.  Returns what apply_one would. */
+static int apply_run(idl_changes *c, natsSubscription *sub, natsMsg *m, uint64_t seq,
+                     natsMsg **held)
+{
+    idl_record *recs = NULL;
+    size_t n = 0, cap = 0;
+    if (!take_foreign_upsert(c, m, &recs, &n, &cap)) {
+        free(recs);
+        return apply_one(c, seq, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+    }
+    uint64_t last = seq;
+    for (int k = 1; k < BATCH_MSGS && n < BATCH_RECORDS; k++) {
+        int pending = 0;
+        if (natsSubscription_GetPending(sub, &pending, NULL) != NATS_OK || pending <= 0) break;
+        natsMsg *next = NULL;
+        if (natsSubscription_NextMsg(&next, sub, 10) != NATS_OK) break;
+        jsMsgMetaData *meta = NULL;
+        uint64_t nseq = 0, npend = 0;
+        if (natsMsg_GetMetaData(&meta, next) == NATS_OK) {
+            nseq = meta->Sequence.Stream;
+            npend = meta->NumPending;
+            jsMsgMetaData_Destroy(meta);
+        }
+        if (nseq + npend > atomic_load(&c->stream_seq)) atomic_store(&c->stream_seq, nseq + npend);
+        if (nseq != last + 1 || !take_foreign_upsert(c, next, &recs, &n, &cap)) {
+            *held = next;
+            break;
+        }
+        last = nseq;
+        natsMsg_Destroy(next);
+    }
+    uint8_t sv[8];
+    idl_be64_put(sv, last);
+    idl_store_stamp stamp = {APPLIED_KEY, strlen(APPLIED_KEY), sv, 8};
+    int rc = idl_store_upsert_stamped(c->s, recs, n, NULL, false, &stamp);
+    free(recs);
+    if (rc) return rc;
+    pthread_mutex_lock(&c->lock);
+    atomic_store(&c->applied, last);
+    pthread_cond_broadcast(&c->applied_cond);
+    pthread_mutex_unlock(&c->lock);
+    return IDL_OK;
+}
+
 static natsSubscription *subscribe_from(idl_changes *c, uint64_t start)
 {
     jsSubOptions so;
@@ -283,6 +381,7 @@ static void *applier(void *arg)
     idl_changes *c = arg;
     pthread_setname_np(pthread_self(), "idl:changes");
     natsSubscription *sub = NULL;
+    natsMsg *held = NULL; /* received, not applied yet (it ended a batch) */
     bool ensured = false;
     uint64_t last_progress = mono_ms(), last_info = 0;
     char err[IDL_ERR_MAX];
@@ -317,8 +416,9 @@ static void *applier(void *arg)
             last_progress = mono_ms();
         }
         publish_purges(c);
-        natsMsg *m = NULL;
-        natsStatus s = natsSubscription_NextMsg(&m, sub, 100);
+        natsMsg *m = held;
+        held = NULL;
+        natsStatus s = m ? NATS_OK : natsSubscription_NextMsg(&m, sub, 100);
         if (s == NATS_OK) {
             jsMsgMetaData *meta = NULL;
             if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
@@ -332,11 +432,15 @@ static void *applier(void *arg)
                 atomic_store(&c->stream_seq, seq + pending);
             if (seq > applied + 1) {
                 /* A gap: start again right after what is applied. */
+                natsMsg_Destroy(held);
+                held = NULL;
                 natsSubscription_Destroy(sub);
                 sub = NULL;
             } else if (seq == applied + 1) {
-                if (apply_one(c, seq, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m))) {
+                if (apply_run(c, sub, m, seq, &held)) {
                     fprintf(stderr, "idl_changes: cannot apply %" PRIu64 "; retrying\n", seq);
+                    natsMsg_Destroy(held);
+                    held = NULL;
                     natsSubscription_Destroy(sub);
                     sub = NULL;
                     sleep_ms(500);
@@ -367,6 +471,7 @@ static void *applier(void *arg)
             }
         }
     }
+    natsMsg_Destroy(held);
     natsSubscription_Destroy(sub);
     return NULL;
 }
@@ -585,18 +690,74 @@ int idl_changes_mark_disclosures(idl_changes *c, const uint64_t *given, size_t n
 
 /* ---- publisher only ---- */
 
+/* Messages in flight at most.  Each is kept (its bytes) until it and every
+ * earlier one are acknowledged, so a lost one can be sent again in order. */
+#define PUB_WINDOW 64
+/* An acknowledgement not back after this is taken as lost (nats.c would
+ * otherwise wait forever: a message whose ack is dropped with a stale
+ * connection stays pending, and the ingest stalled and failed). */
+#define PUB_ACK_WAIT_MS 5000
+#define PUB_ATTEMPTS 6
+#define PUB_RECORDS 256
+#define PUB_ID_FMT "ingest-%016" PRIx64 "-%" PRIu64 "-%u"
+
+enum { PS_FLIGHT, PS_ACKED, PS_FAILED };
+
+typedef struct {
+    char *data;
+    size_t len;
+    uint64_t ctr;
+    unsigned gen; /* send attempt: part of the message id */
+    int state;
+    natsStatus st;
+    jsErrCode code;
+    char text[160];
+} pub_msg;
+
 struct idl_changes_pub {
     idl_natsconn *conn;
-    jsCtx *js; /* with the async-publish error handler */
+    jsCtx *js; /* with the async-publish acknowledgement handler */
     uint64_t origin;
-    uint64_t ctr;
-    _Atomic uint64_t failed;
+    int64_t max_payload;
+    pthread_mutex_t lock; /* guards win, head, next */
+    pthread_cond_t cond;
+    pub_msg win[PUB_WINDOW]; /* messages head..next-1 at [ctr % PUB_WINDOW] */
+    uint64_t head, next;
+    unsigned attempts; /* resends in a row without the head moving */
+    uint64_t resent;
 };
 
-static void on_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
+static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
+    (void)js;
+    (void)pa;
     idl_changes_pub *p = closure;
-    atomic_fetch_add(&p->failed, 1);
+    const char *id = NULL;
+    uint64_t origin = 0, ctr = 0;
+    unsigned gen = 0;
+    if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) != NATS_OK || !id ||
+        sscanf(id, PUB_ID_FMT, &origin, &ctr, &gen) != 3) {
+        natsMsg_Destroy(msg); /* the handler owns it (a resend uses our copy) */
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    pub_msg *m = &p->win[ctr % PUB_WINDOW];
+    /* A late answer to an earlier attempt counts for nothing. */
+    if (ctr >= p->head && ctr < p->next && m->ctr == ctr && m->gen == gen &&
+        m->state == PS_FLIGHT) {
+        if (pae) {
+            m->state = PS_FAILED;
+            m->st = pae->Err;
+            m->code = pae->ErrCode;
+            snprintf(m->text, sizeof m->text, "%s",
+                     pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
+        } else {
+            m->state = PS_ACKED;
+        }
+        pthread_cond_broadcast(&p->cond);
+    }
+    pthread_mutex_unlock(&p->lock);
+    natsMsg_Destroy(msg);
 }
 
 int idl_changes_pub_open(idl_changes_pub **out, const char *urls, char err[IDL_ERR_MAX])
@@ -606,18 +767,21 @@ int idl_changes_pub_open(idl_changes_pub **out, const char *urls, char err[IDL_E
         snprintf(err, IDL_ERR_MAX, "out of memory");
         return IDL_INTERNAL;
     }
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
     randombytes_buf(&p->origin, sizeof p->origin);
     int rc = idl_natsconn_open(&p->conn, urls, "idlookup-ingest", true, err);
     if (rc == IDL_OK) rc = idl_natsconn_ensure(p->conn, err);
     if (rc) goto fail;
+    p->max_payload = natsConnection_GetMaxPayload(idl_natsconn_nc(p->conn));
     jsOptions jo;
     jsOptions_Init(&jo);
-    jo.Wait = 10000;
-    /* Bounded in flight: a message holds up to a thousand records. */
-    jo.PublishAsync.MaxPending = 64;
-    jo.PublishAsync.StallWait = 10000;
-    jo.PublishAsync.ErrHandler = on_pub_error;
-    jo.PublishAsync.ErrHandlerClosure = p;
+    jo.Wait = PUB_ACK_WAIT_MS;
+    /* The window below bounds what is in flight; the library's own limit
+     * stays out of the way. */
+    jo.PublishAsync.MaxPending = 0;
+    jo.PublishAsync.AckHandler = on_pub_ack;
+    jo.PublishAsync.AckHandlerClosure = p;
     if (natsConnection_JetStream(&p->js, idl_natsconn_nc(p->conn), &jo) != NATS_OK) {
         snprintf(err, IDL_ERR_MAX, "nats: cannot create a JetStream context");
         rc = IDL_INTERNAL;
@@ -630,36 +794,169 @@ fail:
     return rc;
 }
 
-int idl_changes_pub_upsert(idl_changes_pub *p, const idl_record *recs, size_t n)
+/* Sends m (lock not held: the acknowledgement handler takes it). */
+static int pub_send(idl_changes_pub *p, pub_msg *m, char err[IDL_ERR_MAX])
 {
-    char *data = NULL;
-    size_t len = 0;
-    uint64_t ctr = p->ctr++;
-    int rc = idl_changes_encode_upsert(recs, n, p->origin, ctr, &data, &len);
-    if (rc) return rc;
-    char id[64];
-    snprintf(id, sizeof id, "ingest-%016" PRIx64 "-%" PRIu64, p->origin, ctr);
+    char id[96];
+    snprintf(id, sizeof id, PUB_ID_FMT, p->origin, m->ctr, m->gen);
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MsgId = id;
+    po.MaxWait = PUB_ACK_WAIT_MS; /* then the handler hears NATS_TIMEOUT */
     natsMsg *msg = NULL;
-    rc = IDL_UNAVAILABLE;
-    if (natsMsg_Create(&msg, IDL_NATS_CHANGES_SUBJECT, NULL, data, (int)len) == NATS_OK &&
-        js_PublishMsgAsync(p->js, &msg, &po) == NATS_OK)
-        rc = IDL_OK;
+    natsStatus s = natsMsg_Create(&msg, IDL_NATS_CHANGES_SUBJECT, NULL, m->data, (int)m->len);
+    if (s == NATS_OK) s = js_PublishMsgAsync(p->js, &msg, &po);
     natsMsg_Destroy(msg); /* NULL when the library took it */
-    free(data);
-    return rc;
+    if (s == NATS_OK) return IDL_OK;
+    snprintf(err, IDL_ERR_MAX, "nats: message %" PRIu64 " (%zu bytes) could not be sent: %s",
+             m->ctr, m->len, natsStatus_GetText(s));
+    return IDL_UNAVAILABLE;
 }
 
-int idl_changes_pub_wait(idl_changes_pub *p, uint64_t *failed)
+static bool retryable(const pub_msg *m)
 {
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = 60000;
-    natsStatus s = js_PublishAsyncComplete(p->js, &po);
-    *failed = atomic_load(&p->failed);
-    return s == NATS_OK && *failed == 0 ? IDL_OK : IDL_UNAVAILABLE;
+    /* JetStream answered with an error (a full stream, a message over its
+     * limits): sending again gives the same answer.  No answer at all, or
+     * no stream leader yet, is worth another try. */
+    return m->code == 0 || m->st == NATS_NO_RESPONDERS;
+}
+
+/* With the lock held: frees the acknowledged prefix; when a message failed,
+ * waits for the rest of the window to settle and sends again, in order,
+ * every message from the first failed one on (those after it that were
+ * stored are applied twice, which an upsert allows, so the stream's order
+ * stays the file's order).  Waits while the window is full (all of it
+ * when drain).  IDL_OK, or the cause in err. */
+static int pub_settle(idl_changes_pub *p, bool drain, char err[IDL_ERR_MAX])
+{
+    for (;;) {
+        while (p->head < p->next && p->win[p->head % PUB_WINDOW].state == PS_ACKED) {
+            pub_msg *m = &p->win[p->head % PUB_WINDOW];
+            free(m->data);
+            m->data = NULL;
+            p->head++;
+            p->attempts = 0;
+        }
+        bool failed = false, flying = false;
+        for (uint64_t c = p->head; c < p->next; c++) {
+            int st = p->win[c % PUB_WINDOW].state;
+            failed |= st == PS_FAILED;
+            flying |= st == PS_FLIGHT;
+        }
+        if (!failed && !flying) return IDL_OK;
+        if (!failed && !drain && p->next - p->head < PUB_WINDOW) return IDL_OK;
+        if (failed && !flying) {
+            pub_msg *f = NULL;
+            for (uint64_t c = p->head; c < p->next && !f; c++)
+                if (p->win[c % PUB_WINDOW].state == PS_FAILED) f = &p->win[c % PUB_WINDOW];
+            if (!retryable(f)) {
+                snprintf(err, IDL_ERR_MAX,
+                         "JetStream refused message %" PRIu64 " (%zu bytes): %s (error %d)", f->ctr,
+                         f->len, f->text, (int)f->code);
+                return IDL_UNAVAILABLE;
+            }
+            if (++p->attempts > PUB_ATTEMPTS) {
+                snprintf(err, IDL_ERR_MAX,
+                         "no acknowledgement from JetStream for message %" PRIu64
+                         " after %d attempts %d s apart: %s",
+                         f->ctr, PUB_ATTEMPTS, PUB_ACK_WAIT_MS / 1000, f->text);
+                return IDL_UNAVAILABLE;
+            }
+            fprintf(stderr,
+                    "idlookup ingest: message %" PRIu64 " not acknowledged (%s); sending "
+                    "it and the %" PRIu64 " after it again\n",
+                    f->ctr, f->text, p->next - 1 - f->ctr);
+            for (uint64_t c = f->ctr; c < p->next; c++) {
+                pub_msg *m = &p->win[c % PUB_WINDOW];
+                m->gen++;
+                m->state = PS_FLIGHT;
+                p->resent++;
+            }
+            for (uint64_t c = f->ctr; c < p->next; c++) {
+                pub_msg *m = &p->win[c % PUB_WINDOW];
+                pthread_mutex_unlock(&p->lock);
+                int rc = pub_send(p, m, err);
+                pthread_mutex_lock(&p->lock);
+                if (rc) return rc;
+            }
+            continue;
+        }
+        /* The library times each message out after PUB_ACK_WAIT_MS; this
+         * deadline only guards against an answer that never comes. */
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 2 * PUB_ACK_WAIT_MS / 1000;
+        if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) != 0) {
+            for (uint64_t c = p->head; c < p->next; c++) {
+                pub_msg *m = &p->win[c % PUB_WINDOW];
+                if (m->state != PS_FLIGHT) continue;
+                m->state = PS_FAILED;
+                m->st = NATS_TIMEOUT;
+                m->code = 0;
+                snprintf(m->text, sizeof m->text, "no answer");
+            }
+        }
+    }
+}
+
+static int pub_one(idl_changes_pub *p, char *data, size_t len, char err[IDL_ERR_MAX])
+{
+    pthread_mutex_lock(&p->lock);
+    int rc = pub_settle(p, false, err);
+    if (rc) {
+        pthread_mutex_unlock(&p->lock);
+        free(data);
+        return rc;
+    }
+    pub_msg *m = &p->win[p->next % PUB_WINDOW];
+    *m = (pub_msg){.data = data, .len = len, .ctr = p->next, .state = PS_FLIGHT};
+    p->next++;
+    pthread_mutex_unlock(&p->lock);
+    return pub_send(p, m, err);
+}
+
+int idl_changes_pub_upsert(idl_changes_pub *p, const idl_record *recs, size_t n,
+                           char err[IDL_ERR_MAX])
+{
+    /* Room for the message's head and a record's framing. */
+    size_t limit = p->max_payload > 4096 ? (size_t)p->max_payload - 1024 : 3072;
+    size_t i = 0;
+    while (i < n) {
+        size_t k = n - i < PUB_RECORDS ? n - i : PUB_RECORDS;
+        for (;;) {
+            char *data = NULL;
+            size_t len = 0;
+            int rc = idl_changes_encode_upsert(recs + i, k, p->origin, p->next, &data, &len);
+            if (rc) {
+                snprintf(err, IDL_ERR_MAX, "out of memory");
+                return rc;
+            }
+            if (len <= limit) {
+                rc = pub_one(p, data, len, err);
+                if (rc) return rc;
+                break;
+            }
+            free(data);
+            if (k == 1) {
+                snprintf(err, IDL_ERR_MAX,
+                         "record %s is %zu bytes packed, more than a NATS message holds "
+                         "(max_payload %" PRId64 " bytes)",
+                         recs[i].source_id, len, p->max_payload);
+                return IDL_INVALID_ARGUMENT;
+            }
+            k = (k + 1) / 2;
+        }
+        i += k;
+    }
+    return IDL_OK;
+}
+
+int idl_changes_pub_wait(idl_changes_pub *p, char err[IDL_ERR_MAX])
+{
+    pthread_mutex_lock(&p->lock);
+    int rc = pub_settle(p, true, err);
+    pthread_mutex_unlock(&p->lock);
+    return rc;
 }
 
 void idl_changes_pub_close(idl_changes_pub *p)
@@ -667,5 +964,9 @@ void idl_changes_pub_close(idl_changes_pub *p)
     if (!p) return;
     jsCtx_Destroy(p->js);
     idl_natsconn_close(p->conn);
+    for (int i = 0; i < PUB_WINDOW; i++)
+        free(p->win[i].data);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->cond);
     free(p);
 }

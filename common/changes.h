@@ -81,11 +81,16 @@ typedef struct idl_changes_pub idl_changes_pub;
 /* Connects (waiting: IDL_UNAVAILABLE when no server answers) and creates the
  * streams when missing. */
 int idl_changes_pub_open(idl_changes_pub **out, const char *urls, char err[IDL_ERR_MAX]);
-/* Publishes an upsert of n records asynchronously (copied). */
-int idl_changes_pub_upsert(idl_changes_pub *p, const idl_record *recs, size_t n);
-/* Waits for every publish to be acknowledged; IDL_UNAVAILABLE when any was
- * not (*failed counts the messages). */
-int idl_changes_pub_wait(idl_changes_pub *p, uint64_t *failed);
+/* Publishes an upsert of n records asynchronously (copied), in messages no
+ * bigger than the server's max_payload.  Messages whose acknowledgement is
+ * lost (a dropped connection, a server that stalls) are sent again, in
+ * order.  On failure err names the cause (JetStream's error, a record too
+ * big for a message, no acknowledgement after retries). */
+int idl_changes_pub_upsert(idl_changes_pub *p, const idl_record *recs, size_t n,
+                           char err[IDL_ERR_MAX]);
+/* Waits until every message is acknowledged; IDL_UNAVAILABLE with the cause
+ * in err when that cannot be had. */
+int idl_changes_pub_wait(idl_changes_pub *p, char err[IDL_ERR_MAX]);
 void idl_changes_pub_close(idl_changes_pub *p);
 
 /* Encoding, for tests and tools: packs an upsert message body. */

@@ -6,14 +6,14 @@
 #   scripts/cluster.sh stop     stop the nodes and the servers
 # DEMO_COUNT (default 10000) persons (CLUSTER_LOAD=0: none); state in
 # ./cluster-demo (git-ignored).
-# Ports: NATS clients 4222-4224 (CLUSTER_NATS_PORT), routes 6222-6224,
+# Ports: NATS clients 4222-4224 (CLUSTER_NATS_PORT), routes 6222-6224 (CLUSTER_ROUTE_PORT),
 # nodes tcp://127.0.0.1:7421 and :7422 (CLUSTER_NODE_PORT).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 count=${DEMO_COUNT:-10000}
 nats_port=${CLUSTER_NATS_PORT:-4222}
-route_port=$((nats_port + 2000))
+route_port=${CLUSTER_ROUTE_PORT:-$((nats_port + 2000))}
 node_port=${CLUSTER_NODE_PORT:-7421}
 state=cluster-demo
 cli=build/services/idlookup/idlookup

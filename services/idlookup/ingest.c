@@ -182,14 +182,10 @@ typedef struct {
     uint64_t reported_errors, reported_warnings, more_errors, more_warnings;
 } totals;
 
-/* --nats: a chunk goes to the change stream in messages of at most this
- * many records (well under NATS's 1 MiB message limit). */
-#define PUB_RECORDS 256
-
 /* Writes one parsed chunk (main thread, in file order): to the store, or
  * with pub (--nats) to the change stream, where every node applies it. */
 static int write_slot(idl_store *st, idl_changes_pub *pub, slot *s, totals *t,
-                      idl_upsert_result *res)
+                      idl_upsert_result *res, char err[IDL_ERR_MAX])
 {
     /* Notes: errors and warnings in line order, bounded. */
     const char *p = s->notes.data, *end = s->notes.data + s->notes.len;
@@ -215,11 +211,8 @@ static int write_slot(idl_store *st, idl_changes_pub *pub, slot *s, totals *t,
          * when it applies them; a child is one wherever it lands. */
         int y, m, d;
         idl_today(&y, &m, &d);
-        for (size_t i = 0; i < s->nrecs; i += PUB_RECORDS) {
-            size_t n = s->nrecs - i < PUB_RECORDS ? s->nrecs - i : PUB_RECORDS;
-            int rc = idl_changes_pub_upsert(pub, s->recs + i, n);
-            if (rc) return rc;
-        }
+        int rc = idl_changes_pub_upsert(pub, s->recs, s->nrecs, err);
+        if (rc) return rc;
         for (size_t i = 0; i < s->nrecs; i++) {
             bool child = idl_record_is_child(&s->recs[i], y, m, d);
             t->child += child;
@@ -400,6 +393,7 @@ int idl_cli_ingest(int argc, char **argv)
     double t0 = now_s(), last_progress = t0;
     bool show_progress = !quiet;
     int rc = setup_ok && nth > 0 ? IDL_OK : IDL_INTERNAL;
+    char cause[IDL_ERR_MAX] = ""; /* why the stream could not be written */
     char *line = NULL;
     size_t cap = 0;
     int fi = 0;
@@ -432,7 +426,7 @@ int idl_cli_ingest(int argc, char **argv)
         }
         pthread_mutex_unlock(&p.lock);
         if (next) {
-            rc = write_slot(st, pub, next, &t, res);
+            rc = write_slot(st, pub, next, &t, res, cause);
             pthread_mutex_lock(&p.lock);
             for (size_t i = 0; i < next->n; i++)
                 free(next->lines[i]);
@@ -519,12 +513,8 @@ int idl_cli_ingest(int argc, char **argv)
     idl_store_close(st);
     if (pub) {
         /* The summary means "in the stream": wait for every acknowledgement. */
-        uint64_t failed = 0;
-        if (rc == IDL_OK && idl_changes_pub_wait(pub, &failed) != IDL_OK) {
-            fprintf(stderr, "idlookup ingest: %llu messages were not acknowledged by JetStream\n",
-                    (unsigned long long)failed);
-            rc = IDL_UNAVAILABLE;
-        }
+        if (rc == IDL_OK) rc = idl_changes_pub_wait(pub, cause);
+        if (rc && cause[0]) fprintf(stderr, "\nidlookup ingest: %s\n", cause);
         idl_changes_pub_close(pub);
     }
     double secs = now_s() - t0;
