@@ -1363,7 +1363,7 @@ static void fake_serve(fake_sp *f, int fd)
     unsigned char peer[8];
     if (!read_full(fd, peer, 8, f) || !write_full(fd, hello, 8)) return;
     if (idl_bench_sp_check_hello(peer, IDL_BENCH_SP_REQ0)) return;
-    unsigned char *req = malloc(70000), *rep = malloc(FAKE_PAD + 64);
+    unsigned char *req = malloc(70000), *rep = calloc(1, FAKE_PAD + 64);
     for (int n = 0;; n++) {
         unsigned char lenb[8];
         if (!read_full(fd, lenb, 8, f)) break;

@@ -1,18 +1,29 @@
 /* idlookup-bench: the load generator for idlookupd.  It pre-encodes every
- * request envelope, then keeps -c requests in flight on nng req0 contexts
- * spread over --sockets sockets.  Each context is a small state machine
- * driven by its aio callback (SEND -> RECV -> record -> next SEND): in the
- * closed loop a reply starts the context's next request at once; in the open
- * loop (--rate) one scheduler thread hands each request to a free context
- * when it is due.  It reports throughput, status codes and the latency
+ * request envelope, keeps -c requests in flight over --sockets connections
+ * (closed loop), or sends request i at t0 + i/--rate (open loop, latency
+ * from the due time), and reports throughput, status codes and the latency
  * distribution.
  *
- * Requests run on nng's own threads, with no thread per request of ours:
- * a thread per in-flight request cost the bench about twice the daemon's
- * CPU per request, mostly in context switches, and capped what it measured.
+ * Two clients carry the requests:
+ *  - raw (raw_client.c, the default for tcp:// URLs): SP over TCP spoken by
+ *    --threads epoll loops of our own, wrk-style: all due requests of a
+ *    connection go out in one send, replies come in big reads and only
+ *    their id and code are read.  No nng, no lock and no allocation per
+ *    request.
+ *  - nng (this file; --client nng, and any URL that is not tcp://): nng
+ *    req0 contexts, each a small state machine driven by its aio callback
+ *    (SEND -> RECV -> record -> next SEND); in the open loop one scheduler
+ *    thread hands each request to a free context when it is due.
  *
- * The pure parts (flags, mix, schedule, bodies, reply scanning, reports) are
- * in bench_lib.c; this file owns the contexts, the clock and the sockets.
+ * Why two: with nng every reply crossed from its poller thread to a taskq
+ * thread, a wakeup per reply; the bench spent most of its CPU in the kernel
+ * switching threads, more per request the slower the replies (a Search cost
+ * it twice a Health).  nng stays for the other transports and to compare.
+ *
+ * The pure parts (flags, mix, schedule, bodies, reply scanning, SP framing,
+ * reports) are in bench_lib.c; what both clients share while a phase runs
+ * (claims, tallies) in bench_run.c; this file owns the nng contexts, the
+ * templates and the flow of a run.
  */
 #include "bench_lib.h"
 #include "bench_run.h"

@@ -70,6 +70,7 @@ typedef struct {
     bool hello_ok; /* the peer's greeting was read and is rep0 */
     bool want_out; /* EPOLLOUT is asked for: the last send was partial */
     uint64_t redial_ns, backoff_ns;
+    uint64_t dial_ns; /* when the connect started */
     unsigned char *wbuf, *rbuf;
     size_t wcap, wlen, wpos, rcap, rlen;
     slot *slots;
@@ -237,6 +238,7 @@ static void dial(rconn *c, uint64_t now)
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     if (epoll_ctl(c->th->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) goto fail;
     c->state = CONN_CONNECTING;
+    c->dial_ns = now;
     c->want_out = true;
     idl_bench_sp_hello(IDL_BENCH_SP_REQ0, c->wbuf);
     c->wlen = IDL_BENCH_SP_HELLO;
@@ -426,6 +428,11 @@ static void sweep(rthread *th, uint64_t now)
             if (s->state == SLOT_QUEUED) queue_remove(c, i);
             fail_slot(c, i, IDL_BENCH_TIMEOUT, now);
         }
+        /* A connect nobody answers (a dropped SYN) is given up after the
+         * request timeout and tried again. */
+        if (c->state == CONN_CONNECTING &&
+            now - c->dial_ns > (uint64_t)th->ph->timeout_ms * 1000000u)
+            conn_down(c, now);
         if (c->state == CONN_DOWN && now >= c->redial_ns) dial(c, now);
     }
 }
