@@ -8,11 +8,17 @@
 #include "status.h"
 #include "testutil.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <math.h>
 #include <msgpack.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -191,7 +197,7 @@ static void help_documents_every_flag(void)
         "--miss-ratio",   "--batch-size",   "-c, --concurrency", "--search-by",  "--sockets",
         "-z, --duration", "-n, --requests", "--warmup",          "--rate",       "--timeout-ms",
         "--deadline-ms",  "--format",       "--progress",        "--max-errors", "--baseline",
-        "--seed",         "-h, --help",
+        "--seed",         "-h, --help",     "--client",          "--threads",
     };
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         if (!strstr(buf, all[i])) {
@@ -1162,6 +1168,391 @@ static const char *bench_path;
 
 /* Runs the bench with a shell command line; returns its exit status and
  * leaves stdout/stderr in the two files. */
+/* ---- client choice and SP over TCP --------------------------------------- */
+
+static int run_bench(const char *args, const char *out, const char *errf);
+static char *slurp(const char *path);
+
+static void client_flags(void)
+{
+    idl_bench_opts o;
+    char err[256] = "";
+    /* tcp:// URLs get the raw client with one thread unless told. */
+    CHECK_INT(PARSE(&o, err, "--method", "health"), 0);
+    CHECK_INT(o.client, IDL_BENCH_CLIENT_RAW);
+    CHECK_INT(o.threads, 1);
+    CHECK_INT(PARSE(&o, err, "--method", "health", "--url", "tcp://[::1]:7411,tcp://h:1", "-c", "8",
+                    "--sockets", "4", "--threads", "3"),
+              0);
+    CHECK_INT(o.client, IDL_BENCH_CLIENT_RAW);
+    CHECK_INT(o.threads, 3);
+    CHECK_INT(PARSE(&o, err, "--method", "health", "--client", "nng"), 0);
+    CHECK_INT(o.client, IDL_BENCH_CLIENT_NNG);
+    /* Any other transport is nng's. */
+    CHECK_INT(PARSE(&o, err, "--method", "health", "--url", "tcp://h:1,ipc:///tmp/x"), 0);
+    CHECK_INT(o.client, IDL_BENCH_CLIENT_NNG);
+    static const struct {
+        const char *args[8];
+        const char *flag;
+    } bad[] = {
+        {{"--method", "health", "--client", "zmq"}, "--client"},
+        {{"--method", "health", "--client", "raw", "--url", "ipc:///tmp/x"}, "--client raw"},
+        {{"--method", "health", "--client", "nng", "--threads", "2"}, "--threads"},
+        {{"--method", "health", "-c", "4", "--sockets", "2", "--threads", "3"}, "--threads"},
+        {{"--method", "health", "--threads", "0"}, "--threads"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *argv[10] = {"idlookup-bench"};
+        int argc = 1;
+        while (argc < 9 && bad[i].args[argc - 1]) {
+            argv[argc] = (char *)bad[i].args[argc - 1];
+            argc++;
+        }
+        err[0] = 0;
+        CHECK_INT(idl_bench_parse_args(argc, argv, &o, err, sizeof err), IDL_INVALID_ARGUMENT);
+        CHECKM(strstr(err, bad[i].flag) != NULL, "case %zu: \"%s\" should name %s", i, err,
+               bad[i].flag);
+    }
+}
+
+static void tcp_addresses(void)
+{
+    char host[64], port[16];
+    const char *u = "tcp://127.0.0.1:7411";
+    CHECK_INT(idl_bench_tcp_addr(u, strlen(u), host, sizeof host, port, sizeof port), 0);
+    CHECK_STR(host, "127.0.0.1");
+    CHECK_STR(port, "7411");
+    u = "tcp://[::1]:9";
+    CHECK_INT(idl_bench_tcp_addr(u, strlen(u), host, sizeof host, port, sizeof port), 0);
+    CHECK_STR(host, "::1");
+    CHECK_STR(port, "9");
+    /* Only the first len bytes count: one URL out of a list. */
+    u = "tcp://a:1,tcp://b:2";
+    CHECK_INT(idl_bench_tcp_addr(u, 9, host, sizeof host, port, sizeof port), 0);
+    CHECK_STR(host, "a");
+    CHECK_STR(port, "1");
+    static const char *const bad[] = {"ipc:///tmp/x", "tcp://host",  "tcp://:1",     "tcp://h:",
+                                      "tcp://h:x1",   "tcp://[::1]", "tcp://[::1]9", "tcp:/h:1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECKM(idl_bench_tcp_addr(bad[i], strlen(bad[i]), host, sizeof host, port, sizeof port) ==
+                   IDL_INVALID_ARGUMENT,
+               "%s should be refused", bad[i]);
+    /* A host longer than the buffer is refused, not cut. */
+    u = "tcp://a-rather-long-host-name:1";
+    CHECK_INT(idl_bench_tcp_addr(u, strlen(u), host, 8, port, sizeof port), IDL_INVALID_ARGUMENT);
+}
+
+static void sp_framing(void)
+{
+    unsigned char h[IDL_BENCH_SP_HELLO];
+    idl_bench_sp_hello(IDL_BENCH_SP_REQ0, h);
+    static const unsigned char req0[8] = {0, 'S', 'P', 0, 0, 0x30, 0, 0};
+    CHECK(memcmp(h, req0, 8) == 0);
+    CHECK_INT(idl_bench_sp_check_hello(h, IDL_BENCH_SP_REQ0), 0);
+    CHECK_INT(idl_bench_sp_check_hello(h, IDL_BENCH_SP_REP0), IDL_INVALID_ARGUMENT);
+    h[1] = 's';
+    CHECK_INT(idl_bench_sp_check_hello(h, IDL_BENCH_SP_REQ0), IDL_INVALID_ARGUMENT);
+
+    unsigned char head[IDL_BENCH_SP_REQ_HEAD];
+    idl_bench_sp_req_head(head, 0x1234567, 300);
+    static const unsigned char want[12] = {0, 0, 0, 0, 0, 0, 0x01, 0x30, 0x81, 0x23, 0x45, 0x67};
+    CHECK(memcmp(head, want, 12) == 0);
+
+    /* A reply: length 4 + 3, the id word, 3 body bytes, then the next
+     * frame's first bytes. */
+    unsigned char buf[32] = {0, 0, 0, 0, 0, 0, 0, 7, 0x80, 0, 0x01, 0x02, 0xa1, 'x', 0xc0, 0, 0};
+    size_t frame = 99, blen = 0;
+    uint32_t id = 0;
+    const unsigned char *body = NULL;
+    for (size_t avail = 0; avail < 15; avail++) {
+        CHECK_INT(idl_bench_sp_split(buf, avail, 1000, &frame, &id, &body, &blen), IDL_UNAVAILABLE);
+        CHECK_INT(frame, avail < 8 ? 0 : 15);
+    }
+    CHECK_INT(idl_bench_sp_split(buf, 17, 1000, &frame, &id, &body, &blen), 0);
+    CHECK_INT(frame, 15);
+    CHECK_INT(id, 0x102);
+    CHECK(body == buf + 12);
+    CHECK_INT(blen, 3);
+    /* Longer than the cap: refused before anything waits for it. */
+    CHECK_INT(idl_bench_sp_split(buf, 8, 6, &frame, &id, &body, &blen), IDL_INVALID_ARGUMENT);
+    static const unsigned char huge[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    CHECK_INT(idl_bench_sp_split(huge, 8, 1u << 26, &frame, &id, &body, &blen),
+              IDL_INVALID_ARGUMENT);
+    /* A hop word before the id (a device in between) is skipped. */
+    unsigned char hop[16] = {0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 5, 0x80, 0, 0, 9};
+    CHECK_INT(idl_bench_sp_split(hop, 16, 1000, &frame, &id, &body, &blen), 0);
+    CHECK_INT(id, 9);
+    CHECK_INT(blen, 0);
+    /* No word with the high bit: not a reply. */
+    hop[12] = 0;
+    CHECK_INT(idl_bench_sp_split(hop, 16, 1000, &frame, &id, &body, &blen), IDL_INVALID_ARGUMENT);
+    /* Shorter than an id. */
+    unsigned char tiny[10] = {0, 0, 0, 0, 0, 0, 0, 2, 0x80, 0};
+    CHECK_INT(idl_bench_sp_split(tiny, 10, 1000, &frame, &id, &body, &blen), IDL_INVALID_ARGUMENT);
+}
+
+/* ---- the raw client against a fake SP server ------------------------------
+ * A rep0 peer on a loopback port, in a thread of the test: it answers each
+ * request as told (faithfully, after closing the connection every so often,
+ * with wrong ids, with garbage), so the raw client's handling of each is
+ * seen in the report of a real idlookup-bench run. */
+
+enum {
+    FAKE_OK,          /* {"id": id, "code": 0} */
+    FAKE_CLOSE_EVERY, /* closes the connection after per_conn replies */
+    FAKE_WRONG_ENV,   /* the envelope's id is not the request's */
+    FAKE_WRONG_SP,    /* the SP request id is not the request's */
+    FAKE_GARBAGE,     /* a length prefix no reply can have */
+    FAKE_BAD_HELLO,   /* greets as req0, not rep0 */
+    FAKE_BIG,         /* each reply carries 1 MiB of padding */
+};
+
+typedef struct {
+    int lfd;
+    int mode;
+    int per_conn;
+    unsigned short port;
+    atomic_int accepted;
+    atomic_int served;
+    atomic_bool stop;
+    pthread_t tid;
+} fake_sp;
+
+#define FAKE_PAD (1u << 20)
+
+static bool read_full(int fd, void *buf, size_t n, fake_sp *f)
+{
+    size_t got = 0;
+    while (got < n) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (atomic_load(&f->stop)) return false;
+        if (poll(&p, 1, 50) <= 0) continue;
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r <= 0) return false;
+        got += (size_t)r;
+    }
+    return true;
+}
+
+static bool write_full(int fd, const void *buf, size_t n)
+{
+    size_t put = 0;
+    while (put < n) {
+        ssize_t r = send(fd, (const char *)buf + put, n - put, MSG_NOSIGNAL);
+        if (r <= 0) return false;
+        put += (size_t)r;
+    }
+    return true;
+}
+
+/* The envelope id of a request, decoded the slow way. */
+static uint64_t request_id(const unsigned char *env, size_t len)
+{
+    msgpack_zone z;
+    msgpack_object o = decode(env, len, &z);
+    const msgpack_object *id = get(&o, "id");
+    uint64_t v = id && id->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? id->via.u64 : 0;
+    msgpack_zone_destroy(&z);
+    return v;
+}
+
+static void fake_serve(fake_sp *f, int fd)
+{
+    unsigned char hello[8];
+    idl_bench_sp_hello(f->mode == FAKE_BAD_HELLO ? IDL_BENCH_SP_REQ0 : IDL_BENCH_SP_REP0, hello);
+    unsigned char peer[8];
+    if (!read_full(fd, peer, 8, f) || !write_full(fd, hello, 8)) return;
+    if (idl_bench_sp_check_hello(peer, IDL_BENCH_SP_REQ0)) return;
+    unsigned char *req = malloc(70000), *rep = calloc(1, FAKE_PAD + 64);
+    for (int n = 0;; n++) {
+        unsigned char lenb[8];
+        if (!read_full(fd, lenb, 8, f)) break;
+        uint64_t len = 0;
+        for (int k = 0; k < 8; k++)
+            len = len << 8 | lenb[k];
+        if (len < 4 || len > 70000 || !read_full(fd, req, len, f)) break;
+        if (f->mode == FAKE_GARBAGE) {
+            static const unsigned char junk[12] = {0x7f, 1, 2, 3, 4, 5, 6, 7, 'j', 'u', 'n', 'k'};
+            write_full(fd, junk, sizeof junk);
+            continue;
+        }
+        uint64_t id = request_id(req + 4, len - 4);
+        if (f->mode == FAKE_WRONG_ENV) id ^= 1;
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, f->mode == FAKE_BIG ? 3 : 2);
+        msgpack_pack_str_with_body(&pk, "id", 2);
+        msgpack_pack_uint64(&pk, id);
+        if (f->mode == FAKE_BIG) {
+            msgpack_pack_str_with_body(&pk, "pad", 3);
+            msgpack_pack_bin(&pk, FAKE_PAD);
+            msgpack_pack_bin_body(&pk, rep, FAKE_PAD);
+        }
+        msgpack_pack_str_with_body(&pk, "code", 4);
+        msgpack_pack_int(&pk, 0);
+        uint64_t plen = sb.size + 4;
+        unsigned char head[12];
+        for (int k = 0; k < 8; k++)
+            head[k] = (unsigned char)(plen >> (56 - 8 * k));
+        memcpy(head + 8, req, 4);
+        if (f->mode == FAKE_WRONG_SP) head[11] ^= 0x55;
+        bool ok = write_full(fd, head, 12) && write_full(fd, sb.data, sb.size);
+        msgpack_sbuffer_destroy(&sb);
+        if (!ok) break;
+        atomic_fetch_add(&f->served, 1);
+        if (f->mode == FAKE_CLOSE_EVERY && n + 1 == f->per_conn) break;
+    }
+    free(req);
+    free(rep);
+}
+
+static void *fake_main(void *arg)
+{
+    fake_sp *f = arg;
+    while (!atomic_load(&f->stop)) {
+        struct pollfd p = {.fd = f->lfd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0) continue;
+        int fd = accept(f->lfd, NULL, NULL);
+        if (fd < 0) continue;
+        atomic_fetch_add(&f->accepted, 1);
+        fake_serve(f, fd);
+        close(fd);
+    }
+    return NULL;
+}
+
+static void fake_start(fake_sp *f, int mode, int per_conn)
+{
+    memset(f, 0, sizeof(*f));
+    f->mode = mode;
+    f->per_conn = per_conn;
+    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    CHECK(bind(f->lfd, (struct sockaddr *)&a, sizeof a) == 0);
+    CHECK(listen(f->lfd, 16) == 0);
+    CHECK(getsockname(f->lfd, (struct sockaddr *)&a, &alen) == 0);
+    f->port = ntohs(a.sin_port);
+    CHECK(pthread_create(&f->tid, NULL, fake_main, f) == 0);
+}
+
+static void fake_stop(fake_sp *f)
+{
+    atomic_store(&f->stop, true);
+    pthread_join(f->tid, NULL);
+    close(f->lfd);
+}
+
+/* Runs the bench (raw client) against the fake server with extra args and
+ * returns its exit status and parsed JSON report (NULL if none). */
+static int run_against(const fake_sp *f, const char *extra, json_t **rep)
+{
+    char args[512], out[64], errf[64];
+    snprintf(out, sizeof out, "/tmp/test-bench-fake-%d.out", (int)getpid());
+    snprintf(errf, sizeof errf, "/tmp/test-bench-fake-%d.err", (int)getpid());
+    snprintf(args, sizeof args,
+             "--url tcp://127.0.0.1:%u --method health --format json --client raw %s", f->port,
+             extra);
+    int rc = run_bench(args, out, errf);
+    char *o = slurp(out);
+    *rep = json_loads(o, 0, NULL);
+    free(o);
+    unlink(out);
+    unlink(errf);
+    return rc;
+}
+
+static long long code_count(json_t *rep, const char *code)
+{
+    return json_integer_value(json_object_get(json_object_get(rep, "codes"), code));
+}
+
+static void raw_client_faithful_and_big_replies(void)
+{
+    if (!bench_path) return;
+    fake_sp f;
+    json_t *rep = NULL;
+    fake_start(&f, FAKE_OK, 0);
+    CHECK_INT(run_against(&f, "-n 200 -c 4", &rep), 0);
+    CHECK_INT(json_integer_value(json_object_get(rep, "requests")), 200);
+    CHECK_INT(code_count(rep, "OK"), 200);
+    CHECK_STR(json_string_value(json_object_get(rep, "client")), "raw");
+    json_decref(rep);
+    fake_stop(&f);
+    CHECK_INT(atomic_load(&f.served), 200);
+
+    /* Replies four times the read buffer: it grows, and they are read. */
+    fake_start(&f, FAKE_BIG, 0);
+    CHECK_INT(run_against(&f, "-n 6 -c 2", &rep), 0);
+    CHECK_INT(code_count(rep, "OK"), 6);
+    json_decref(rep);
+    fake_stop(&f);
+}
+
+static void raw_client_reconnects(void)
+{
+    if (!bench_path) return;
+    fake_sp f;
+    json_t *rep = NULL;
+    /* The server hangs up after every 50 replies: the requests then in
+     * flight fail as transport errors, the client dials again and the run
+     * completes. */
+    fake_start(&f, FAKE_CLOSE_EVERY, 50);
+    CHECK_INT(run_against(&f, "-n 400 -c 4 --timeout-ms 3000 --max-errors 1", &rep), 0);
+    long long ok = code_count(rep, "OK"), terr = code_count(rep, "TRANSPORT_ERROR");
+    CHECK_INT(json_integer_value(json_object_get(rep, "requests")), 400);
+    CHECK_INT(ok + terr + code_count(rep, "TIMEOUT"), 400);
+    CHECK(ok >= 300);
+    CHECK(terr >= 1);
+    json_decref(rep);
+    fake_stop(&f);
+    CHECK(atomic_load(&f.accepted) >= 7);
+}
+
+static void raw_client_refuses_wrong_replies(void)
+{
+    if (!bench_path) return;
+    fake_sp f;
+    json_t *rep = NULL;
+    /* Right SP id, wrong envelope id: each a bad reply, exit 1. */
+    fake_start(&f, FAKE_WRONG_ENV, 0);
+    CHECK_INT(run_against(&f, "-n 20 -c 2", &rep), 1);
+    CHECK_INT(code_count(rep, "BAD_REPLY"), 20);
+    CHECK_INT(code_count(rep, "OK"), 0);
+    json_decref(rep);
+    fake_stop(&f);
+
+    /* An SP id nobody waits for is dropped, as nng drops it: the requests
+     * time out. */
+    fake_start(&f, FAKE_WRONG_SP, 0);
+    CHECK_INT(run_against(&f, "-n 4 -c 2 --timeout-ms 200", &rep), 1);
+    CHECK_INT(code_count(rep, "TIMEOUT"), 4);
+    json_decref(rep);
+    fake_stop(&f);
+
+    /* Garbage and a wrong greeting break the connection: every request
+     * fails, none hangs, the bench exits 1. */
+    static const int modes[] = {FAKE_GARBAGE, FAKE_BAD_HELLO};
+    for (size_t i = 0; i < 2; i++) {
+        fake_start(&f, modes[i], 0);
+        CHECK_INT(run_against(&f, "-n 6 -c 2 --timeout-ms 300", &rep), 1);
+        CHECK_INT(json_integer_value(json_object_get(rep, "requests")), 6);
+        CHECK_INT(code_count(rep, "OK"), 0);
+        CHECK_INT(code_count(rep, "TRANSPORT_ERROR") + code_count(rep, "TIMEOUT"), 6);
+        json_decref(rep);
+        fake_stop(&f);
+    }
+
+    /* Nobody listens on the port: every request times out. */
+    fake_start(&f, FAKE_OK, 0);
+    fake_stop(&f); /* the port is closed again */
+    CHECK_INT(run_against(&f, "-n 3 -c 1 --timeout-ms 100", &rep), 1);
+    CHECK_INT(code_count(rep, "TIMEOUT"), 3);
+    json_decref(rep);
+}
+
 static int run_bench(const char *args, const char *out, const char *errf)
 {
     char cmd[2048];
@@ -1279,5 +1670,11 @@ int main(int argc, char **argv)
     RUN(mix_latency_report);
     RUN(text_report);
     RUN(binary_exit_codes);
+    RUN(client_flags);
+    RUN(tcp_addresses);
+    RUN(sp_framing);
+    RUN(raw_client_faithful_and_big_replies);
+    RUN(raw_client_reconnects);
+    RUN(raw_client_refuses_wrong_replies);
     return test_summary();
 }

@@ -8,13 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static e2e_env env;
 static char pool[400];
 
-/* Runs the bench with args; returns its exit status and the parsed report. */
-static int run_bench(const char *const *args, json_t **report)
+/* Starts the bench with args, its stdout on a pipe: returns its pid and
+ * writes the pipe's read end to *out_fd (-1 and no pid on failure). */
+static pid_t start_bench(const char *const *args, int *out_fd)
 {
     const char *bench = getenv("IDL_BENCH");
     int fd[2];
@@ -32,18 +34,34 @@ static int run_bench(const char *const *args, json_t **report)
         _exit(127);
     }
     close(fd[1]);
+    *out_fd = fd[0];
+    return pid;
+}
+
+/* Reads the bench's report and waits for it: its exit status. */
+static int finish_bench(pid_t pid, int fd, json_t **report)
+{
     char buf[65536];
     size_t n = 0;
     ssize_t r;
-    while ((r = read(fd[0], buf + n, sizeof buf - 1 - n)) > 0)
+    while ((r = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
         n += (size_t)r;
     buf[n] = 0;
-    close(fd[0]);
+    close(fd);
     int st;
     waitpid(pid, &st, 0);
     json_error_t je;
     *report = json_loads(buf, 0, &je);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Runs the bench with args; returns its exit status and the parsed report. */
+static int run_bench(const char *const *args, json_t **report)
+{
+    int fd;
+    pid_t pid = start_bench(args, &fd);
+    if (pid < 0) return -1;
+    return finish_bench(pid, fd, report);
 }
 
 static void check_report(json_t *rep)
@@ -172,6 +190,98 @@ static void open_loop_keeps_the_rate(void)
     json_decref(rep);
 }
 
+static long long code_count(json_t *rep, const char *code)
+{
+    return json_integer_value(json_object_get(json_object_get(rep, "codes"), code));
+}
+
+/* The raw client with two threads owning four connections spread over a
+ * two-URL list: Batch replies answered in full, each inner lookup counted. */
+static void raw_threads_and_batch(void)
+{
+    char urls[700];
+    snprintf(urls, sizeof urls, "%s,%s", env.url, env.url);
+    const char *args[] = {
+        "--url",        urls, "--key",    env.lookup_key, "--method",  "batch", "--data",    pool,
+        "--batch-size", "10", "-c",       "16",           "--sockets", "4",     "--threads", "2",
+        "-z",           "2",  "--format", "json",         NULL};
+    json_t *rep = NULL;
+    CHECK_INT(run_bench(args, &rep), 0);
+    check_report(rep);
+    CHECK_STR(json_string_value(json_object_get(rep, "client")), "raw");
+    CHECK_INT(json_integer_value(json_object_get(rep, "threads")), 2);
+    long long requests = json_integer_value(json_object_get(rep, "requests"));
+    json_t *inner = json_object_get(rep, "batch_codes");
+    long long inner_all = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(inner, k, v) inner_all += json_integer_value(v);
+    CHECK(requests > 0);
+    CHECK_INT(inner_all, 10 * requests);
+    json_decref(rep);
+}
+
+/* --client nng keeps the nng path, for comparison. */
+static void nng_client_on_request(void)
+{
+    const char *args[] = {"--url", env.url, "--method", "health",   "--client", "nng", "-c",
+                          "4",     "-z",    "1",        "--format", "json",     NULL};
+    json_t *rep = NULL;
+    CHECK_INT(run_bench(args, &rep), 0);
+    check_report(rep);
+    CHECK_STR(json_string_value(json_object_get(rep, "client")), "nng");
+    json_decref(rep);
+}
+
+/* The daemon stops in the middle of a raw-client run and comes back: the
+ * requests it dropped count as errors, the bench redials and ends on time
+ * with a report.  Then it is killed for good: every later request fails,
+ * and the bench still ends (exit 1) instead of waiting. */
+static void raw_client_survives_the_daemon(void)
+{
+    const char *args[] = {
+        "--url",        env.url, "--key",    env.lookup_key, "--method", "search",       "--data",
+        pool,           "-c",    "8",        "-z",           "3",        "--timeout-ms", "500",
+        "--max-errors", "1",     "--format", "json",         NULL};
+    int fd;
+    json_t *rep = NULL;
+    pid_t pid = start_bench(args, &fd);
+    CHECK(pid > 0);
+    usleep(800000);
+    CHECK_INT(e2e_stop(&env), 0);
+    usleep(500000);
+    e2e_start(&env, NULL);
+    CHECK_INT(finish_bench(pid, fd, &rep), 0);
+    CHECK(rep != NULL);
+    long long requests = json_integer_value(json_object_get(rep, "requests"));
+    long long ok = code_count(rep, "OK");
+    long long failed = code_count(rep, "TRANSPORT_ERROR") + code_count(rep, "TIMEOUT");
+    long long all = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(rep, "codes"), k, v) all += json_integer_value(v);
+    CHECK(ok > 0);
+    CHECK(failed > 0);
+    /* A daemon that is shutting down may answer UNAVAILABLE too. */
+    CHECK_INT(all, requests);
+    json_decref(rep);
+
+    args[15] = "0"; /* --max-errors 0: the failures make it exit 1 */
+    pid = start_bench(args, &fd);
+    CHECK(pid > 0);
+    usleep(800000);
+    e2e_kill9(&env);
+    time_t t0 = time(NULL);
+    CHECK_INT(finish_bench(pid, fd, &rep), 1);
+    /* 3 s of run and 0.5 s of timeout, and slack for a loaded machine. */
+    CHECK(time(NULL) - t0 <= 10);
+    CHECK(rep != NULL);
+    CHECK(code_count(rep, "OK") > 0);
+    CHECK(code_count(rep, "TRANSPORT_ERROR") + code_count(rep, "TIMEOUT") > 0);
+    json_decref(rep);
+    e2e_start(&env, NULL);
+}
+
 int main(void)
 {
     e2e_init(&env);
@@ -195,6 +305,9 @@ int main(void)
     RUN(mixed_open_loop);
     RUN(closed_loop_many_contexts);
     RUN(open_loop_keeps_the_rate);
+    RUN(raw_threads_and_batch);
+    RUN(nng_client_on_request);
+    RUN(raw_client_survives_the_daemon);
     e2e_cleanup(&env);
     return test_summary();
 }

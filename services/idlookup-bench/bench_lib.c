@@ -212,6 +212,8 @@ enum {
     F_MAXERR,
     F_BASELINE,
     F_SEED,
+    F_CLIENT,
+    F_THREADS,
     F_HELP,
 };
 
@@ -236,9 +238,20 @@ static const idl_args_flag flags[] = {
      "(email, else phone); misses are made-up emails or phones",
      F_SEARCH_BY},
     {"batch-size", 0, "N", "Search calls per Batch request, 1..100 (default 100)", F_BATCH},
-    {"concurrency", 'c', "N", "requests in flight = nng contexts (default 8)", F_CONC},
-    {"sockets", 0, "K", "client connections, contexts spread over them (default 1, at most -c)",
+    {"concurrency", 'c', "N", "requests in flight, spread over the connections (default 8)",
+     F_CONC},
+    {"sockets", 0, "K",
+     "client connections (default 1, at most -c); raw: TCP connections\n"
+     "spread over the --url list, nng: sockets each dialing every URL",
      F_SOCKETS},
+    {"client", 0, "KIND",
+     "raw: SP over TCP from our own event loops (the default when every\n"
+     "--url is tcp://); nng: nng req0 contexts (any transport)",
+     F_CLIENT},
+    {"threads", 0, "N",
+     "raw client: event-loop threads, connections spread over them\n"
+     "(default 1, at most --sockets)",
+     F_THREADS},
     {"duration", 'z', "SECS", "measured run time: 10, 2.5s, 500ms, 1m (default 10 s)", F_DURATION},
     {"requests", 'n', "N", "measured requests instead of a duration", F_REQUESTS},
     {"warmup", 0, "SECS", "run this long first without counting (default 0)", F_WARMUP},
@@ -292,6 +305,7 @@ static void defaults(idl_bench_opts *o)
     o->timeout_ms = 5000;
     o->deadline_ms = -1;
     o->seed = 1;
+    o->threads = 1;
 }
 
 /* One flag with its value; writes err naming the flag on a bad value. */
@@ -462,6 +476,23 @@ static int apply_flag(idl_bench_opts *o, const idl_args_flag *fl, const char *v,
         }
         o->seed = u;
         break;
+    case F_CLIENT:
+        if (!strcmp(v, "raw"))
+            o->client = IDL_BENCH_CLIENT_RAW;
+        else if (!strcmp(v, "nng"))
+            o->client = IDL_BENCH_CLIENT_NNG;
+        else {
+            set_err(err, errlen, "--%s: expected raw or nng, got \"%s\"", name, v);
+            return IDL_INVALID_ARGUMENT;
+        }
+        break;
+    case F_THREADS:
+        if (parse_u64(v, 1, 256, &u)) {
+            set_err(err, errlen, "--%s: expected a whole number 1..256, got \"%s\"", name, v);
+            return IDL_INVALID_ARGUMENT;
+        }
+        o->threads = (unsigned)u;
+        break;
     case F_HELP:
         o->help = 1;
         break;
@@ -515,6 +546,32 @@ int idl_bench_parse_args(int argc, char **argv, idl_bench_opts *o, char *err, si
         set_err(err, errlen,
                 "--sockets: %u is more than --concurrency (%u); a socket needs a context",
                 o->sockets, o->concurrency);
+        return IDL_INVALID_ARGUMENT;
+    }
+    /* The raw client speaks TCP only; without --client it is chosen when
+     * every URL allows it. */
+    bool all_tcp = true;
+    for (const char *p = o->url, *end; *p; p = *end ? end + 1 : end) {
+        end = strchr(p, ',');
+        if (!end) end = p + strlen(p);
+        char host[256], port[32];
+        if (idl_bench_tcp_addr(p, (size_t)(end - p), host, sizeof host, port, sizeof port))
+            all_tcp = false;
+    }
+    if (!have[F_CLIENT]) o->client = all_tcp ? IDL_BENCH_CLIENT_RAW : IDL_BENCH_CLIENT_NNG;
+    if (o->client == IDL_BENCH_CLIENT_RAW && !all_tcp) {
+        set_err(err, errlen, "--client raw: every --url must be tcp://HOST:PORT, got \"%s\"",
+                o->url);
+        return IDL_INVALID_ARGUMENT;
+    }
+    if (have[F_THREADS] && o->client != IDL_BENCH_CLIENT_RAW) {
+        set_err(err, errlen, "--threads: only the raw client has threads of its own");
+        return IDL_INVALID_ARGUMENT;
+    }
+    if (o->threads > o->sockets) {
+        set_err(err, errlen,
+                "--threads: %u is more than --sockets (%u); a thread needs a connection",
+                o->threads, o->sockets);
         return IDL_INVALID_ARGUMENT;
     }
     if (!o->data) {
@@ -990,6 +1047,103 @@ void idl_bench_put_id(void *env, size_t off, uint64_t id)
         e[k] = (unsigned char)(id >> (56 - 8 * k));
 }
 
+/* ---- SP over TCP --------------------------------------------------------- */
+
+void idl_bench_sp_hello(uint16_t proto, unsigned char out[IDL_BENCH_SP_HELLO])
+{
+    out[0] = 0;
+    out[1] = 'S';
+    out[2] = 'P';
+    out[3] = 0;
+    out[4] = (unsigned char)(proto >> 8);
+    out[5] = (unsigned char)proto;
+    out[6] = 0;
+    out[7] = 0;
+}
+
+int idl_bench_sp_check_hello(const unsigned char in[IDL_BENCH_SP_HELLO], uint16_t want)
+{
+    unsigned char exp[IDL_BENCH_SP_HELLO];
+    idl_bench_sp_hello(want, exp);
+    return memcmp(in, exp, sizeof exp) ? IDL_INVALID_ARGUMENT : 0;
+}
+
+static uint64_t get_be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int k = 0; k < n; k++)
+        v = v << 8 | p[k];
+    return v;
+}
+
+static void put_be(unsigned char *p, uint64_t v, int n)
+{
+    for (int k = 0; k < n; k++)
+        p[k] = (unsigned char)(v >> (8 * (n - 1 - k)));
+}
+
+void idl_bench_sp_req_head(unsigned char out[IDL_BENCH_SP_REQ_HEAD], uint32_t id, size_t body_len)
+{
+    put_be(out, (uint64_t)body_len + 4, 8);
+    put_be(out + 8, UINT32_C(0x80000000) | id, 4);
+}
+
+int idl_bench_sp_split(const unsigned char *buf, size_t avail, size_t cap, size_t *frame_len,
+                       uint32_t *id, const unsigned char **body, size_t *body_len)
+{
+    *frame_len = 0;
+    if (avail < 8) return IDL_UNAVAILABLE;
+    uint64_t len = get_be(buf, 8);
+    if (len > cap) return IDL_INVALID_ARGUMENT;
+    *frame_len = (size_t)len + 8;
+    if (avail - 8 < len) return IDL_UNAVAILABLE;
+    /* The backtrace: hop words (a device in between) up to the request id,
+     * the first word with the high bit set; nng caps hops at 8 too. */
+    const unsigned char *p = buf + 8, *end = p + len;
+    for (int hop = 0; hop < 8 && end - p >= 4; hop++, p += 4) {
+        uint32_t w = (uint32_t)get_be(p, 4);
+        if (w & UINT32_C(0x80000000)) {
+            *id = w & UINT32_C(0x7fffffff);
+            *body = p + 4;
+            *body_len = (size_t)(end - p - 4);
+            return 0;
+        }
+    }
+    return IDL_INVALID_ARGUMENT;
+}
+
+int idl_bench_tcp_addr(const char *url, size_t len, char *host, size_t hostlen, char *port,
+                       size_t portlen)
+{
+    static const char scheme[] = "tcp://";
+    size_t sl = sizeof scheme - 1;
+    if (len <= sl || memcmp(url, scheme, sl)) return IDL_INVALID_ARGUMENT;
+    const char *h = url + sl, *end = url + len, *colon;
+    size_t hl;
+    if (*h == '[') {
+        const char *close = memchr(h, ']', (size_t)(end - h));
+        if (!close || close + 1 >= end || close[1] != ':') return IDL_INVALID_ARGUMENT;
+        h++;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = NULL;
+        for (const char *q = h; q < end; q++)
+            if (*q == ':') colon = q;
+        if (!colon) return IDL_INVALID_ARGUMENT;
+        hl = (size_t)(colon - h);
+    }
+    size_t pl = (size_t)(end - colon - 1);
+    if (hl == 0 || hl >= hostlen || pl == 0 || pl >= portlen) return IDL_INVALID_ARGUMENT;
+    for (size_t i = 0; i < pl; i++)
+        if (!isdigit((unsigned char)colon[1 + i])) return IDL_INVALID_ARGUMENT;
+    memcpy(host, h, hl);
+    host[hl] = 0;
+    memcpy(port, colon + 1, pl);
+    port[pl] = 0;
+    return 0;
+}
+
 /* ---- reply scanner ----------------------------------------------------- */
 
 /* A msgpack reader over [p, end) that only moves forward; every length is
@@ -1351,6 +1505,10 @@ int idl_bench_report_json(const idl_bench_opts *o, const idl_bench_result *r,
     json_object_set_new(root, "url", json_string(o->url));
     json_object_set_new(root, "concurrency", json_integer(o->concurrency));
     json_object_set_new(root, "sockets", json_integer(o->sockets));
+    json_object_set_new(root, "client",
+                        json_string(o->client == IDL_BENCH_CLIENT_RAW ? "raw" : "nng"));
+    json_object_set_new(root, "threads",
+                        json_integer(o->client == IDL_BENCH_CLIENT_RAW ? o->threads : 0));
     json_object_set_new(root, "loop", json_string(o->rate > 0 ? "open" : "closed"));
     json_object_set_new(root, "rate", o->rate > 0 ? jreal(o->rate, 1e-3) : json_null());
     json_object_set_new(root, "warmup_s", jreal(o->warmup_s, 1e-3));
@@ -1430,6 +1588,10 @@ int idl_bench_report_text(const idl_bench_opts *o, const idl_bench_result *r,
     fprintf(f, "  load       %s, %u worker%s on %u socket%s",
             o->rate > 0 ? "open loop" : "closed loop", o->concurrency,
             o->concurrency == 1 ? "" : "s", o->sockets, o->sockets == 1 ? "" : "s");
+    if (o->client == IDL_BENCH_CLIENT_RAW)
+        fprintf(f, " (raw SP/TCP, %u thread%s)", o->threads, o->threads == 1 ? "" : "s");
+    else
+        fprintf(f, " (nng)");
     if (o->rate > 0) fprintf(f, ", %.1f req/s scheduled", o->rate);
     if (o->warmup_s > 0) fprintf(f, ", %.1f s warmup", o->warmup_s);
     if (o->miss_ratio > 0) fprintf(f, ", %.0f%% misses", o->miss_ratio * 100);

@@ -72,6 +72,12 @@ enum {
     IDL_BENCH_BY_ANY,   /* any person: by email, else by phone */
 };
 
+/* The client that carries requests (--client).  RAW speaks SP over TCP
+ * itself from a few event loops; NNG uses nng req0 contexts and works for
+ * every transport nng knows (ipc://, ...).  The default is RAW when every
+ * --url is tcp://, else NNG. */
+enum { IDL_BENCH_CLIENT_RAW, IDL_BENCH_CLIENT_NNG };
+
 /* Everything the command line says.  Strings point into argv. */
 typedef struct {
     const char *url;
@@ -95,6 +101,8 @@ typedef struct {
     double max_errors;
     int baseline;
     uint64_t seed;
+    int client;       /* IDL_BENCH_CLIENT_*: how requests travel */
+    unsigned threads; /* raw client: event-loop threads, connections spread over them */
     int help;
 } idl_bench_opts;
 
@@ -181,6 +189,45 @@ void idl_bench_put_id(void *env, size_t off, uint64_t id);
  * integer id and code.  Nesting deeper than 64 is refused. */
 int idl_bench_scan_reply(const void *buf, size_t len, uint64_t *id, int *code, uint64_t *inner);
 
+/* ---- SP over TCP (nng's "sp-tcp" mapping), for the raw client ----------
+ * After connecting, each side sends 8 bytes: 0x00 'S' 'P' 0x00, its protocol
+ * number (big-endian u16) and two zero bytes.  Then every message is a
+ * big-endian u64 length and that many bytes.  A req0 message starts with the
+ * request id, a 4-byte big-endian word with the high bit set; rep0 sends
+ * the same word back in front of the reply. */
+#define IDL_BENCH_SP_REQ0 0x30
+#define IDL_BENCH_SP_REP0 0x31
+#define IDL_BENCH_SP_HELLO 8
+/* Length prefix plus request id: what precedes an envelope on the wire. */
+#define IDL_BENCH_SP_REQ_HEAD 12
+
+/* Writes the 8 greeting bytes of protocol proto. */
+void idl_bench_sp_hello(uint16_t proto, unsigned char out[IDL_BENCH_SP_HELLO]);
+
+/* Checks a peer's greeting: 0, or IDL_INVALID_ARGUMENT when it is not SP
+ * or not protocol want. */
+int idl_bench_sp_check_hello(const unsigned char in[IDL_BENCH_SP_HELLO], uint16_t want);
+
+/* Writes the 12 bytes that precede an envelope of body_len bytes: the
+ * message length (body_len + 4) and the request id word 0x80000000 | id. */
+void idl_bench_sp_req_head(unsigned char out[IDL_BENCH_SP_REQ_HEAD], uint32_t id, size_t body_len);
+
+/* Splits the first message off the avail bytes at buf.  Returns 0 with
+ * *frame_len (bytes to consume), *id (the request id, high bit cleared) and
+ * the reply body [*body, *body + *body_len) pointing into buf; IDL_UNAVAILABLE
+ * when more bytes are needed (*frame_len is the whole frame's size once the
+ * length prefix is in, else 0); IDL_INVALID_ARGUMENT when the message is
+ * longer than cap bytes or has no request id (a word with the high bit set
+ * within the first 8 words). */
+int idl_bench_sp_split(const unsigned char *buf, size_t avail, size_t cap, size_t *frame_len,
+                       uint32_t *id, const unsigned char **body, size_t *body_len);
+
+/* Splits one "tcp://HOST:PORT" (len bytes; HOST may be [v6]) into
+ * NUL-terminated host and port.  Returns 0, or IDL_INVALID_ARGUMENT for
+ * another scheme, a missing port or parts too long for the buffers. */
+int idl_bench_tcp_addr(const char *url, size_t len, char *host, size_t hostlen, char *port,
+                       size_t portlen);
+
 /* What one phase of a run measured. */
 typedef struct {
     uint64_t requests; /* counted requests (after warmup) */
@@ -192,7 +239,7 @@ typedef struct {
     const idl_hist *latency_us;                 /* replies only; transport failures have none */
     /* A mix of two or more methods: each one's latency (NULL for the others) */
     const idl_hist *method_latency_us[IDL_BENCH_NMETHODS];
-    int interrupted;                            /* stopped early by SIGINT/SIGTERM */
+    int interrupted; /* stopped early by SIGINT/SIGTERM */
     uint64_t unsent; /* open loop: due in the measured window, never sent (fell behind) */
 } idl_bench_result;
 

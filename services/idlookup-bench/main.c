@@ -1,20 +1,33 @@
 /* idlookup-bench: the load generator for idlookupd.  It pre-encodes every
- * request envelope, then keeps -c requests in flight on nng req0 contexts
- * spread over --sockets sockets.  Each context is a small state machine
- * driven by its aio callback (SEND -> RECV -> record -> next SEND): in the
- * closed loop a reply starts the context's next request at once; in the open
- * loop (--rate) one scheduler thread hands each request to a free context
- * when it is due.  It reports throughput, status codes and the latency
+ * request envelope, keeps -c requests in flight over --sockets connections
+ * (closed loop), or sends request i at t0 + i/--rate (open loop, latency
+ * from the due time), and reports throughput, status codes and the latency
  * distribution.
  *
- * Requests run on nng's own threads, with no thread per request of ours:
- * a thread per in-flight request cost the bench about twice the daemon's
- * CPU per request, mostly in context switches, and capped what it measured.
+ * Two clients carry the requests:
+ *  - raw (raw_client.c, the default for tcp:// URLs): SP over TCP spoken by
+ *    --threads epoll loops of our own, wrk-style: all due requests of a
+ *    connection go out in one send, replies come in big reads and only
+ *    their id and code are read.  No nng, no lock and no allocation per
+ *    request.
+ *  - nng (this file; --client nng, and any URL that is not tcp://): nng
+ *    req0 contexts, each a small state machine driven by its aio callback
+ *    (SEND -> RECV -> record -> next SEND); in the open loop one scheduler
+ *    thread hands each request to a free context when it is due.
  *
- * The pure parts (flags, mix, schedule, bodies, reply scanning, reports) are
- * in bench_lib.c; this file owns the contexts, the clock and the sockets.
+ * Why two: with nng every reply crossed from its poller thread to a taskq
+ * thread, a wakeup per reply; the bench spent most of its CPU in the kernel
+ * switching threads, more per request the slower the replies (a Search cost
+ * it twice a Health).  nng stays for the other transports and to compare.
+ *
+ * The pure parts (flags, mix, schedule, bodies, reply scanning, SP framing,
+ * reports) are in bench_lib.c; what both clients share while a phase runs
+ * (claims, tallies) in bench_run.c; this file owns the nng contexts, the
+ * templates and the flow of a run.
  */
 #include "bench_lib.h"
+#include "bench_run.h"
+#include "raw_client.h"
 #include "client.h"
 #include "hist.h"
 #include "status.h"
@@ -39,24 +52,6 @@
 #define BATCH_TEMPLATES 256
 /* Requests above this size may be refused by the transport (API.md 1). */
 #define MAX_SAFE_REQUEST 65000
-/* How long an open-loop run may overrun its duration to send requests that
- * were due before its end. */
-#define OPEN_LOOP_GRACE_NS 1000000000u
-/* Waits that have no event to end them (a sleep until a far due time, a
- * wait for a free context) wake this often to notice a stop request. */
-#define STOP_POLL_NS 100000000u
-
-/* One pre-encoded request: the whole envelope, with its id at id_off. */
-typedef struct {
-    unsigned char *env;
-    size_t len;
-    size_t id_off;
-} request_tmpl;
-
-typedef struct {
-    request_tmpl *t;
-    size_t n;
-} tmpl_set;
 
 typedef struct phase phase;
 
@@ -78,41 +73,16 @@ typedef struct conn {
     uint64_t seq;
     uint64_t rng;
     /* The request in flight. */
-    int method;
     uint64_t id;
-    uint64_t due_ns;
-    uint64_t sent_ns;
-    bool counted;
-    /* Counted requests only (after warmup); read by main once the phase is
-     * over. */
-    idl_hist *hist;
-    idl_hist *mhist[IDL_BENCH_NMETHODS]; /* a mix of methods: each one's latency */
-    uint64_t outcomes[IDL_BENCH_NOUTCOMES];
-    uint64_t per_method[IDL_BENCH_NMETHODS];
-    uint64_t per_method_ok[IDL_BENCH_NMETHODS];
-    uint64_t inner[IDL_STATUS_COUNT];
-    uint64_t counted_n;
-    uint64_t last_done_ns;
-    /* All requests, warmup included, for the progress line. */
-    atomic_uint_fast64_t done;
-    atomic_uint_fast64_t failed;
+    bench_req req;
+    /* Written only by this context's callback (or by the scheduler while
+     * the context is free); read by main once the phase is over. */
+    bench_tally tally;
     struct conn *next_free; /* open loop: link on the free list */
 } conn;
 
 struct phase {
-    const char *name;
-    unsigned number;      /* goes into the request ids, so phases never share one */
-    const tmpl_set *sets; /* [IDL_BENCH_NMETHODS] */
-    idl_bench_mix mix;
-    bool open_loop;
-    double rate;
-    int timeout_ms;
-    uint64_t t0_ns;               /* start; request i of the open loop is due at t0 + i/rate */
-    uint64_t mstart_ns;           /* end of warmup: from here on requests count */
-    uint64_t end_ns;              /* 0 with -n */
-    uint64_t limit;               /* counted requests to send with -n, else 0 */
-    atomic_uint_fast64_t next;    /* open loop: the next request index */
-    atomic_uint_fast64_t claimed; /* -n: counted requests handed out */
+    bench_phase b;
     /* The lock guards the rest; it is taken when a context stops or goes
      * back to the free list, never around a request. */
     pthread_mutex_t lock;
@@ -122,19 +92,10 @@ struct phase {
     bool sched_done;        /* open loop: the scheduler hands out no more requests */
 };
 
-static volatile sig_atomic_t stop_requested;
-
 static void on_signal(int sig)
 {
     (void)sig;
-    stop_requested = 1;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    bench_stop_requested = 1;
 }
 
 static struct timespec ts_of(uint64_t t)
@@ -148,82 +109,24 @@ static struct timespec ts_of(uint64_t t)
 static void sleep_until(uint64_t t)
 {
     for (;;) {
-        uint64_t now = now_ns();
-        if (now >= t || stop_requested) return;
-        struct timespec ts = ts_of(t - now > STOP_POLL_NS ? now + STOP_POLL_NS : t);
+        uint64_t now = bench_now_ns();
+        if (now >= t || bench_stop_requested) return;
+        struct timespec ts = ts_of(t - now > BENCH_STOP_POLL_NS ? now + BENCH_STOP_POLL_NS : t);
         clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
     }
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
-/* Claims the next request: false when the phase is over.  Writes when it is
- * due (*due_ns) and whether it counts.  Called by the closed loop's contexts
- * at once, and by the open loop's single scheduler. */
-static bool next_request(phase *ph, uint64_t *due_ns, bool *counted)
-{
-    if (stop_requested) return false;
-    uint64_t due;
-    if (ph->open_loop) {
-        uint64_t i = atomic_fetch_add_explicit(&ph->next, 1, memory_order_relaxed);
-        due = idl_bench_sched_ns(ph->t0_ns, i, ph->rate);
-        /* A backlog left when the run is over (the service or -c could not
-         * keep up with --rate) drains for OPEN_LOOP_GRACE at most; what is
-         * still unsent then is reported as such, not waited for. */
-        if (ph->end_ns && due < ph->end_ns && now_ns() > ph->end_ns + OPEN_LOOP_GRACE_NS)
-            return false;
-    } else {
-        due = now_ns();
-    }
-    if (ph->end_ns && due >= ph->end_ns) return false;
-    *counted = due >= ph->mstart_ns;
-    if (*counted && ph->limit &&
-        atomic_fetch_add_explicit(&ph->claimed, 1, memory_order_relaxed) >= ph->limit)
-        return false;
-    *due_ns = due;
-    return true;
-}
-
-/* Counts one finished request (inner: its Batch codes, or NULL; replied:
- * whether a reply came back to be timed). */
-static void record(conn *c, int outcome, const uint64_t *inner, bool replied, uint64_t done)
-{
-    atomic_fetch_add_explicit(&c->done, 1, memory_order_relaxed);
-    if (outcome != IDL_OK) atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
-    if (!c->counted) return;
-    c->counted_n++;
-    c->outcomes[outcome]++;
-    c->per_method[c->method]++;
-    c->per_method_ok[c->method] += outcome == IDL_OK;
-    if (inner)
-        for (int k = 0; k < IDL_STATUS_COUNT; k++)
-            c->inner[k] += inner[k];
-    /* Transport failures have no reply to time; they show in the codes. */
-    if (replied) {
-        uint64_t lat = idl_bench_latency_ns(c->ph->open_loop, c->due_ns, c->sent_ns, done);
-        idl_hist_record(c->hist, (lat + 500) / 1000);
-        if (c->mhist[c->method]) idl_hist_record(c->mhist[c->method], (lat + 500) / 1000);
-    }
-    c->last_done_ns = done;
-}
-
-/* Sends the request claimed in c->due_ns / c->counted: a template of a
+/* Sends the request claimed in c->req (due_ns, counted): a template of a
  * method picked by the mix, with a fresh id.  Returns 0 once it is handed to
  * nng, after which c belongs to its callback and the caller must not touch
  * it; or IDL_RESOURCE_EXHAUSTED when no message could be built (nothing was
  * sent, c is still the caller's). */
 static int start_request(conn *c)
 {
-    phase *ph = c->ph;
-    c->method = idl_bench_mix_pick(&ph->mix, rng_next(&c->rng));
-    const tmpl_set *set = &ph->sets[c->method];
-    const request_tmpl *t = &set->t[rng_next(&c->rng) % set->n];
+    const bench_phase *ph = &c->ph->b;
+    c->req.method = idl_bench_mix_pick(&ph->mix, bench_rng_next(&c->rng));
+    const bench_tmpl_set *set = &ph->sets[c->req.method];
+    const bench_tmpl *t = &set->t[bench_rng_next(&c->rng) % set->n];
     c->id = (uint64_t)ph->number << 56 | (uint64_t)(c->index + 1) << 36 |
             (++c->seq & ((UINT64_C(1) << 36) - 1));
     if (!c->msg && nng_msg_alloc(&c->msg, 0) != 0) {
@@ -236,9 +139,14 @@ static int start_request(conn *c)
     nng_aio_set_msg(c->aio, c->msg);
     c->msg = NULL; /* nng's from the send on, unless the send fails */
     c->receiving = false;
-    c->sent_ns = now_ns();
+    c->req.sent_ns = bench_now_ns();
     nng_ctx_send(c->ctx, c->aio);
     return 0;
+}
+
+static void record(conn *c, int outcome, const uint64_t *inner, bool replied, uint64_t done)
+{
+    bench_tally_record(&c->tally, &c->ph->b, &c->req, outcome, inner, replied, done);
 }
 
 /* A context with nothing more to do: counted idle, and in the open loop put
@@ -248,7 +156,7 @@ static void conn_idle(conn *c)
 {
     phase *ph = c->ph;
     pthread_mutex_lock(&ph->lock);
-    if (ph->open_loop) {
+    if (ph->b.open_loop) {
         c->next_free = ph->free;
         ph->free = c;
     }
@@ -261,13 +169,13 @@ static void conn_idle(conn *c)
  * (until the phase is over); the open loop waits for the scheduler. */
 static void conn_next(conn *c)
 {
-    if (c->ph->open_loop) {
+    if (c->ph->b.open_loop) {
         conn_idle(c);
         return;
     }
-    while (next_request(c->ph, &c->due_ns, &c->counted)) {
+    while (bench_next_request(&c->ph->b, &c->req.due_ns, &c->req.counted)) {
         if (start_request(c) == 0) return;
-        record(c, IDL_BENCH_TRANSPORT_ERROR, NULL, false, now_ns());
+        record(c, IDL_BENCH_TRANSPORT_ERROR, NULL, false, bench_now_ns());
     }
     conn_idle(c);
 }
@@ -276,15 +184,15 @@ static void conn_next(conn *c)
 static void conn_cb(void *arg)
 {
     conn *c = arg;
-    uint64_t done = now_ns();
+    uint64_t done = bench_now_ns();
     int r = nng_aio_result(c->aio);
     uint64_t inner[IDL_STATUS_COUNT];
-    bool is_batch = c->method == IDL_BENCH_BATCH;
+    bool is_batch = c->req.method == IDL_BENCH_BATCH;
     bool replied = false;
     int outcome;
     if (!c->receiving && r == 0) {
         c->receiving = true;
-        nng_aio_set_timeout(c->aio, c->ph->timeout_ms);
+        nng_aio_set_timeout(c->aio, c->ph->b.timeout_ms);
         nng_ctx_recv(c->ctx, c->aio);
         return;
     }
@@ -322,9 +230,10 @@ static conn *take_free(phase *ph)
     conn *c = NULL;
     pthread_mutex_lock(&ph->lock);
     while (!(c = ph->free)) {
-        uint64_t now = now_ns();
-        if (stop_requested || (ph->end_ns && now > ph->end_ns + OPEN_LOOP_GRACE_NS)) break;
-        struct timespec ts = ts_of(now + STOP_POLL_NS);
+        uint64_t now = bench_now_ns();
+        if (bench_stop_requested || (ph->b.end_ns && now > ph->b.end_ns + BENCH_OPEN_LOOP_GRACE_NS))
+            break;
+        struct timespec ts = ts_of(now + BENCH_STOP_POLL_NS);
         pthread_cond_timedwait(&ph->changed, &ph->lock, &ts);
     }
     if (c) {
@@ -347,15 +256,15 @@ static void *scheduler_main(void *arg)
     /* The default 50 us timer slack would make every send late by up to
      * that much, and the latency counts from the due time. */
     prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
-    while (next_request(ph, &due, &counted)) {
+    while (bench_next_request(&ph->b, &due, &counted)) {
         sleep_until(due);
-        if (stop_requested) break;
+        if (bench_stop_requested) break;
         conn *c = take_free(ph);
         if (!c) break;
-        c->due_ns = due;
-        c->counted = counted;
+        c->req.due_ns = due;
+        c->req.counted = counted;
         if (start_request(c) != 0) {
-            record(c, IDL_BENCH_TRANSPORT_ERROR, NULL, false, now_ns());
+            record(c, IDL_BENCH_TRANSPORT_ERROR, NULL, false, bench_now_ns());
             conn_idle(c);
         }
     }
@@ -366,47 +275,28 @@ static void *scheduler_main(void *arg)
     return NULL;
 }
 
-static void progress_line(const phase *ph, conn *cs, unsigned n, uint64_t now, bool tty,
-                          uint64_t *prev_done, uint64_t *prev_ns)
-{
-    uint64_t done = 0, failed = 0;
-    for (unsigned i = 0; i < n; i++) {
-        done += atomic_load_explicit(&cs[i].done, memory_order_relaxed);
-        failed += atomic_load_explicit(&cs[i].failed, memory_order_relaxed);
-    }
-    double dt = (double)(now - *prev_ns) / 1e9;
-    double rps = dt > 0 ? (double)(done - *prev_done) / dt : 0;
-    double elapsed = (double)(now - ph->t0_ns) / 1e9;
-    /* On a terminal the line is rewritten in place; in a log, one per second. */
-    fprintf(stderr, "%s%s %s %5.0fs  %llu requests  %.0f req/s  %llu errors   %s", tty ? "\r" : "",
-            ph->name, now < ph->mstart_ns ? "warmup" : "run   ", elapsed, (unsigned long long)done,
-            rps, (unsigned long long)failed, tty ? "" : "\n");
-    fflush(stderr);
-    *prev_done = done;
-    *prev_ns = now;
-}
-
 /* Whether every context is idle for good; called with ph->lock held. */
 static bool phase_over(const phase *ph, unsigned n)
 {
-    return ph->idle == n && (!ph->open_loop || ph->sched_done);
+    return ph->idle == n && (!ph->b.open_loop || ph->sched_done);
 }
 
-/* Runs one phase with o's load shape on the sockets and fills *res
- * (res->latency_us is the caller's histogram, reset here).  When the phase
- * mixes methods and mhist is not NULL, each mixed method's latency goes to
- * the caller's mhist[method] too (res->method_latency_us).  Returns 0 or a
- * status. */
-static int run_phase(phase *ph, const idl_bench_opts *o, const nng_socket *socks,
-                     bool show_progress, idl_bench_result *res, idl_hist *hist,
-                     idl_hist *const *mhist)
+/* Runs one phase with o's load shape on nng contexts over the sockets and
+ * fills *res (res->latency_us is the caller's histogram, reset here).  When
+ * the phase mixes methods and mhist is not NULL, each mixed method's latency
+ * goes to the caller's mhist[method] too (res->method_latency_us).  Returns
+ * 0 or a status. */
+static int run_phase_nng(bench_phase *bph, const idl_bench_opts *o, const nng_socket *socks,
+                         bool show_progress, idl_bench_result *res, idl_hist *hist,
+                         idl_hist *const *mhist)
 {
     int mixed = 0;
     for (int m = 0; m < IDL_BENCH_NMETHODS; m++)
-        mixed += ph->mix.weight[m] > 0;
+        mixed += bph->mix.weight[m] > 0;
     if (mixed < 2) mhist = NULL;
     int rc = IDL_RESOURCE_EXHAUSTED;
     unsigned n = o->concurrency;
+    phase phs = {.b = *bph}, *ph = &phs;
     conn *cs = calloc(n, sizeof(*cs));
     pthread_condattr_t cattr;
     bool lock_ok = false, cond_ok = false, sched_started = false;
@@ -426,9 +316,11 @@ static int run_phase(phase *ph, const idl_bench_opts *o, const nng_socket *socks
         conn *c = &cs[i];
         c->index = i;
         c->ph = ph;
-        c->rng = o->seed * 1000003u + i * UINT64_C(0x632be59bd9b4e019) + ph->number;
-        atomic_init(&c->done, 0);
-        atomic_init(&c->failed, 0);
+        c->rng = o->seed * 1000003u + i * UINT64_C(0x632be59bd9b4e019) + ph->b.number;
+        if (bench_tally_init(&c->tally, &ph->b, mhist != NULL)) {
+            fprintf(stderr, "idlookup-bench: out of memory for %u contexts\n", n);
+            goto fail;
+        }
         int e = nng_ctx_open(&c->ctx, socks[i % o->sockets]);
         if (e == 0) c->ctx_open = true;
         if (e == 0) e = nng_aio_alloc(&c->aio, conn_cb, c);
@@ -437,32 +329,17 @@ static int run_phase(phase *ph, const idl_bench_opts *o, const nng_socket *socks
                     nng_strerror(e));
             goto fail;
         }
-        nng_aio_set_timeout(c->aio, ph->timeout_ms);
-        if (idl_hist_new(&c->hist)) {
-            fprintf(stderr, "idlookup-bench: out of memory for %u contexts\n", n);
-            goto fail;
-        }
-        for (int m = 0; mhist && m < IDL_BENCH_NMETHODS; m++) {
-            if (ph->mix.weight[m] && idl_hist_new(&c->mhist[m])) {
-                fprintf(stderr, "idlookup-bench: out of memory for %u contexts\n", n);
-                goto fail;
-            }
-        }
+        nng_aio_set_timeout(c->aio, ph->b.timeout_ms);
     }
 
     /* In the open loop, a short lead so that the scheduler is up before
      * request 0 is due. */
-    ph->t0_ns = now_ns() + (ph->open_loop ? 20000000u : 0);
-    ph->mstart_ns = ph->t0_ns + (uint64_t)(o->warmup_s * 1e9);
-    ph->end_ns = o->duration_s > 0 ? ph->mstart_ns + (uint64_t)(o->duration_s * 1e9) : 0;
-    ph->limit = o->requests;
-    atomic_init(&ph->next, 0);
-    atomic_init(&ph->claimed, 0);
+    bench_phase_start(&ph->b, o, ph->b.open_loop ? 20000000u : 0);
     ph->idle = 0;
     ph->free = NULL;
     ph->sched_done = false;
 
-    if (ph->open_loop) {
+    if (ph->b.open_loop) {
         for (unsigned i = n; i-- > 0;) {
             cs[i].next_free = ph->free;
             ph->free = &cs[i];
@@ -482,18 +359,23 @@ static int run_phase(phase *ph, const idl_bench_opts *o, const nng_socket *socks
     }
 
     /* Watch the contexts; they stop on their own (duration, -n or a signal). */
-    uint64_t prev_done = 0, prev_ns = ph->t0_ns, last_print = ph->t0_ns;
+    uint64_t prev_done = 0, prev_ns = ph->b.t0_ns, last_print = ph->b.t0_ns;
     bool tty = isatty(STDERR_FILENO);
     bool printed = false;
     pthread_mutex_lock(&ph->lock);
     while (!phase_over(ph, n)) {
-        struct timespec ts = ts_of(now_ns() + 50000000u);
+        struct timespec ts = ts_of(bench_now_ns() + 50000000u);
         pthread_cond_timedwait(&ph->changed, &ph->lock, &ts);
-        uint64_t now = now_ns();
+        uint64_t now = bench_now_ns();
         /* Short runs stay quiet: the line appears after 2 s, once a second. */
-        if (show_progress && now >= ph->t0_ns + 2000000000u && now - last_print >= 1000000000u) {
+        if (show_progress && now >= ph->b.t0_ns + 2000000000u && now - last_print >= 1000000000u) {
             pthread_mutex_unlock(&ph->lock);
-            progress_line(ph, cs, n, now, tty, &prev_done, &prev_ns);
+            uint64_t done = 0, failed = 0;
+            for (unsigned i = 0; i < n; i++) {
+                done += atomic_load_explicit(&cs[i].tally.done, memory_order_relaxed);
+                failed += atomic_load_explicit(&cs[i].tally.failed, memory_order_relaxed);
+            }
+            bench_progress_line(&ph->b, done, failed, now, tty, &prev_done, &prev_ns);
             last_print = now;
             printed = true;
             pthread_mutex_lock(&ph->lock);
@@ -509,37 +391,15 @@ static int run_phase(phase *ph, const idl_bench_opts *o, const nng_socket *socks
     memset(res, 0, sizeof(*res));
     idl_hist_reset(hist);
     for (int m = 0; mhist && m < IDL_BENCH_NMETHODS; m++) {
-        if (!ph->mix.weight[m]) continue;
+        if (!ph->b.mix.weight[m]) continue;
         idl_hist_reset(mhist[m]);
         res->method_latency_us[m] = mhist[m];
     }
-    uint64_t last = ph->mstart_ns;
-    for (unsigned i = 0; i < n; i++) {
-        conn *c = &cs[i];
-        res->requests += c->counted_n;
-        for (int k = 0; k < IDL_BENCH_NOUTCOMES; k++)
-            res->outcomes[k] += c->outcomes[k];
-        for (int m = 0; m < IDL_BENCH_NMETHODS; m++) {
-            res->per_method[m] += c->per_method[m];
-            res->per_method_ok[m] += c->per_method_ok[m];
-        }
-        for (int k = 0; k < IDL_STATUS_COUNT; k++)
-            res->inner[k] += c->inner[k];
-        idl_hist_merge(hist, c->hist);
-        for (int m = 0; m < IDL_BENCH_NMETHODS; m++)
-            if (c->mhist[m]) idl_hist_merge(mhist[m], c->mhist[m]);
-        if (c->last_done_ns > last) last = c->last_done_ns;
-    }
-    /* The measured window runs from the end of warmup to the last counted
-     * reply, so the tail of in-flight requests is inside it. */
-    res->duration_s = (double)(last - ph->mstart_ns) / 1e9;
+    uint64_t last = ph->b.mstart_ns;
+    for (unsigned i = 0; i < n; i++)
+        bench_tally_merge(&cs[i].tally, res, hist, mhist, &last);
     res->latency_us = hist;
-    res->interrupted = stop_requested;
-    if (ph->open_loop && ph->end_ns && !stop_requested) {
-        uint64_t due = idl_bench_due_before(ph->t0_ns, ph->rate, ph->end_ns) -
-                       idl_bench_due_before(ph->t0_ns, ph->rate, ph->mstart_ns);
-        res->unsent = due > res->requests ? due - res->requests : 0;
-    }
+    bench_result_finish(&ph->b, res, last);
     rc = 0;
 
 fail:
@@ -551,9 +411,7 @@ fail:
             if (c->aio) nng_aio_free(c->aio);
             if (c->ctx_open) nng_ctx_close(c->ctx);
             if (c->msg) nng_msg_free(c->msg);
-            idl_hist_free(c->hist);
-            for (int m = 0; m < IDL_BENCH_NMETHODS; m++)
-                idl_hist_free(c->mhist[m]);
+            bench_tally_free(&c->tally);
         }
     }
     free(cs);
@@ -598,7 +456,7 @@ static int open_socket(nng_socket *out, const char *url)
     return 0;
 }
 
-static void free_sets(tmpl_set *sets)
+static void free_sets(bench_tmpl_set *sets)
 {
     for (int m = 0; m < IDL_BENCH_NMETHODS; m++) {
         for (size_t i = 0; i < sets[m].n; i++)
@@ -612,7 +470,8 @@ static void free_sets(tmpl_set *sets)
 /* Pre-encodes the envelopes of method m: bodies from the pool, wrapped by the
  * client library's encoder with the id marker, whose offset is then found so
  * the load loop only patches 8 bytes per request. */
-static int build_set(const idl_bench_opts *o, const idl_bench_pool *pool, int m, tmpl_set *set)
+static int build_set(const idl_bench_opts *o, const idl_bench_pool *pool, int m,
+                     bench_tmpl_set *set)
 {
     size_t count = 1;
     if (m == IDL_BENCH_BATCH)
@@ -635,7 +494,7 @@ static int build_set(const idl_bench_opts *o, const idl_bench_pool *pool, int m,
         goto fail;
     }
     for (size_t i = 0; i < count; i++) {
-        request_tmpl *t = &set->t[i];
+        bench_tmpl *t = &set->t[i];
         void *env = NULL;
         size_t len = 0;
         rc = idl_request_encode(IDL_BENCH_ID_MARKER, idl_bench_method_wire(m), o->key,
@@ -678,7 +537,7 @@ int main(int argc, char **argv)
     nng_socket *socks = NULL;
     unsigned nsocks = 0;
     idl_hist *work_hist = NULL, *base_hist = NULL, *method_hist[IDL_BENCH_NMETHODS] = {0};
-    tmpl_set sets[IDL_BENCH_NMETHODS] = {{0}}, health_sets[IDL_BENCH_NMETHODS] = {{0}};
+    bench_tmpl_set sets[IDL_BENCH_NMETHODS] = {{0}}, health_sets[IDL_BENCH_NMETHODS] = {{0}};
 
     if (idl_bench_parse_args(argc, argv, &o, err, sizeof(err))) {
         fprintf(stderr, "idlookup-bench: %s\n", err);
@@ -708,8 +567,9 @@ int main(int argc, char **argv)
     if (o.baseline && build_set(&o, NULL, IDL_BENCH_HEALTH, &health_sets[IDL_BENCH_HEALTH]))
         goto out;
 
-    if (!(socks = calloc(o.sockets, sizeof(*socks)))) goto out;
-    for (; nsocks < o.sockets; nsocks++) {
+    bool raw = o.client == IDL_BENCH_CLIENT_RAW;
+    if (!raw && !(socks = calloc(o.sockets, sizeof(*socks)))) goto out;
+    for (; !raw && nsocks < o.sockets; nsocks++) {
         int rc = open_socket(&socks[nsocks], o.url);
         if (rc) {
             fprintf(stderr, "idlookup-bench: --url: cannot open %s: %s\n", o.url,
@@ -736,22 +596,26 @@ int main(int argc, char **argv)
          * echo the rate back. */
         idl_bench_mix health_only = {{0}, 1};
         health_only.weight[IDL_BENCH_HEALTH] = 1;
-        phase bp = {.name = "baseline",
-                    .number = 1,
-                    .sets = health_sets,
-                    .mix = health_only,
-                    .open_loop = false,
-                    .timeout_ms = o.timeout_ms};
-        if (run_phase(&bp, &o, socks, show_progress, &base_res, base_hist, NULL)) goto out;
+        bench_phase bp = {.name = "baseline",
+                          .number = 1,
+                          .sets = health_sets,
+                          .mix = health_only,
+                          .open_loop = false,
+                          .timeout_ms = o.timeout_ms};
+        if (raw ? bench_raw_run_phase(&bp, &o, show_progress, &base_res, base_hist, NULL)
+                : run_phase_nng(&bp, &o, socks, show_progress, &base_res, base_hist, NULL))
+            goto out;
     }
-    phase wp = {.name = o.method_label ? o.method_label : "mix",
-                .number = 2,
-                .sets = sets,
-                .mix = o.mix,
-                .open_loop = o.rate > 0,
-                .rate = o.rate,
-                .timeout_ms = o.timeout_ms};
-    if (run_phase(&wp, &o, socks, show_progress, &work_res, work_hist, method_hist)) goto out;
+    bench_phase wp = {.name = o.method_label ? o.method_label : "mix",
+                      .number = 2,
+                      .sets = sets,
+                      .mix = o.mix,
+                      .open_loop = o.rate > 0,
+                      .rate = o.rate,
+                      .timeout_ms = o.timeout_ms};
+    if (raw ? bench_raw_run_phase(&wp, &o, show_progress, &work_res, work_hist, method_hist)
+            : run_phase_nng(&wp, &o, socks, show_progress, &work_res, work_hist, method_hist))
+        goto out;
 
     int rc = o.json ? idl_bench_report_json(&o, &work_res, o.baseline ? &base_res : NULL, stdout)
                     : idl_bench_report_text(&o, &work_res, o.baseline ? &base_res : NULL, stdout);
