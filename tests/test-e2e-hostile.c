@@ -638,6 +638,106 @@ static void partial_frame_is_closed(void)
     e2e_cleanup(&e);
 }
 
+/* Reads one SP reply frame from fd (blocking, within wait_ms): its
+ * backtrace's first word in *word; the payload length, or -1. */
+static long sp_read_reply(int fd, int wait_ms, uint32_t *word)
+{
+    unsigned char hdr[12];
+    size_t got = 0;
+    while (got < sizeof hdr) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, wait_ms) <= 0) return -1;
+        ssize_t r = recv(fd, hdr + got, sizeof hdr - got, 0);
+        if (r <= 0) return -1;
+        got += (size_t)r;
+    }
+    uint64_t n = 0;
+    for (int i = 0; i < 8; i++)
+        n = (n << 8) | hdr[i];
+    *word = (uint32_t)hdr[8] << 24 | (uint32_t)hdr[9] << 16 | (uint32_t)hdr[10] << 8 | hdr[11];
+    unsigned char skip[4096];
+    for (uint64_t left = n - 4; left > 0;) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, wait_ms) <= 0) return -1;
+        ssize_t r = recv(fd, skip, left < sizeof skip ? left : sizeof skip, 0);
+        if (r <= 0) return -1;
+        left -= (uint64_t)r;
+    }
+    return (long)n;
+}
+
+/* The daemon speaks SP itself: its framing rules, as nng's rep0 has them.
+ * Pipelined requests in one write are all answered, each with its own
+ * backtrace; a request with more than 8 hops is dropped and the connection
+ * goes on; a frame too short for a backtrace closes the connection; a peer
+ * that is not req0 is refused at the handshake.  The service stays up. */
+static void sp_framing_rules(void)
+{
+    e2e_env e;
+    e2e_init(&e);
+    e2e_start(&e, NULL);
+    size_t flen;
+    unsigned char *frame = sp_frame(HEALTH, &flen);
+    CHECK(frame != NULL);
+    int fd = frame ? sp_connect(e.url, 0) : -1;
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        unsigned char hs[8];
+        CHECK(recv(fd, hs, sizeof hs, MSG_WAITALL) == 8 && hs[1] == 'S' && hs[5] == 0x31);
+        /* 20 requests in one write, ids 1..20 */
+        unsigned char *many = malloc(flen * 20);
+        for (int i = 0; i < 20; i++) {
+            memcpy(many + flen * (size_t)i, frame, flen);
+            many[flen * (size_t)i + 11] = (unsigned char)(i + 1);
+        }
+        CHECK(send(fd, many, flen * 20, MSG_NOSIGNAL) == (ssize_t)(flen * 20));
+        free(many);
+        unsigned seen = 0;
+        for (int i = 0; i < 20; i++) {
+            uint32_t w = 0;
+            if (sp_read_reply(fd, 3000, &w) < 0) break;
+            if ((w & 0x80000000u) && (w & 0xff) >= 1 && (w & 0xff) <= 20) seen |= 1u << (w & 0xff);
+        }
+        CHECKM(seen == 0x1ffffeu, "replies to pipelined requests: mask %x", seen);
+        /* 9 hops (words without the high bit) before the request id: dropped */
+        size_t hl = 4 * 9;
+        unsigned char *deep = calloc(1, flen + hl);
+        uint64_t n = flen - 8 + hl;
+        for (int i = 0; i < 8; i++)
+            deep[i] = (unsigned char)(n >> (56 - 8 * i));
+        memcpy(deep + 8 + hl, frame + 8, flen - 8);
+        CHECK(send(fd, deep, flen + hl, MSG_NOSIGNAL) == (ssize_t)(flen + hl));
+        free(deep);
+        uint32_t w = 0;
+        CHECKM(sp_read_reply(fd, 500, &w) < 0 && !sp_closed(fd, 0),
+               "a request with 9 hops was answered, or closed the connection");
+        /* the connection still serves */
+        CHECK(send(fd, frame, flen, MSG_NOSIGNAL) == (ssize_t)flen);
+        CHECKM(sp_read_reply(fd, 3000, &w) > 0 && w == 0x80000001u, "no reply after the drop");
+        /* a 2-byte frame: no room for a backtrace, the connection is closed */
+        unsigned char tiny[10] = {0, 0, 0, 0, 0, 0, 0, 2, 0x80, 0};
+        CHECK(send(fd, tiny, sizeof tiny, MSG_NOSIGNAL) == (ssize_t)sizeof tiny);
+        CHECKM(sp_closed(fd, 3000), "a frame too short for a backtrace did not close");
+        close(fd);
+    }
+    /* a peer speaking rep0 (not req0) is refused at the handshake */
+    int fd2 = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port_of(e.url)),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    static const unsigned char rep_hello[8] = {0, 'S', 'P', 0, 0, 0x31, 0, 0};
+    CHECK(connect(fd2, (struct sockaddr *)&a, sizeof a) == 0 &&
+          send(fd2, rep_hello, sizeof rep_hello, MSG_NOSIGNAL) == 8);
+    CHECKM(sp_closed(fd2, 3000), "a rep0 peer was not refused");
+    close(fd2);
+    free(frame);
+    idl_reply *r = e2e_call(&e, NULL, HEALTH, "{}");
+    CHECKM(r && r->code == 0, "Health after the framing cases");
+    idl_reply_free(r);
+    CHECK(e2e_stop(&e) == 0);
+    e2e_cleanup(&e);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -652,5 +752,6 @@ int main(int argc, char **argv)
     MAYBE(sighup_reloads_do_not_leak);
     MAYBE(refuses_loose_permissions);
     MAYBE(partial_frame_is_closed);
+    MAYBE(sp_framing_rules);
     return test_summary();
 }
