@@ -758,6 +758,7 @@ static int conn_read(idld_pool *p, idld_worker *w, conn *c)
             c->hs[5] != SP_PROTO_REQ0 || c->hs[6] != 0 || c->hs[7] != 0)
             return -1;
     }
+    if (off == n) return 0; /* the handshake alone */
     /* Append to the carried partial frame, then take whole frames out. */
     size_t need = c->rlen + (n - off);
     if (need > c->rcap) {
