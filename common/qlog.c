@@ -164,8 +164,14 @@ void idl_qlog_next_id(idl_qlog *q, uint64_t *time_us, uint64_t *seq)
 
 void idl_qlog_request_id(uint64_t time_us, uint64_t seq, char out[32])
 {
-    snprintf(out, 32, "%016llx-%08llx", (unsigned long long)time_us,
-             (unsigned long long)(seq & 0xffffffffu));
+    /* "%016llx-%08llx" by hand: snprintf was a visible share of a Search. */
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, time_us >>= 4)
+        out[i] = hex[time_us & 15];
+    out[16] = '-';
+    for (int i = 24; i >= 17; i--, seq >>= 4)
+        out[i] = hex[seq & 15];
+    out[25] = 0;
 }
 
 uint64_t idl_qlog_fingerprint(const idl_qlog *q, const char *kind, const char *value)
