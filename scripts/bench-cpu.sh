@@ -56,3 +56,4 @@ print('%-7s %8.0f req/s%s p50 %5d us p99 %6d us | daemon %6.1f us/req %.2f switc
          d['latency_us']['p99'], tc * 1000 / n, cs / n, (u + s) * 1e6 / n, n - d['codes'].get('OK', 0)))
 PY
 done
+echo "daemon RSS after the runs: $(awk '/VmRSS/ {print int($2 / 1024)}' /proc/$pid/status) MiB"
