@@ -878,6 +878,10 @@ static void conn_event(idld_worker *w, conn *c, uint32_t ev)
      * c is still allocated (see conn_unref) but holds nothing to serve. */
     pthread_mutex_lock(&c->lock);
     bool dead = c->dead;
+    /* Held until the frames read below are served: a connection let go
+     * meanwhile still has every request it delivered handled and logged
+     * (their replies are dropped). */
+    if (!dead) atomic_fetch_add(&c->refs, 1);
     pthread_mutex_unlock(&c->lock);
     if (dead) return;
     if (!kill) {
@@ -885,13 +889,9 @@ static void conn_event(idld_worker *w, conn *c, uint32_t ev)
         if (frames < 0) kill = true;
     }
     pthread_mutex_lock(&c->lock);
-    if (c->dead) frames = 0; /* let go meanwhile: nobody to answer */
     if (frames > 0) {
-        /* Frames read before the peer left are still served and logged
-         * (they reached the service); their replies are dropped. */
         c->inflight += (uint32_t)frames;
         c->last_req_us = t0;
-        atomic_fetch_add(&c->refs, 1);
     }
     bool unreg = false;
     if (kill)
@@ -900,10 +900,8 @@ static void conn_event(idld_worker *w, conn *c, uint32_t ev)
         arm_read(p, c);
     pthread_mutex_unlock(&c->lock);
     if (unreg) conn_unref(p, c);
-    if (frames > 0) {
-        serve_frames(w, c, t0);
-        conn_unref(p, c);
-    }
+    if (frames > 0) serve_frames(w, c, t0);
+    conn_unref(p, c);
 }
 
 /* A write event of c: writes what waits, and lets a paused connection be
