@@ -26,6 +26,7 @@
 #include "server.h"
 #include "call.h"
 #include "changes.h"
+#include "hkey.h"
 #include "status.h"
 
 #include <arpa/inet.h>
@@ -566,27 +567,13 @@ static bool handle(idld_worker *w, const void *data, size_t len, uint64_t t0, bo
 
 /* ---- framing ---- */
 
-static uint64_t be64(const unsigned char *b)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | b[i];
-    return v;
-}
-
-static void put_be64(unsigned char *b, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        b[i] = (unsigned char)v;
-}
-
 /* Appends the reply in w->reply to request frame hdr[0..hl) to w->out. */
 static int frame_reply(idld_worker *w, bool ipc, const unsigned char *hdr, size_t hl)
 {
     unsigned char pre[9];
     size_t pl = 0;
     if (ipc) pre[pl++] = 1; /* nng's IPC: a message-type byte before the length */
-    put_be64(pre + pl, hl + w->reply.len);
+    idl_be64_put(pre + pl, hl + w->reply.len);
     pl += 8;
     idl_buf_write(&w->out, (const char *)pre, pl);
     idl_buf_write(&w->out, (const char *)hdr, hl);
@@ -676,7 +663,7 @@ static void serve_frames(idld_worker *w, conn *c, uint64_t t0)
     const unsigned char *f = (const unsigned char *)w->frames.data;
     size_t off = 0;
     while (off < w->frames.len) {
-        size_t len = (size_t)be64(f + off);
+        size_t len = (size_t)idl_be64_get(f + off);
         const unsigned char *fr = f + off + 8;
         off += 8 + len;
         size_t hl = 0;
@@ -777,13 +764,13 @@ static int conn_read(idld_pool *p, idld_worker *w, conn *c)
     while (c->rlen - pos >= pre) {
         const unsigned char *h = c->rbuf + pos;
         if (c->ipc && h[0] != 1) return -1;
-        uint64_t len = be64(h + pre - 8);
+        uint64_t len = idl_be64_get(h + pre - 8);
         /* API.md section 1: larger requests are refused by dropping the
          * connection, as nng's recv-size-max does. */
         if (len > IDL_WIRE_MAX_MSG) return -1;
         if (c->rlen - pos - pre < len) break;
         unsigned char lb[8];
-        put_be64(lb, len);
+        idl_be64_put(lb, len);
         idl_buf_write(&w->frames, (const char *)lb, 8);
         idl_buf_write(&w->frames, (const char *)h + pre, (size_t)len);
         pos += pre + (size_t)len;
