@@ -708,6 +708,7 @@ typedef struct {
     size_t len;
     uint64_t ctr;
     unsigned gen; /* send attempt: part of the message id */
+    uint64_t sent_ms; /* when this attempt was sent (monotonic) */
     int state;
     natsStatus st;
     jsErrCode code;
@@ -804,6 +805,7 @@ static int pub_send(idl_changes_pub *p, pub_msg *m, char err[IDL_ERR_MAX])
     po.MsgId = id;
     po.MaxWait = PUB_ACK_WAIT_MS; /* then the handler hears NATS_TIMEOUT */
     natsMsg *msg = NULL;
+    m->sent_ms = mono_ms();
     natsStatus s = natsMsg_Create(&msg, IDL_NATS_CHANGES_SUBJECT, NULL, m->data, (int)m->len);
     if (s == NATS_OK) s = js_PublishMsgAsync(p->js, &msg, &po);
     natsMsg_Destroy(msg); /* NULL when the library took it */
@@ -854,6 +856,20 @@ static int pub_settle(idl_changes_pub *p, bool drain, char err[IDL_ERR_MAX])
                          "JetStream refused message %" PRIu64 " (%zu bytes): %s (error %d)", f->ctr,
                          f->len, f->text, (int)f->code);
                 return IDL_UNAVAILABLE;
+            }
+            /* "No responders" (a stream whose leader is not elected yet,
+             * a cluster that lost its quorum) comes back at once: the
+             * attempts are spaced as if it had timed out, or all six were
+             * spent in a few milliseconds of an election. */
+            uint64_t due = f->sent_ms + PUB_ACK_WAIT_MS, now = mono_ms();
+            if (now < due) {
+                struct timespec dl;
+                clock_gettime(CLOCK_REALTIME, &dl);
+                uint64_t ns = (uint64_t)dl.tv_nsec + (due - now) * 1000000ull;
+                dl.tv_sec += (time_t)(ns / 1000000000ull);
+                dl.tv_nsec = (long)(ns % 1000000000ull);
+                pthread_cond_timedwait(&p->cond, &p->lock, &dl);
+                continue;
             }
             if (++p->attempts > PUB_ATTEMPTS) {
                 snprintf(err, IDL_ERR_MAX,

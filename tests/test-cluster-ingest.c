@@ -3,7 +3,10 @@
  * NATS server is frozen (SIGSTOP) while the ingest publishes, so the client
  * drops the connection as stale and the acknowledgements of what it had
  * sent never come.  The ingest must still finish, every record must reach
- * a node, and it must not take the library's 60 s to notice.  Skipped (77)
+ * a node, and it must not take the library's 60 s to notice.  Then with 3
+ * servers, two of them killed mid-ingest: the stream has no leader, and
+ * JetStream answers "no responders" at once; the ingest must wait for the
+ * election instead of spending its attempts in milliseconds.  Skipped (77)
  * without nats-server. */
 #include "natscl.h"
 #include "testutil.h"
@@ -20,8 +23,8 @@
 #define PERSONS 40000
 #define STATS "idlookup.v1.Admin/Stats"
 
-static natscl cl;
-static e2e_env A;
+static natscl cl, cl3;
+static e2e_env A, B;
 
 static uint64_t now_ms(void)
 {
@@ -60,19 +63,30 @@ static int wait_exit(pid_t pid, int ms)
     return -1;
 }
 
-static void lost_acknowledgements(void)
+/* The outage an ingest runs into halfway through its input: begin() once
+ * the first half is acknowledged, end() 2.5 s later. */
+typedef struct {
+    void (*begin)(void);
+    void (*end)(void);
+} outage;
+
+/* Ingests persons (gen --seed seed) through urls into node e's cluster with
+ * the outage in the middle; the ingest must exit 0 and e must then hold
+ * what `ingest --data` stores for the same file. */
+static void ingest_through(e2e_env *e, const char *urls, int persons_n, const char *seed,
+                           const outage *o)
 {
     char count[16];
-    snprintf(count, sizeof count, "%d", PERSONS);
-    const char *gen[] = {"gen", "--count", count, "--seed", "3", NULL};
+    snprintf(count, sizeof count, "%d", persons_n);
+    const char *gen[] = {"gen", "--count", count, "--seed", seed, NULL};
     char *people = NULL;
     CHECK_INT(e2e_cli(gen, NULL, &people, NULL), 0);
     CHECK(people != NULL);
     if (!people) return;
-    const char *path = e2e_write_file(&A, "people.ndjson", people);
+    const char *path = e2e_write_file(e, "people.ndjson", people);
     char file[400], fresh[400];
     snprintf(file, sizeof file, "%s", path);
-    snprintf(fresh, sizeof fresh, "%s/fresh", A.dir);
+    snprintf(fresh, sizeof fresh, "%s/fresh", e->dir);
     /* What a store holds after these persons: the node must hold as many. */
     char *expect = NULL;
     const char *direct[] = {"ingest", "--quiet", "--data", fresh, file, NULL};
@@ -91,7 +105,7 @@ static void lost_acknowledgements(void)
         dup2(null, 1);
         close(in[1]);
         close(errp[0]);
-        execl(getenv("IDL_CLI"), "idlookup", "ingest", "--quiet", "--nats", cl.urls, "-",
+        execl(getenv("IDL_CLI"), "idlookup", "ingest", "--quiet", "--nats", urls, "-",
               (char *)NULL);
         _exit(127);
     }
@@ -103,9 +117,7 @@ static void lost_acknowledgements(void)
     uint64_t t0 = now_ms();
     write_all(in[1], people, half);
     sleep_ms(1500); /* the first half published and acknowledged */
-    /* Frozen with the second half in flight: the client gives the
-     * connection up as stale (pings every 500 ms, two missed). */
-    kill(cl.pid[0], SIGSTOP);
+    o->begin();
     /* The rest is written by another process: the ingest stops reading
      * while it waits for acknowledgements. */
     pid_t writer = fork();
@@ -115,9 +127,9 @@ static void lost_acknowledgements(void)
     }
     close(in[1]);
     sleep_ms(2500);
-    kill(cl.pid[0], SIGCONT);
+    o->end();
     CHECK_INT(wait_exit(writer, 30000), 0);
-    int rc = wait_exit(pid, 30000);
+    int rc = wait_exit(pid, 60000);
     uint64_t took = now_ms() - t0;
     char err[4096] = "";
     size_t got = 0;
@@ -132,16 +144,58 @@ static void lost_acknowledgements(void)
     long long persons = -1;
     t0 = now_ms();
     do {
-        idl_reply *r = e2e_call(&A, A.admin_key, STATS, "{}");
+        idl_reply *r = e2e_call(e, e->admin_key, STATS, "{}");
         persons = r && r->code == 0 ? e2e_uint(e2e_get(&r->body, "persons")) : -1;
         idl_reply_free(r);
         if (persons == stored) break;
         sleep_ms(200);
     } while (now_ms() - t0 < 20000);
     printf("# persons on the node %lld, stored by ingest --data %lld\n", persons, stored);
-    CHECK(stored > PERSONS / 2);
+    CHECK(stored > persons_n / 2);
     CHECK_INT(persons, stored);
     free(people);
+}
+
+/* Frozen with the second half in flight: the client gives the connection
+ * up as stale (pings every 500 ms, two missed). */
+static void freeze(void)
+{
+    kill(cl.pid[0], SIGSTOP);
+}
+
+static void thaw(void)
+{
+    kill(cl.pid[0], SIGCONT);
+}
+
+static void lost_acknowledgements(void)
+{
+    outage o = {freeze, thaw};
+    ingest_through(&A, cl.urls, PERSONS, "3", &o);
+}
+
+/* Two of three servers gone: the streams (R=3) lose their quorum and
+ * leader while the ingest's own server stays up. */
+static void kill_two(void)
+{
+    natscl_kill9(&cl3, 1);
+    natscl_kill9(&cl3, 2);
+}
+
+static void restart_two(void)
+{
+    natscl_start_one(&cl3, 1);
+    natscl_start_one(&cl3, 2);
+}
+
+static void no_stream_leader(void)
+{
+    /* Only the server that stays up: the client must not fail over, so
+     * what it meets is a stream without a leader, not a lost connection. */
+    char url[64];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d", cl3.port[0]);
+    outage o = {kill_two, restart_two};
+    ingest_through(&B, url, 6000, "5", &o);
 }
 
 int main(void)
@@ -156,5 +210,11 @@ int main(void)
     RUN(lost_acknowledgements);
     e2e_cleanup(&A);
     natscl_cleanup(&cl);
+    natscl_start(&cl3, 3);
+    natscl_node_init(&B, NULL);
+    natscl_node_start(&cl3, &B, "b", NULL, true);
+    RUN(no_stream_leader);
+    e2e_cleanup(&B);
+    natscl_cleanup(&cl3);
     return test_summary();
 }
