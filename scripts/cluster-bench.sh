@@ -72,7 +72,8 @@ restart_a() { # cluster|single
   local extra=()
   [[ $1 == cluster ]] && extra=(--nats "$nats" --node a)
   nohup $daemon --data "$state/node-a/data" --keys "$state/keys" --listen "$a" \
-    --fingerprint-key "$state/fingerprint.key" "${extra[@]}" > "$state/node-a.log" 2>&1 &
+    --fingerprint-key "$state/fingerprint.key" "${extra[@]}" ${CLUSTER_NODE_FLAGS:-} \
+    > "$state/node-a.log" 2>&1 &
   echo $! > "$state/node-a.pid"
   for _ in $(seq 1 300); do
     $cli call --url "$a" --wait-ms 300 grpc.health.v1.Health/Check '{}' 2>/dev/null |
@@ -110,5 +111,5 @@ fi
 
 [[ " $parts " == *" 3 "* ]] || exit 0
 echo "== 3. apply lag a -> b under 1000 opt-outs/s through a"
-grep -o '"emails":\["[^"]*"' "$people" | cut -d'"' -f4 | head -200000 > "$dir/emails.txt"
+grep -o -m 200000 '"emails":\["[^"]*"' "$people" | cut -d'"' -f4 > "$dir/emails.txt"
 $lagtool --a "$a" --b "$b" --key "$ADMIN_KEY" --emails "$dir/emails.txt" --rate 1000 --seconds 30

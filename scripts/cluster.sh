@@ -7,7 +7,8 @@
 # DEMO_COUNT (default 10000) persons (CLUSTER_LOAD=0: none); state in
 # ./cluster-demo (git-ignored).
 # Ports: NATS clients 4222-4224 (CLUSTER_NATS_PORT), routes 6222-6224 (CLUSTER_ROUTE_PORT),
-# nodes tcp://127.0.0.1:7421 and :7422 (CLUSTER_NODE_PORT).
+# nodes tcp://127.0.0.1:7421 and :7422 (CLUSTER_NODE_PORT); CLUSTER_NODE_FLAGS: more
+# idlookupd flags for both nodes.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -79,7 +80,7 @@ for n in a b; do
   mkdir -p "$state/node-$n"
   nohup $daemon --data "$state/node-$n/data" --keys "$state/keys" --listen "tcp://127.0.0.1:$port" \
     --fingerprint-key "$state/fingerprint.key" --nats "$nats_urls" --node "$n" \
-    > "$state/node-$n.log" 2>&1 &
+    ${CLUSTER_NODE_FLAGS:-} > "$state/node-$n.log" 2>&1 &
   echo $! > "$state/node-$n.pid"
   # The first node creates the fingerprint key: the second must find it.
   [[ $n == a ]] && for _ in $(seq 1 100); do [[ -f $state/fingerprint.key ]] && break; sleep 0.1; done
