@@ -26,6 +26,10 @@ typedef struct waiter {
     uint32_t newly;
     idl_upsert_result *res; /* n results for an upsert, else NULL */
     size_t n;
+    /* Its own, so the applier wakes only the write it applied: one shared
+     * condition woke all 32 slow threads per message, and the futex
+     * traffic capped a node at ~640 opt-outs/s. */
+    pthread_cond_t cond;
     struct waiter *next;
 } waiter;
 
@@ -40,7 +44,6 @@ struct idl_changes {
     pthread_t thread;
     bool thread_started;
     pthread_mutex_t lock; /* guards waiters, purges, kv */
-    pthread_cond_t applied_cond;
     waiter *waiters;
     uint64_t purges[PURGE_QUEUE];
     size_t npurges;
@@ -214,8 +217,8 @@ static int apply_one(idl_changes *c, uint64_t seq, const char *data, size_t len)
         w->newly = newly;
         if (w->res && res) memcpy(w->res, res, (nres < w->n ? nres : w->n) * sizeof(*res));
         w->done = true;
+        pthread_cond_signal(&w->cond);
     }
-    pthread_cond_broadcast(&c->applied_cond);
     pthread_mutex_unlock(&c->lock);
 out:
     msgpack_unpacked_destroy(&up);
@@ -317,10 +320,8 @@ static int apply_run(idl_changes *c, natsSubscription *sub, natsMsg *m, uint64_t
     int rc = idl_store_upsert_stamped(c->s, recs, n, NULL, false, &stamp);
     free(recs);
     if (rc) return rc;
-    pthread_mutex_lock(&c->lock);
+    /* Foreign upserts only: no write of this node waits for them. */
     atomic_store(&c->applied, last);
-    pthread_cond_broadcast(&c->applied_cond);
-    pthread_mutex_unlock(&c->lock);
     return IDL_OK;
 }
 
@@ -492,7 +493,6 @@ int idl_changes_open(idl_changes **out, idl_store *s, const char *urls, const ch
     snprintf(c->node, sizeof c->node, "%s", node);
     randombytes_buf(&c->origin, sizeof c->origin);
     pthread_mutex_init(&c->lock, NULL);
-    pthread_cond_init(&c->applied_cond, NULL);
     uint64_t applied;
     int rc = idl_store_meta_u64(s, APPLIED_KEY, &applied);
     if (rc) {
@@ -525,7 +525,6 @@ void idl_changes_close(idl_changes *c)
     if (c->kv) kvStore_Destroy(c->kv);
     idl_natsconn_close(c->conn);
     pthread_mutex_destroy(&c->lock);
-    pthread_cond_destroy(&c->applied_cond);
     free(c);
 }
 
@@ -549,6 +548,7 @@ static int publish_and_wait(idl_changes *c, waiter *w, const char *data, size_t 
     if (!idl_natsconn_connected(c->conn)) return IDL_UNAVAILABLE;
     char id[80];
     snprintf(id, sizeof id, "%s-%016" PRIx64 "-%" PRIu64, c->node, c->origin, w->ctr);
+    pthread_cond_init(&w->cond, NULL);
     pthread_mutex_lock(&c->lock);
     w->next = c->waiters;
     c->waiters = w;
@@ -582,7 +582,7 @@ static int publish_and_wait(idl_changes *c, waiter *w, const char *data, size_t 
     dl.tv_sec += APPLY_WAIT_MS / 1000;
     pthread_mutex_lock(&c->lock);
     while (!w->done) {
-        if (pthread_cond_timedwait(&c->applied_cond, &c->lock, &dl) != 0) break;
+        if (pthread_cond_timedwait(&w->cond, &c->lock, &dl) != 0) break;
     }
     rc = w->done ? w->rc : IDL_UNAVAILABLE;
     pthread_mutex_unlock(&c->lock);
@@ -595,6 +595,7 @@ out:
             break;
         }
     pthread_mutex_unlock(&c->lock);
+    pthread_cond_destroy(&w->cond); /* unlinked: the applier cannot reach it now */
     return rc;
 }
 

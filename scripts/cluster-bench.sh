@@ -25,7 +25,7 @@ b=tcp://127.0.0.1:$((node_port + 1))
 state=cluster-demo
 ninja -C build >/dev/null
 cli=$here/build/services/idlookup/idlookup
-daemon=$here/build/services/idlookupd/idlookupd
+daemon=${CLUSTER_DAEMON:-$here/build/services/idlookupd/idlookupd}
 bench=$here/build/services/idlookup-bench/idlookup-bench
 lagtool=$here/build/services/idlookup-bench/idlookup-clusterlag
 mkdir -p "$dir"

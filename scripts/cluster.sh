@@ -8,7 +8,7 @@
 # ./cluster-demo (git-ignored).
 # Ports: NATS clients 4222-4224 (CLUSTER_NATS_PORT), routes 6222-6224 (CLUSTER_ROUTE_PORT),
 # nodes tcp://127.0.0.1:7421 and :7422 (CLUSTER_NODE_PORT); CLUSTER_NODE_FLAGS: more
-# idlookupd flags for both nodes.
+# idlookupd flags for both nodes; CLUSTER_DAEMON: another idlookupd binary (before/after pairs).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -18,7 +18,7 @@ route_port=${CLUSTER_ROUTE_PORT:-$((nats_port + 2000))}
 node_port=${CLUSTER_NODE_PORT:-7421}
 state=cluster-demo
 cli=build/services/idlookup/idlookup
-daemon=build/services/idlookupd/idlookupd
+daemon=${CLUSTER_DAEMON:-build/services/idlookupd/idlookupd}
 
 stop_pidfile() {
   local f=$1
