@@ -85,6 +85,20 @@ restart_a() { # cluster|single
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Waits (at most 120 s) until the machine is nearly idle: after a cluster-mode
+# run node b still files node a's query-log entries, and a single-mode run
+# started meanwhile would pay for them.
+wait_quiet() {
+  local i a b
+  for i in $(seq 1 120); do
+    a=$(awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
+    sleep 1
+    b=$(awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
+    read -r i0 t0 <<< "$a"
+    read -r i1 t1 <<< "$b"
+    (( (i1 - i0) * 100 >= 90 * (t1 - t0) )) && return 0
+  done
+}
 
 if [[ " $parts " == *" 2 "* ]]; then
 echo "== 2. Search on node a, closed loop -c 16, ${secs} s: cluster mode vs single-node mode"
@@ -92,8 +106,9 @@ echo "   (CPU/req: node a's own CPU time per Search, from /proc: the read path's
 echo "    without the NATS servers and node b that share this machine)"
 tick=$(getconf CLK_TCK)
 for round in $(seq 1 "${BENCH_ROUNDS:-3}"); do
-  for mode in cluster single; do
+  for mode in ${BENCH_ORDER:-cluster single}; do
     restart_a $mode
+    wait_quiet
     pid=$(cat "$state/node-a.pid")
     $bench --url "$a" --key "$LOOKUP_KEY" --method search --data "$people" -c 16 -z 2 >/dev/null 2>&1
     c0=$(cpu_ticks "$pid")
