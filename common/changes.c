@@ -16,6 +16,10 @@
 #define APPLIED_KEY "c:applied_seq"
 #define PUBLISH_WAIT_MS 15000 /* longer than a RAFT leader election (8.6 s seen) */
 #define APPLY_WAIT_MS 10000
+/* A write that arrives while the node moves to another NATS server (its own
+ * was lost: CLUSTER.md §7) waits for the move instead of being refused; with
+ * NATS gone altogether it is refused after this. */
+#define RECONNECT_GRACE_MS 2000
 #define PURGE_QUEUE 256
 
 /* A request thread waiting for its change to be applied here. */
@@ -545,7 +549,7 @@ void idl_changes_status_get(idl_changes *c, idl_changes_status *st)
 /* Publishes body (ctr already in it) and waits until it is applied here. */
 static int publish_and_wait(idl_changes *c, waiter *w, const char *data, size_t len)
 {
-    if (!idl_natsconn_connected(c->conn)) return IDL_UNAVAILABLE;
+    if (!idl_natsconn_wait_connected(c->conn, RECONNECT_GRACE_MS)) return IDL_UNAVAILABLE;
     char id[80];
     snprintf(id, sizeof id, "%s-%016" PRIx64 "-%" PRIu64, c->node, c->origin, w->ctr);
     pthread_cond_init(&w->cond, NULL);
@@ -570,9 +574,12 @@ static int publish_and_wait(idl_changes *c, waiter *w, const char *data, size_t 
     /* While connected, a JetStream that does not answer is electing a
      * leader (a server was lost, CLUSTER.md §7): the write waits for it,
      * resent with the same id, which JetStream drops if an earlier send
-     * was stored after all.  Disconnected, it fails at once. */
+     * was stored after all.  Disconnected for longer than the grace, it
+     * fails. */
     while ((s = js_PublishMsg(&ack, idl_natsconn_js(c->conn), msg, &po, &jerr)) != NATS_OK) {
-        if (!idl_natsconn_connected(c->conn) || mono_ms() - t0 >= PUBLISH_WAIT_MS) break;
+        if (!idl_natsconn_wait_connected(c->conn, RECONNECT_GRACE_MS) ||
+            mono_ms() - t0 >= PUBLISH_WAIT_MS)
+            break;
         sleep_ms(50);
     }
     if (s != NATS_OK) goto out;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct idl_natsconn {
     natsConnection *nc;
@@ -103,6 +104,19 @@ void idl_natsconn_close(idl_natsconn *c)
 bool idl_natsconn_connected(idl_natsconn *c)
 {
     return natsConnection_Status(c->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+bool idl_natsconn_wait_connected(idl_natsconn *c, unsigned grace_ms)
+{
+    /* Polled rather than told by nats.c's callbacks: those run on the
+     * library's own thread and may still be queued when the handle is
+     * freed. */
+    for (unsigned waited = 0; !idl_natsconn_connected(c); waited += 20) {
+        if (waited >= grace_ms) return false;
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return true;
 }
 
 natsConnection *idl_natsconn_nc(idl_natsconn *c)

@@ -39,6 +39,9 @@ int idl_natsconn_open(idl_natsconn **out, const char *urls, const char *name, bo
 void idl_natsconn_close(idl_natsconn *c);
 
 bool idl_natsconn_connected(idl_natsconn *c);
+/* Connected now, or within grace_ms (nats.c moves to another server of the
+ * list in about 100 ms when it loses its own); false after grace_ms. */
+bool idl_natsconn_wait_connected(idl_natsconn *c, unsigned grace_ms);
 natsConnection *idl_natsconn_nc(idl_natsconn *c);
 jsCtx *idl_natsconn_js(idl_natsconn *c);
 
