@@ -56,7 +56,14 @@ static void die(const char *what)
     exit(99);
 }
 
-static void sleep_ms(int ms)
+uint64_t natscl_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void natscl_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -135,7 +142,7 @@ void natscl_wait_ready(natscl *c)
             idl_natsconn_close(nc);
             if (rc == IDL_OK) return;
         }
-        sleep_ms(200);
+        natscl_sleep_ms(200);
     }
     fprintf(stderr, "natscl: last error: %s\n", err);
     die("the NATS cluster did not accept JetStream requests within 30 s");

@@ -11,6 +11,7 @@
 #include "e2e.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define NATSCL_MAX 3
@@ -22,6 +23,10 @@ typedef struct {
     pid_t pid[NATSCL_MAX];
     char urls[256]; /* nats://127.0.0.1:P1,... */
 } natscl;
+
+/* Monotonic milliseconds, and a sleep, for the tests' deadlines. */
+uint64_t natscl_now_ms(void);
+void natscl_sleep_ms(int ms);
 
 /* The nats-server binary, or NULL when it is not installed. */
 const char *natscl_server(void);

@@ -26,19 +26,6 @@
 static natscl cl, cl3;
 static e2e_env A, B;
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void write_all(int fd, const char *p, size_t n)
 {
     while (n) {
@@ -52,11 +39,11 @@ static void write_all(int fd, const char *p, size_t n)
 /* Waits up to ms for pid; its exit status, or -1 (then it is killed). */
 static int wait_exit(pid_t pid, int ms)
 {
-    uint64_t t0 = now_ms();
+    uint64_t t0 = natscl_now_ms();
     int st = 0;
-    while (now_ms() - t0 < (uint64_t)ms) {
+    while (natscl_now_ms() - t0 < (uint64_t)ms) {
         if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        sleep_ms(50);
+        natscl_sleep_ms(50);
     }
     kill(pid, SIGKILL);
     waitpid(pid, &st, 0);
@@ -114,9 +101,9 @@ static void ingest_through(e2e_env *e, const char *urls, int persons_n, const ch
     size_t len = strlen(people), half = len / 2;
     while (half < len && people[half - 1] != '\n')
         half++;
-    uint64_t t0 = now_ms();
+    uint64_t t0 = natscl_now_ms();
     write_all(in[1], people, half);
-    sleep_ms(1500); /* the first half published and acknowledged */
+    natscl_sleep_ms(1500); /* the first half published and acknowledged */
     o->begin();
     /* The rest is written by another process: the ingest stops reading
      * while it waits for acknowledgements. */
@@ -126,11 +113,11 @@ static void ingest_through(e2e_env *e, const char *urls, int persons_n, const ch
         _exit(0);
     }
     close(in[1]);
-    sleep_ms(2500);
+    natscl_sleep_ms(2500);
     o->end();
     CHECK_INT(wait_exit(writer, 30000), 0);
     int rc = wait_exit(pid, 60000);
-    uint64_t took = now_ms() - t0;
+    uint64_t took = natscl_now_ms() - t0;
     char err[4096] = "";
     size_t got = 0;
     for (ssize_t n;
@@ -142,14 +129,14 @@ static void ingest_through(e2e_env *e, const char *urls, int persons_n, const ch
     CHECKM(rc == 0, "ingest --nats failed (%d): %s", rc, err);
 
     long long persons = -1;
-    t0 = now_ms();
+    t0 = natscl_now_ms();
     do {
         idl_reply *r = e2e_call(e, e->admin_key, STATS, "{}");
         persons = r && r->code == 0 ? e2e_uint(e2e_get(&r->body, "persons")) : -1;
         idl_reply_free(r);
         if (persons == stored) break;
-        sleep_ms(200);
-    } while (now_ms() - t0 < 20000);
+        natscl_sleep_ms(200);
+    } while (natscl_now_ms() - t0 < 20000);
     printf("# persons on the node %lld, stored by ingest --data %lld\n", persons, stored);
     CHECK(stored > persons_n / 2);
     CHECK_INT(persons, stored);

@@ -23,27 +23,17 @@ static e2e_env A, B;
 #define DISCL "idlookup.v1.Privacy/Disclosures"
 #define STATS "idlookup.v1.Admin/Stats"
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Upserts one adult with an email; returns the reply code (-1: transport). */
+/* Upserts one adult with an email; returns the reply code (-1: transport).
+ * The client waits 30 s: a write may wait out a RAFT election (the node's
+ * own bound is 15 s), and elections on this loaded machine took over 10 s. */
 static int upsert(e2e_env *e, const char *sid, const char *email)
 {
-    idl_reply *r = e2e_callf(e, e->admin_key, UPSERT,
-                             "{\"records\": [{\"source_id\": \"%s\", \"first_name\": \"Ann\","
-                             " \"last_name\": \"Lee\", \"dob\": \"1980-05-06\","
-                             " \"emails\": [\"%s\"]}]}",
-                             sid, email);
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"records\": [{\"source_id\": \"%s\", \"first_name\": \"Ann\","
+             " \"last_name\": \"Lee\", \"dob\": \"1980-05-06\", \"emails\": [\"%s\"]}]}",
+             sid, email);
+    idl_reply *r = e2e_call_t(e, e->admin_key, UPSERT, json, 30000);
     int code = r ? r->code : -1;
     idl_reply_free(r);
     return code;
@@ -61,11 +51,11 @@ static long long found(e2e_env *e, const char *key, const char *email)
 /* Waits up to ms for found() to equal want; returns the time it took or -1. */
 static long long wait_found(e2e_env *e, const char *email, long long want, int ms)
 {
-    uint64_t t0 = now_ms();
+    uint64_t t0 = natscl_now_ms();
     do {
-        if (found(e, e->lookup_key, email) == want) return (long long)(now_ms() - t0);
-        sleep_ms(10);
-    } while (now_ms() - t0 < (uint64_t)ms);
+        if (found(e, e->lookup_key, email) == want) return (long long)(natscl_now_ms() - t0);
+        natscl_sleep_ms(10);
+    } while (natscl_now_ms() - t0 < (uint64_t)ms);
     return -1;
 }
 
@@ -164,7 +154,7 @@ static void no_identifier_in_clear_on_nats(void)
     /* Searches for them too, so the query-log stream has their entries. */
     CHECK_INT(found(&A, A.lookup_key, ghost_email), 0);
     CHECK_INT(found(&B, B.lookup_key, ghost_email), 0);
-    sleep_ms(800); /* log flush (200 ms) and publish */
+    natscl_sleep_ms(800); /* log flush (200 ms) and publish */
     size_t n = 0;
     char *all = read_stream(IDL_NATS_CHANGES_SUBJECT, IDL_NATS_CHANGES_STREAM, &n);
     CHECK(all && n > 0);
@@ -209,7 +199,7 @@ static void losing_one_server_loses_nothing(void)
     natscl_kill9(&cl, leader);
     int ok = 0, retried = 0;
     char sid[32], email[64];
-    uint64_t t0 = now_ms(), slowest = 0;
+    uint64_t t0 = natscl_now_ms(), slowest = 0;
     for (int i = 0; i < 40; i++) {
         e2e_env *e = i % 2 ? &B : &A;
         snprintf(sid, sizeof sid, "k9-%d", i);
@@ -217,12 +207,12 @@ static void losing_one_server_loses_nothing(void)
         /* A write that lands in the seconds of a leader election may be
          * refused (UNAVAILABLE: nothing written); the client retries it. */
         int code;
-        uint64_t t1 = now_ms();
-        while ((code = upsert(e, sid, email)) == IDL_UNAVAILABLE && now_ms() - t0 < 20000) {
+        uint64_t t1 = natscl_now_ms();
+        while ((code = upsert(e, sid, email)) == IDL_UNAVAILABLE && natscl_now_ms() - t0 < 20000) {
             retried++;
-            sleep_ms(100);
+            natscl_sleep_ms(100);
         }
-        if (now_ms() - t1 > slowest) slowest = now_ms() - t1;
+        if (natscl_now_ms() - t1 > slowest) slowest = natscl_now_ms() - t1;
         ok += code == 0;
         /* Reads keep being served throughout. */
         CHECK_INT(found(e, e->lookup_key, email), code == 0 ? 1 : 0);
@@ -274,7 +264,7 @@ static void nats_down_writes_refused_reads_served(void)
         bool down = c && e2e_str_is(e2e_get(c, "nats"), "disconnected");
         idl_reply_free(keep);
         if (down) break;
-        sleep_ms(50);
+        natscl_sleep_ms(50);
     }
     CHECK_INT(upsert(&A, "down-1", "down1@example.com"), IDL_UNAVAILABLE);
     idl_reply *r = e2e_callf(&B, B.privacy_key, OPTOUT, "{\"email\": \"k9.1@example.com\"}");
@@ -293,36 +283,36 @@ static void nats_down_writes_refused_reads_served(void)
         idl_reply_free(r);
     }
     CHECK_INT(rc.n, 20);
-    sleep_ms(500); /* flushed to the log and its outbox, nowhere to send */
+    natscl_sleep_ms(500); /* flushed to the log and its outbox, nowhere to send */
     for (int i = 0; i < cl.n; i++)
         natscl_start_one(&cl, i);
     natscl_wait_ready(&cl);
     /* The refused writes changed nothing, anywhere. */
     CHECK_INT(found(&A, A.lookup_key, "down1@example.com"), 0);
-    sleep_ms(1500);
+    natscl_sleep_ms(1500);
     CHECK_INT(found(&B, B.lookup_key, "down1@example.com"), 0);
     CHECK_INT(found(&B, B.lookup_key, "k9.1@example.com"), 1);
     /* Each entry exactly once in the stream (the publisher may have resent
      * some: the message ids make JetStream drop them). */
     char err[IDL_ERR_MAX];
-    uint64_t t0 = now_ms();
+    uint64_t t0 = natscl_now_ms();
     int missing = rc.n;
     do {
         memset(rc.seen, 0, sizeof rc.seen);
         /* JetStream may still be recovering the stream: read again. */
         if (idl_qlogstream_read(cl.urls, count_rids, &rc, err) != IDL_OK) {
-            sleep_ms(200);
+            natscl_sleep_ms(200);
             continue;
         }
         missing = 0;
         for (int i = 0; i < rc.n; i++)
             missing += rc.seen[i] == 0;
         if (!missing) break;
-        sleep_ms(200);
-    } while (now_ms() - t0 < 30000);
+        natscl_sleep_ms(200);
+    } while (natscl_now_ms() - t0 < 30000);
     printf("# query-log entries kept while NATS was down: in the stream %llu ms after it came "
            "back\n",
-           (unsigned long long)(now_ms() - t0));
+           (unsigned long long)(natscl_now_ms() - t0));
     for (int i = 0; i < rc.n; i++)
         EXPECT(rc.seen[i] == 1, "query-log entry %d is in the stream %d times", i, rc.seen[i]);
 }
@@ -379,8 +369,8 @@ static void restarted_node_catches_up_before_serving(void)
     natscl_node_start(&cl, &B, "b", &A, false);
     int not_serving = 0, early_ok_without = 0, unavailable = 0;
     char h[32];
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 1500) {
+    uint64_t t0 = natscl_now_ms();
+    while (natscl_now_ms() - t0 < 1500) {
         natscl_health(&B, h);
         not_serving += strcmp(h, "NOT_SERVING") == 0;
         CHECKM(strcmp(h, "SERVING") != 0, "B serves before it could catch up");
@@ -389,13 +379,13 @@ static void restarted_node_catches_up_before_serving(void)
         unavailable += r && r->code == IDL_UNAVAILABLE;
         CHECKM(!r || r->code != 0, "B answered a Search before catching up");
         idl_reply_free(r);
-        sleep_ms(20);
+        natscl_sleep_ms(20);
     }
     CHECK(not_serving > 0);
     CHECK(unavailable > 0);
     for (int i = 0; i < cl.n; i++)
         natscl_start_one(&cl, i);
-    t0 = now_ms();
+    t0 = natscl_now_ms();
     for (;;) {
         natscl_health(&B, h);
         bool serving = strcmp(h, "SERVING") == 0;
@@ -407,11 +397,11 @@ static void restarted_node_catches_up_before_serving(void)
         if (r && r->code == 0 && e2e_uint(e2e_get(&r->body, "total")) != 1) early_ok_without++;
         if (r && r->code == IDL_UNAVAILABLE) unavailable++;
         idl_reply_free(r);
-        if (serving || now_ms() - t0 > 30000) break;
+        if (serving || natscl_now_ms() - t0 > 30000) break;
     }
     printf("# B restarted: NOT_SERVING %d times, UNAVAILABLE %d times, SERVING %llu ms after "
            "NATS came back\n",
-           not_serving, unavailable, (unsigned long long)(now_ms() - t0));
+           not_serving, unavailable, (unsigned long long)(natscl_now_ms() - t0));
     CHECK(strcmp(h, "SERVING") == 0);
     CHECK_INT(early_ok_without, 0);
     natscl_wait_ready(&cl);
@@ -452,7 +442,7 @@ static void disclosures_once_across_nodes(void)
     /* CLUSTER.md's bound is 1 s (a log flush, a publish, the other node's
      * apply); a loaded 2-core CI machine is given 2.5 s, so that the test
      * checks the design and not the scheduler. */
-    sleep_ms(2500);
+    natscl_sleep_ms(2500);
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
@@ -507,9 +497,9 @@ static void analytics_over_the_stream(void)
      * the reports are compared again until they agree, for at most 15 s
      * (a loaded machine), and the last comparison is what is checked. */
     long long all = -1, per[2] = {-1, -1};
-    uint64_t t0 = now_ms();
+    uint64_t t0 = natscl_now_ms();
     do {
-        sleep_ms(500);
+        natscl_sleep_ms(500);
         char *out = NULL, *err = NULL;
         const char *args[] = {"analytics", "--nats", cl.urls, NULL};
         CHECK_INT(e2e_cli(args, NULL, &out, &err), 0);
@@ -525,7 +515,7 @@ static void analytics_over_the_stream(void)
             free(out);
             free(err);
         }
-    } while (all != per[0] + per[1] && now_ms() - t0 < 15000);
+    } while (all != per[0] + per[1] && natscl_now_ms() - t0 < 15000);
     printf("# Search requests: A %lld + B %lld, stream %lld\n", per[0], per[1], all);
     CHECK(per[0] > 0 && per[1] > 0);
     CHECK_INT(all, per[0] + per[1]);
@@ -570,7 +560,7 @@ static void ingest_through_the_stream(void)
 static void nodes_converge(void)
 {
     long long p[2] = {-1, -1}, s[2] = {-1, -1};
-    uint64_t t0 = now_ms();
+    uint64_t t0 = natscl_now_ms();
     do {
         for (int i = 0; i < 2; i++) {
             e2e_env *e = i ? &B : &A;
@@ -580,8 +570,8 @@ static void nodes_converge(void)
             idl_reply_free(r);
         }
         if (p[0] == p[1] && s[0] == s[1]) break;
-        sleep_ms(100);
-    } while (now_ms() - t0 < 2000);
+        natscl_sleep_ms(100);
+    } while (natscl_now_ms() - t0 < 2000);
     printf("# persons A %lld B %lld, suppressed A %lld B %lld\n", p[0], p[1], s[0], s[1]);
     CHECK(p[0] > 10000);
     CHECK_INT(p[0], p[1]);
