@@ -15,7 +15,12 @@
 
 #define APPLIED_KEY "c:applied_seq"
 #define PUBLISH_WAIT_MS 15000 /* longer than a RAFT leader election (8.6 s seen) */
-#define APPLY_WAIT_MS 10000
+/* After the acknowledgement, the wait for this node's own applier.  Losing
+ * the stream's leader makes the applier subscribe again, and each consumer
+ * asked for during the election fails after the JetStream context's 2 s
+ * wait (natsconn.c): under AddressSanitizer the applier resumed after more
+ * than 10 s in 2 of 11 runs of the leader-kill test. */
+#define APPLY_WAIT_MS 20000
 /* A write that arrives while the node moves to another NATS server (its own
  * was lost: CLUSTER.md §7) waits for the move instead of being refused; with
  * NATS gone altogether it is refused after this. */
@@ -329,7 +334,7 @@ static int apply_run(idl_changes *c, natsSubscription *sub, natsMsg *m, uint64_t
     return IDL_OK;
 }
 
-static natsSubscription *subscribe_from(idl_changes *c, uint64_t start)
+static natsSubscription *subscribe_from(idl_changes *c, uint64_t start, natsStatus *st)
 {
     jsSubOptions so;
     jsSubOptions_Init(&so);
@@ -338,9 +343,9 @@ static natsSubscription *subscribe_from(idl_changes *c, uint64_t start)
     if (start > 1) so.Config.OptStartSeq = start;
     natsSubscription *sub = NULL;
     jsErrCode jerr = 0;
-    if (js_SubscribeSync(&sub, idl_natsconn_js(c->conn), IDL_NATS_CHANGES_SUBJECT, NULL, &so,
-                         &jerr) != NATS_OK)
-        return NULL;
+    *st = js_SubscribeSync(&sub, idl_natsconn_js(c->conn), IDL_NATS_CHANGES_SUBJECT, NULL, &so,
+                           &jerr);
+    if (*st != NATS_OK) return NULL;
     natsSubscription_SetPendingLimits(sub, -1, -1);
     return sub;
 }
@@ -411,9 +416,18 @@ static void *applier(void *arg)
         }
         if (atomic_load(&c->applied) >= atomic_load(&c->target)) atomic_store(&c->ready, true);
         if (!sub) {
-            sub = subscribe_from(c, atomic_load(&c->applied) + 1);
-            fprintf(stderr, "idl_changes: %s the change stream after sequence %" PRIu64 "\n",
-                    sub ? "following" : "cannot follow", atomic_load(&c->applied));
+            uint64_t t_sub = mono_ms();
+            natsStatus sst = NATS_OK;
+            sub = subscribe_from(c, atomic_load(&c->applied) + 1, &sst);
+            if (sub)
+                fprintf(stderr, "idl_changes: following the change stream after sequence %" PRIu64
+                                " (subscribed in %" PRIu64 " ms)\n",
+                        atomic_load(&c->applied), mono_ms() - t_sub);
+            else
+                fprintf(stderr,
+                        "idl_changes: cannot follow the change stream after sequence %" PRIu64
+                        " (%s after %" PRIu64 " ms)\n",
+                        atomic_load(&c->applied), natsStatus_GetText(sst), mono_ms() - t_sub);
             if (!sub) {
                 sleep_ms(100);
                 continue;

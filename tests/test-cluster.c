@@ -24,8 +24,9 @@ static e2e_env A, B;
 #define STATS "idlookup.v1.Admin/Stats"
 
 /* Upserts one adult with an email; returns the reply code (-1: transport).
- * The client waits 30 s: a write may wait out a RAFT election (the node's
- * own bound is 15 s), and elections on this loaded machine took over 10 s. */
+ * The client waits 40 s: a write may wait out a RAFT election (the node's
+ * own bounds: 15 s for the acknowledgement, then 20 s for its applier), and
+ * elections on this loaded machine took over 10 s. */
 static int upsert(e2e_env *e, const char *sid, const char *email)
 {
     char json[512];
@@ -33,7 +34,7 @@ static int upsert(e2e_env *e, const char *sid, const char *email)
              "{\"records\": [{\"source_id\": \"%s\", \"first_name\": \"Ann\","
              " \"last_name\": \"Lee\", \"dob\": \"1980-05-06\", \"emails\": [\"%s\"]}]}",
              sid, email);
-    idl_reply *r = e2e_call_t(e, e->admin_key, UPSERT, json, 30000);
+    idl_reply *r = e2e_call_t(e, e->admin_key, UPSERT, json, 40000);
     int code = r ? r->code : -1;
     idl_reply_free(r);
     return code;
