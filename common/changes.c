@@ -662,10 +662,39 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Sets one mark, created only if absent.  The value is this call's token,
+ * so that a create whose reply was lost (a leader election) and is then
+ * found set is known for ours, not someone else's.  While the bucket's
+ * stream has no leader, it waits like a change does (PUBLISH_WAIT_MS).
+ * Returns 0 (set by us), 1 (set before by someone else) or IDL_UNAVAILABLE. */
+static int mark_one(idl_changes *c, kvStore *kv, const char *key, const char *token)
+{
+    uint64_t t0 = mono_ms();
+    for (;;) {
+        uint64_t rev = 0;
+        if (kvStore_Create(&rev, kv, key, token, (int)strlen(token)) == NATS_OK) return 0;
+        kvEntry *e = NULL;
+        natsStatus s = kvStore_Get(&e, kv, key);
+        if (s == NATS_OK) {
+            const char *v = kvEntry_ValueString(e);
+            bool ours = v && strcmp(v, token) == 0;
+            kvEntry_Destroy(e);
+            return ours ? 0 : 1;
+        }
+        /* Not found: the create failed for another reason than the mark,
+         * so both are tried again until the bucket answers. */
+        if (!idl_natsconn_wait_connected(c->conn, RECONNECT_GRACE_MS) ||
+            mono_ms() - t0 >= PUBLISH_WAIT_MS)
+            return IDL_UNAVAILABLE;
+        sleep_ms(100);
+    }
+}
+
 int idl_changes_mark_disclosures(idl_changes *c, const uint64_t *given, size_t n, unsigned year,
                                  bool *was_set)
 {
-    if (!idl_natsconn_connected(c->conn)) return IDL_UNAVAILABLE;
+    *was_set = false;
+    if (!idl_natsconn_wait_connected(c->conn, RECONNECT_GRACE_MS)) return IDL_UNAVAILABLE;
     pthread_mutex_lock(&c->lock);
     if (!c->kv &&
         js_KeyValue(&c->kv, idl_natsconn_js(c->conn), IDL_NATS_DISCLOSURES_BUCKET) != NATS_OK)
@@ -679,19 +708,18 @@ int idl_changes_mark_disclosures(idl_changes *c, const uint64_t *given, size_t n
     /* Sorted, so two requests over overlapping persons take the marks in
      * the same order and at most one of them can win. */
     qsort(pids, n, sizeof(*pids), cmp_u64);
+    char token[80];
+    snprintf(token, sizeof token, "%s-%016" PRIx64 "-%" PRIu64, c->node, c->origin,
+             atomic_fetch_add(&c->ctr, 1));
     int rc = IDL_OK;
     size_t made = 0;
-    *was_set = false;
     for (; made < n; made++) {
         if (made && pids[made] == pids[made - 1]) continue;
         char key[48];
         snprintf(key, sizeof key, "p_%016" PRIx64 ".%u", pids[made], year);
-        uint64_t rev = 0;
-        if (kvStore_Create(&rev, kv, key, "1", 1) == NATS_OK) continue;
-        kvEntry *e = NULL;
-        natsStatus s = kvStore_Get(&e, kv, key);
-        kvEntry_Destroy(e);
-        if (s == NATS_OK)
+        int r = mark_one(c, kv, key, token);
+        if (r == 0) continue;
+        if (r == 1)
             *was_set = true;
         else
             rc = IDL_UNAVAILABLE;

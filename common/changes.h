@@ -71,7 +71,9 @@ void idl_changes_purge_child(idl_changes *c, uint64_t pid);
 
 /* Disclosure marks (§6): sets "pid.year" for every pid in the cluster-wide
  * bucket, all or none: *was_set when any was set already (then none is
- * left set by this call).  IDL_UNAVAILABLE when NATS is unreachable. */
+ * left set by this call).  While the bucket's stream elects a leader it
+ * waits, up to 15 s per mark; IDL_UNAVAILABLE when NATS is unreachable or
+ * the bucket does not answer in that time. */
 int idl_changes_mark_disclosures(idl_changes *c, const uint64_t *pids, size_t n, unsigned year,
                                  bool *was_set);
 

@@ -174,15 +174,15 @@ static void no_identifier_in_clear_on_nats(void)
 
 /* §7: kill -9 of one JetStream server; writes through both nodes keep
  * being acknowledged, none is lost. */
-/* The index of the server leading IDL_CHANGES (-1: unknown). */
-static int changes_leader(void)
+/* The index of the server leading stream (-1: unknown). */
+static int stream_leader(const char *stream)
 {
     char err[IDL_ERR_MAX];
     idl_natsconn *nc = NULL;
     int out = -1;
     if (idl_natsconn_open(&nc, cl.urls, "test", true, err)) return -1;
     jsStreamInfo *si = NULL;
-    if (js_GetStreamInfo(&si, idl_natsconn_js(nc), IDL_NATS_CHANGES_STREAM, NULL, NULL) ==
+    if (js_GetStreamInfo(&si, idl_natsconn_js(nc), stream, NULL, NULL) ==
             NATS_OK &&
         si->Cluster && si->Cluster->Leader && si->Cluster->Leader[0] == 's')
         out = atoi(si->Cluster->Leader + 1);
@@ -194,7 +194,7 @@ static int changes_leader(void)
 static void losing_one_server_loses_nothing(void)
 {
     /* The stream's leader: the worst one to lose (an election follows). */
-    int leader = changes_leader();
+    int leader = stream_leader(IDL_NATS_CHANGES_STREAM);
     CHECK(leader >= 0 && leader < cl.n);
     if (leader < 0 || leader >= cl.n) leader = 0;
     natscl_kill9(&cl, leader);
@@ -471,6 +471,39 @@ static void disclosures_once_across_nodes(void)
     idl_reply_free(b.r);
 }
 
+/* §6 and §7: the disclosure bucket's leader is killed just before a
+ * Disclosures request.  The request waits out the election instead of
+ * failing, and its mark holds: the same request on the other node is then
+ * refused as the year's second. */
+static void disclosures_wait_out_an_election(void)
+{
+    CHECK_INT(upsert(&A, "disc-2", "disc2@example.com"), 0);
+    CHECK(wait_found(&B, "disc2@example.com", 1, 1000) >= 0);
+    int leader = stream_leader("KV_" IDL_NATS_DISCLOSURES_BUCKET);
+    CHECK(leader >= 0 && leader < cl.n);
+    if (leader < 0 || leader >= cl.n) leader = 0;
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    char body[128];
+    snprintf(body, sizeof body, "{\"email\": \"disc2@example.com\", \"year\": %d}",
+             tm.tm_year + 1900);
+    natscl_kill9(&cl, leader);
+    uint64_t t0 = natscl_now_ms();
+    idl_reply *r = e2e_call_t(&B, B.privacy_key, DISCL, body, 40000);
+    CHECKM(r && r->code == 0, "Disclosures during the election: %s",
+           r ? e2e_json(&r->root) : "no reply");
+    printf("# Disclosures with the bucket's leader killed: answered after %llu ms\n",
+           (unsigned long long)(natscl_now_ms() - t0));
+    idl_reply_free(r);
+    r = e2e_call_t(&A, A.privacy_key, DISCL, body, 40000);
+    CHECKM(r && r->code == IDL_RESOURCE_EXHAUSTED, "the second Disclosures of the year: %s",
+           r ? e2e_json(&r->root) : "no reply");
+    idl_reply_free(r);
+    natscl_start_one(&cl, leader);
+    natscl_wait_ready(&cl);
+}
+
 /* analytics --nats reads every node's entries from IDL_QLOG: its Search
  * count is the sum of the two nodes' own logs (analytics --data). */
 static long long search_requests(const char *json_out)
@@ -596,6 +629,7 @@ int main(void)
     RUN(nats_down_writes_refused_reads_served);
     RUN(restarted_node_catches_up_before_serving);
     RUN(disclosures_once_across_nodes);
+    RUN(disclosures_wait_out_an_election);
     RUN(analytics_over_the_stream);
     RUN(ingest_through_the_stream);
     RUN(nodes_converge);
