@@ -258,7 +258,10 @@ idl_reply *e2e_call_t(e2e_env *e, const char *key, const char *method, const cha
         c = kc;
     }
     idl_reply *r = NULL;
-    int rc = idl_client_call(c, method, body.data, body.len, timeout_ms, 10000, &r);
+    /* The client waits 10 s, or longer than a longer deadline: a cluster
+     * write given 40 s was dropped by the client at 10 s (CI failed on it). */
+    int wait_ms = timeout_ms > 9000 ? timeout_ms + 1000 : 10000;
+    int rc = idl_client_call(c, method, body.data, body.len, timeout_ms, wait_ms, &r);
     idl_buf_free(&body);
     idl_client_close(kc);
     return rc ? NULL : r;

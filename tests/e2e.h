@@ -40,6 +40,8 @@ void e2e_cleanup(e2e_env *e);
 /* Calls METHOD with a JSON body using key (NULL = none).  Returns the reply
  * (caller frees) or NULL on transport failure. */
 idl_reply *e2e_call(e2e_env *e, const char *key, const char *method, const char *json);
+/* The same with timeout_ms in the envelope (-1: none); the client waits
+ * 10 s, or 1 s longer than a deadline above 9 s. */
 idl_reply *e2e_call_t(e2e_env *e, const char *key, const char *method, const char *json,
                       int timeout_ms);
 

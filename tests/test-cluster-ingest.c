@@ -129,15 +129,20 @@ static void ingest_through(e2e_env *e, const char *urls, int persons_n, const ch
     CHECKM(rc == 0, "ingest --nats failed (%d): %s", rc, err);
 
     long long persons = -1;
+    char last[512] = "";
     t0 = natscl_now_ms();
     do {
         idl_reply *r = e2e_call(e, e->admin_key, STATS, "{}");
         persons = r && r->code == 0 ? e2e_uint(e2e_get(&r->body, "persons")) : -1;
+        /* What the node said last, when it was not a count. */
+        if (persons < 0)
+            snprintf(last, sizeof last, "%s", r ? e2e_json(&r->root) : "no reply (transport)");
         idl_reply_free(r);
         if (persons == stored) break;
         natscl_sleep_ms(200);
     } while (natscl_now_ms() - t0 < 20000);
-    printf("# persons on the node %lld, stored by ingest --data %lld\n", persons, stored);
+    printf("# persons on the node %lld, stored by ingest --data %lld%s%s\n", persons, stored,
+           persons < 0 ? "; last Stats reply: " : "", persons < 0 ? last : "");
     CHECK(stored > persons_n / 2);
     CHECK_INT(persons, stored);
     free(people);
