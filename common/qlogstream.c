@@ -14,8 +14,7 @@
 
 #define CURSOR_KEY "c:qlog_seq"
 #define OUTBOX_LEN (sizeof IDL_QLOG_OUTBOX_PREFIX - 1)
-#define PUBLISH_ROUND 16   /* messages per round (each up to 2,000 entries) */
-#define READ_WAIT_MS 15000 /* longer than a RAFT leader election, as for writes */
+#define PUBLISH_ROUND 16 /* messages per round (each up to 2,000 entries) */
 
 struct idl_qlogstream {
     idl_store *s;
@@ -336,29 +335,21 @@ int idl_qlogstream_read(const char *urls, idl_qlogstream_fn fn, void *ctx, char 
         goto out;
     }
     uint64_t last = 0;
-    /* While the stream elects a leader (a server lost or restarted) it
-     * answers neither; the read waits for it, as a node's write does. */
-    uint64_t t0 = mono_ms();
-    for (;;) {
-        rc = idl_natsconn_last_seq(conn, IDL_NATS_QLOG_STREAM, &last);
-        if (rc == IDL_OK && last == 0) goto out;
-        if (rc == IDL_OK) {
-            jsSubOptions so;
-            jsSubOptions_Init(&so);
-            so.Ordered = true;
-            so.Config.DeliverPolicy = js_DeliverAll;
-            natsStatus s = js_SubscribeSync(&sub, idl_natsconn_js(conn), IDL_NATS_QLOG_PREFIX "*",
-                                            NULL, &so, NULL);
-            if (s == NATS_OK) break;
-            sub = NULL;
-            snprintf(err, IDL_ERR_MAX, "nats: cannot subscribe to %s: %s", IDL_NATS_QLOG_STREAM,
-                     natsStatus_GetText(s));
-            rc = IDL_UNAVAILABLE;
-        } else {
-            snprintf(err, IDL_ERR_MAX, "nats: stream %s cannot be read", IDL_NATS_QLOG_STREAM);
-        }
-        if (mono_ms() - t0 >= READ_WAIT_MS) goto out;
-        sleep_ms(200);
+    rc = idl_natsconn_last_seq(conn, IDL_NATS_QLOG_STREAM, &last);
+    if (rc) {
+        snprintf(err, IDL_ERR_MAX, "nats: stream %s cannot be read", IDL_NATS_QLOG_STREAM);
+        goto out;
+    }
+    if (last == 0) goto out;
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverAll;
+    if (js_SubscribeSync(&sub, idl_natsconn_js(conn), IDL_NATS_QLOG_PREFIX "*", NULL, &so, NULL) !=
+        NATS_OK) {
+        snprintf(err, IDL_ERR_MAX, "nats: cannot subscribe to %s", IDL_NATS_QLOG_STREAM);
+        rc = IDL_UNAVAILABLE;
+        goto out;
     }
     natsSubscription_SetPendingLimits(sub, -1, -1);
     for (uint64_t seq = 0; seq < last;) {

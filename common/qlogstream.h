@@ -42,9 +42,8 @@ uint64_t idl_qlogstream_outbox_count(idl_store *s);
 
 /* Reads IDL_QLOG from its start up to its last message as of the call
  * (analytics --nats): fn gets each entry with the node that logged it; a
- * non-zero return stops the read and is returned.  A stream electing a
- * leader is waited for, up to 15 s.  IDL_UNAVAILABLE when NATS cannot be
- * reached, the stream does not answer in that time, or it stops answering. */
+ * non-zero return stops the read and is returned.  IDL_UNAVAILABLE when
+ * NATS cannot be reached or the stream stops answering. */
 typedef int (*idl_qlogstream_fn)(void *ctx, const char *node, const idl_qlog_entry *e);
 int idl_qlogstream_read(const char *urls, idl_qlogstream_fn fn, void *ctx, char err[IDL_ERR_MAX]);
 
