@@ -425,6 +425,15 @@ static void *discl_thread(void *p)
     return NULL;
 }
 
+/* A Disclosures body for email and this (UTC) year. */
+static void discl_body(char *out, size_t n, const char *email)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    snprintf(out, n, "{\"email\": \"%s\", \"year\": %d}", email, tm.tm_year + 1900);
+}
+
 static bool lists_customer(const idl_reply *r, const char *customer)
 {
     const msgpack_object *rs = e2e_get(&r->body, "recipients");
@@ -444,12 +453,8 @@ static void disclosures_once_across_nodes(void)
      * apply); a loaded 2-core CI machine is given 2.5 s, so that the test
      * checks the design and not the scheduler. */
     natscl_sleep_ms(2500);
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
     char body[128];
-    snprintf(body, sizeof body, "{\"email\": \"disc1@example.com\", \"year\": %d}",
-             tm.tm_year + 1900);
+    discl_body(body, sizeof body, "disc1@example.com");
     discl_arg a = {&A, body, NULL}, b = {&B, body, NULL};
     pthread_t ta, tb;
     pthread_create(&ta, NULL, discl_thread, &a);
@@ -482,12 +487,8 @@ static void disclosures_wait_out_an_election(void)
     int leader = stream_leader("KV_" IDL_NATS_DISCLOSURES_BUCKET);
     CHECK(leader >= 0 && leader < cl.n);
     if (leader < 0 || leader >= cl.n) leader = 0;
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
     char body[128];
-    snprintf(body, sizeof body, "{\"email\": \"disc2@example.com\", \"year\": %d}",
-             tm.tm_year + 1900);
+    discl_body(body, sizeof body, "disc2@example.com");
     natscl_kill9(&cl, leader);
     uint64_t t0 = natscl_now_ms();
     idl_reply *r = e2e_call_t(&B, B.privacy_key, DISCL, body, 40000);
