@@ -560,6 +560,18 @@ void idl_changes_status_get(idl_changes *c, idl_changes_status *st)
     st->ready = atomic_load(&c->ready);
 }
 
+/* Between two tries of a JetStream request that found no leader: false
+ * once the node has been disconnected longer than the grace, or the
+ * request began PUBLISH_WAIT_MS ago; else it pauses 50 ms and says go on. */
+static bool election_wait(idl_changes *c, uint64_t t0)
+{
+    if (!idl_natsconn_wait_connected(c->conn, RECONNECT_GRACE_MS) ||
+        mono_ms() - t0 >= PUBLISH_WAIT_MS)
+        return false;
+    sleep_ms(50);
+    return true;
+}
+
 /* Publishes body (ctr already in it) and waits until it is applied here. */
 static int publish_and_wait(idl_changes *c, waiter *w, const char *data, size_t len)
 {
@@ -591,10 +603,7 @@ static int publish_and_wait(idl_changes *c, waiter *w, const char *data, size_t 
      * was stored after all.  Disconnected for longer than the grace, it
      * fails. */
     while ((s = js_PublishMsg(&ack, idl_natsconn_js(c->conn), msg, &po, &jerr)) != NATS_OK) {
-        if (!idl_natsconn_wait_connected(c->conn, RECONNECT_GRACE_MS) ||
-            mono_ms() - t0 >= PUBLISH_WAIT_MS)
-            break;
-        sleep_ms(50);
+        if (!election_wait(c, t0)) break;
     }
     if (s != NATS_OK) goto out;
     jsPubAck_Destroy(ack);
@@ -683,10 +692,7 @@ static int mark_one(idl_changes *c, kvStore *kv, const char *key, const char *to
         }
         /* Not found: the create failed for another reason than the mark,
          * so both are tried again until the bucket answers. */
-        if (!idl_natsconn_wait_connected(c->conn, RECONNECT_GRACE_MS) ||
-            mono_ms() - t0 >= PUBLISH_WAIT_MS)
-            return IDL_UNAVAILABLE;
-        sleep_ms(100);
+        if (!election_wait(c, t0)) return IDL_UNAVAILABLE;
     }
 }
 
